@@ -1,0 +1,267 @@
+#include "pg/codec_cache.hpp"
+
+#include <cstring>
+#include <unordered_map>
+
+extern "C" {
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_collation_d.h"
+#include "catalog/pg_type_d.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
+#include "regex/regex.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+}
+
+namespace mext::pg {
+
+namespace {
+
+using CodecMap = std::unordered_map<std::string, std::shared_ptr<LoadedCodec>>;
+
+CodecMap codec_cache;
+std::vector<std::shared_ptr<LoadedCodec>> retired_codecs; // freed at the end of the transaction
+uint64 cache_generation = 1;
+Oid codec_table_oid = InvalidOid;
+
+// Remembered in each call site's fn_extra.
+struct CallSite {
+	uint64 generation;
+	LoadedCodec *codec;
+	int name_length;
+	char name[NAMEDATALEN];
+};
+
+mext::CodecSpec spec_from(const CodecDefinition &definition)
+{
+	int encoding = GetDatabaseEncoding();
+	if (encoding != PG_UTF8 && pg_database_encoding_max_length() > 1)
+		throw SqlError(ERRCODE_FEATURE_NOT_SUPPORTED, "migration_ext codecs need a UTF-8 or single-byte database",
+					   std::string("The database encoding is ") + GetDatabaseEncodingName() + ".");
+	mext::CodecSpec spec;
+	spec.convert = definition.convert;
+	spec.marker = definition.marker;
+	spec.detect = mext::parse_detect_mode(definition.detect);
+	spec.has_shape = definition.shape.has_value();
+	spec.utf8 = encoding == PG_UTF8;
+	return spec;
+}
+
+// Resolves schema.name(text) -> text. Plain PostgreSQL code: call it through pg_call.
+Oid lookup_text_function(const char *schema, const char *name)
+{
+	Oid argtypes[1] = {TEXTOID};
+	Oid fn = LookupFuncName(list_make2(makeString(pstrdup(schema)), makeString(pstrdup(name))), 1, argtypes, true);
+	if (!OidIsValid(fn))
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_FUNCTION), errmsg("function %s.%s(text) does not exist", schema, name),
+						errhint("An fn: step names a SQL function taking text and returning text.")));
+	if (get_func_rettype(fn) != TEXTOID)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+						errmsg("function %s.%s(text) does not return text", schema, name)));
+	if (pg_proc_aclcheck(fn, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						errmsg("permission denied for function %s.%s(text)", schema, name)));
+	return fn;
+}
+
+void check_shape_regex(text *shape)
+{
+	RE_compile_and_cache(shape, REG_ADVANCED, C_COLLATION_OID);
+}
+
+void on_codec_table_invalidation(Datum, Oid relid)
+{
+	if (relid == InvalidOid || relid == codec_table_oid)
+		++cache_generation;
+}
+
+void on_transaction_end(XactEvent event, void *)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_PARALLEL_ABORT)
+		retired_codecs.clear();
+}
+
+struct CodecRow {
+	bool found;
+	char *convert;
+	char *marker;
+	char *detect;
+	char *shape;
+};
+
+char *copy_column(HeapTuple tuple, TupleDesc desc, int column, MemoryContext target)
+{
+	char *value = SPI_getvalue(tuple, desc, column);
+	return value ? MemoryContextStrdup(target, value) : nullptr;
+}
+
+// Plain PostgreSQL code (SPI); call it through pg_call. Strings land in the caller's context.
+void fetch_codec_row(const char *name, CodecRow *row)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	Oid namespace_oid = get_namespace_oid("migration_ext", false);
+	codec_table_oid = get_relname_relid("codec", namespace_oid);
+	Oid argtypes[1] = {TEXTOID};
+	Datum values[1] = {CStringGetTextDatum(name)};
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	int rc = SPI_execute_with_args("SELECT convert, marker, detect, shape FROM migration_ext.codec WHERE name = $1",
+								   1, argtypes, values, nullptr, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "reading migration_ext.codec failed: %s", SPI_result_code_string(rc));
+	row->found = SPI_processed == 1;
+	if (row->found) {
+		HeapTuple tuple = SPI_tuptable->vals[0];
+		TupleDesc desc = SPI_tuptable->tupdesc;
+		row->convert = copy_column(tuple, desc, 1, caller);
+		row->marker = copy_column(tuple, desc, 2, caller);
+		row->detect = copy_column(tuple, desc, 3, caller);
+		row->shape = copy_column(tuple, desc, 4, caller);
+	}
+	SPI_finish();
+}
+
+std::shared_ptr<LoadedCodec> load_codec(const std::string &name)
+{
+	CodecRow row{};
+	pg_call([&] { fetch_codec_row(name.c_str(), &row); });
+	if (!row.found)
+		throw SqlError(ERRCODE_UNDEFINED_OBJECT, "codec \"" + name + "\" does not exist", {},
+					   "Create it with create_codec(name, convert, marker, detect, shape).");
+	CodecDefinition definition;
+	definition.convert = row.convert;
+	if (row.marker)
+		definition.marker = std::string(row.marker);
+	definition.detect = row.detect;
+	if (row.shape)
+		definition.shape = std::string(row.shape);
+	return std::make_shared<LoadedCodec>(name, definition);
+}
+
+LoadedCodec &lookup_codec(const std::string &name)
+{
+	static uint64 cache_loaded_at = 0;
+	if (cache_loaded_at != cache_generation) {
+		for (auto &entry : codec_cache)
+			retired_codecs.push_back(std::move(entry.second));
+		codec_cache.clear();
+		cache_loaded_at = cache_generation;
+	}
+	auto found = codec_cache.find(name);
+	if (found != codec_cache.end())
+		return *found->second;
+	auto loaded = load_codec(name);
+	LoadedCodec &result = *loaded;
+	codec_cache.emplace(name, std::move(loaded));
+	return result;
+}
+
+} // namespace
+
+LoadedCodec::LoadedCodec(std::string codec_name, const CodecDefinition &definition)
+	: name(std::move(codec_name)), codec(spec_from(definition)), context_(nullptr)
+{
+	pg_call([&] {
+		context_ = AllocSetContextCreate(CacheMemoryContext, "migration_ext codec", ALLOCSET_SMALL_SIZES);
+	});
+	const auto &steps = codec.steps();
+	functions_.assign(steps.size(), nullptr);
+	for (std::size_t i = 0; i < steps.size(); ++i) {
+		if (steps[i].kind != mext::StepKind::Function)
+			continue;
+		const std::string &qualified = steps[i].arg;
+		std::string schema = qualified.substr(0, qualified.find('.'));
+		std::string function = qualified.substr(qualified.find('.') + 1);
+		pg_call([&] {
+			Oid fn = lookup_text_function(schema.c_str(), function.c_str());
+			auto *info = static_cast<FmgrInfo *>(MemoryContextAllocZero(context_, sizeof(FmgrInfo)));
+			fmgr_info_cxt(fn, info, context_);
+			functions_[i] = info;
+		});
+	}
+	if (definition.shape) {
+		const std::string &shape = *definition.shape;
+		pg_call([&] {
+			MemoryContext old = MemoryContextSwitchTo(context_);
+			shape_ = cstring_to_text_with_len(shape.data(), static_cast<int>(shape.size()));
+			MemoryContextSwitchTo(old);
+			check_shape_regex(shape_);
+		});
+	}
+}
+
+LoadedCodec::~LoadedCodec()
+{
+	if (context_)
+		MemoryContextDelete(context_);
+}
+
+std::string LoadedCodec::call_function(std::size_t step_index, std::string_view input)
+{
+	text *result = nullptr;
+	FmgrInfo *info = functions_.at(step_index);
+	pg_call([&] {
+		text *argument = cstring_to_text_with_len(input.data(), static_cast<int>(input.size()));
+		result = DatumGetTextPP(FunctionCall1Coll(info, DEFAULT_COLLATION_OID, PointerGetDatum(argument)));
+	});
+	return std::string(VARDATA_ANY(result), VARSIZE_ANY_EXHDR(result));
+}
+
+bool LoadedCodec::matches_shape(std::string_view value)
+{
+	bool matched = false;
+	pg_call([&] {
+		matched = RE_compile_and_execute(shape_, const_cast<char *>(value.data()), static_cast<int>(value.size()),
+										 REG_ADVANCED, C_COLLATION_OID, 0, nullptr);
+	});
+	return matched;
+}
+
+LoadedCodec &codec_for_call(FunctionCallInfo fcinfo, const text *name)
+{
+	const char *name_data = VARDATA_ANY(name);
+	int name_length = VARSIZE_ANY_EXHDR(name);
+	auto *site = fcinfo->flinfo ? static_cast<CallSite *>(fcinfo->flinfo->fn_extra) : nullptr;
+	if (site && site->generation == cache_generation && site->name_length == name_length &&
+		std::memcmp(site->name, name_data, name_length) == 0)
+		return *site->codec;
+
+	if (name_length == 0 || name_length >= NAMEDATALEN)
+		throw SqlError(ERRCODE_UNDEFINED_OBJECT,
+					   "codec \"" + std::string(name_data, name_length) + "\" does not exist");
+	LoadedCodec &codec = lookup_codec(std::string(name_data, name_length));
+	if (fcinfo->flinfo) {
+		if (!site)
+			pg_call([&] {
+				site = static_cast<CallSite *>(MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(CallSite)));
+				fcinfo->flinfo->fn_extra = site;
+			});
+		site->generation = cache_generation;
+		site->codec = &codec;
+		site->name_length = name_length;
+		std::memcpy(site->name, name_data, name_length);
+	}
+	return codec;
+}
+
+void validate_codec_definition(const CodecDefinition &definition)
+{
+	LoadedCodec probe("validation", definition);
+}
+
+void register_codec_cache_callbacks()
+{
+	CacheRegisterRelcacheCallback(on_codec_table_invalidation, PointerGetDatum(nullptr));
+	RegisterXactCallback(on_transaction_end, nullptr);
+}
+
+} // namespace mext::pg

@@ -1,0 +1,134 @@
+// SQL-callable codec functions: migrate_value (the smart read, on callers' hot paths), is_legacy,
+// classify (for audit_column), codec_check (create_codec's validation) and the cache-invalidation
+// trigger on migration_ext.codec.
+#include "pg/codec_cache.hpp"
+
+extern "C" {
+#include "commands/trigger.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/rel.h"
+
+PG_FUNCTION_INFO_V1(mext_migrate_value);
+PG_FUNCTION_INFO_V1(mext_is_legacy);
+PG_FUNCTION_INFO_V1(mext_classify);
+PG_FUNCTION_INFO_V1(mext_codec_check);
+PG_FUNCTION_INFO_V1(mext_codec_changed);
+}
+
+using mext::pg::guard;
+using mext::pg::LoadedCodec;
+
+namespace {
+
+std::string_view view_of(const text *value)
+{
+	return std::string_view(VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value));
+}
+
+// The marker prefix of a value, read without detoasting the whole value: a target value of megabytes
+// passes through having had only its first bytes decompressed.
+bool starts_with_marker(Datum value, const std::string &marker)
+{
+	struct varlena *raw = reinterpret_cast<struct varlena *>(DatumGetPointer(value));
+	const text *head = VARATT_IS_EXTENDED(raw) ? DatumGetTextPSlice(value, 0, static_cast<int32>(marker.size()))
+											   : reinterpret_cast<const text *>(raw);
+	std::string_view prefix = view_of(head);
+	return prefix.size() >= marker.size() && prefix.compare(0, marker.size(), marker) == 0;
+}
+
+mext::Verdict classify_argument(FunctionCallInfo fcinfo)
+{
+	const text *name = PG_GETARG_TEXT_PP(0);
+	const text *value = PG_ARGISNULL(1) ? nullptr : PG_GETARG_TEXT_PP(1);
+	return guard([&] {
+		LoadedCodec &codec = mext::pg::codec_for_call(fcinfo, name);
+		if (!value)
+			return codec.codec.classify(nullptr, codec);
+		std::string_view view = view_of(value);
+		return codec.codec.classify(&view, codec);
+	});
+}
+
+} // namespace
+
+// migrate_value(codec, value): converts a legacy value, passes anything else through untouched.
+// Every PostgreSQL call here happens in this frame, which owns nothing: the guarded lambdas only read.
+Datum mext_migrate_value(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	const text *name = PG_GETARG_TEXT_PP(0);
+	LoadedCodec *codec = guard([&] { return &mext::pg::codec_for_call(fcinfo, name); });
+	const mext::CodecSpec &spec = codec->codec.spec();
+
+	if (PG_ARGISNULL(1)) {
+		if (spec.detect != mext::DetectMode::Null)
+			PG_RETURN_NULL();
+		auto converted = guard([&] { return codec->codec.migrate(nullptr, *codec); });
+		PG_RETURN_TEXT_P(cstring_to_text_with_len(converted->data(), static_cast<int>(converted->size())));
+	}
+	Datum value = PG_GETARG_DATUM(1);
+	if (spec.detect == mext::DetectMode::Null)
+		PG_RETURN_DATUM(value);
+	if (spec.marker && starts_with_marker(value, *spec.marker))
+		PG_RETURN_DATUM(value);
+
+	const text *detoasted = PG_GETARG_TEXT_PP(1);
+	auto converted = guard([&] {
+		std::string_view view = view_of(detoasted);
+		return codec->codec.migrate(&view, *codec);
+	});
+	if (!converted)
+		PG_RETURN_DATUM(value);
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(converted->data(), static_cast<int>(converted->size())));
+}
+
+// is_legacy(codec, value): true only for a value the backfill would convert; ambiguous is not legacy.
+Datum mext_is_legacy(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	PG_RETURN_BOOL(classify_argument(fcinfo) == mext::Verdict::Legacy);
+}
+
+// classify(codec, value): 'legacy', 'target', 'ambiguous', 'null' or 'other'.
+Datum mext_classify(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(mext::verdict_name(classify_argument(fcinfo))));
+}
+
+// codec_check(convert, marker, detect, shape): raises the error create_codec should report, if any.
+Datum mext_codec_check(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("codec conversion and detect mode must not be NULL")));
+	const text *convert = PG_GETARG_TEXT_PP(0);
+	const text *marker = PG_ARGISNULL(1) ? nullptr : PG_GETARG_TEXT_PP(1);
+	const text *detect = PG_GETARG_TEXT_PP(2);
+	const text *shape = PG_ARGISNULL(3) ? nullptr : PG_GETARG_TEXT_PP(3);
+	guard([&] {
+		mext::pg::CodecDefinition definition;
+		definition.convert = std::string(view_of(convert));
+		if (marker)
+			definition.marker = std::string(view_of(marker));
+		definition.detect = std::string(view_of(detect));
+		if (shape)
+			definition.shape = std::string(view_of(shape));
+		mext::pg::validate_codec_definition(definition);
+	});
+	PG_RETURN_VOID();
+}
+
+// Statement-level trigger on migration_ext.codec: every backend drops its parsed codecs at its next
+// statement (the invalidation is sent at commit and read when a transaction or statement starts).
+Datum mext_codec_changed(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED), errmsg("codec_changed() is a trigger")));
+	auto *trigger = reinterpret_cast<TriggerData *>(fcinfo->context);
+	CacheInvalidateRelcache(trigger->tg_relation);
+	return PointerGetDatum(nullptr);
+}

@@ -1,0 +1,16 @@
+// The library's entry: PG_MODULE_MAGIC and _PG_init, which wires the per-backend caches and, when the
+// library is preloaded, the parts that must exist from server start.
+#include "pg/codec_cache.hpp"
+
+extern "C" {
+#include "miscadmin.h"
+
+PG_MODULE_MAGIC;
+
+PGDLLEXPORT void _PG_init(void);
+}
+
+void _PG_init(void)
+{
+	mext::pg::register_codec_cache_callbacks();
+}
