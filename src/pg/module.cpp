@@ -1,5 +1,6 @@
 // The library's entry: PG_MODULE_MAGIC and _PG_init, which wires the per-backend caches and, when the
-// library is preloaded, the parts that must exist from server start.
+// library is preloaded, the launcher that must exist from server start.
+#include "pg/backfill.hpp"
 #include "pg/codec_cache.hpp"
 
 extern "C" {
@@ -13,4 +14,6 @@ PGDLLEXPORT void _PG_init(void);
 void _PG_init(void)
 {
 	mext::pg::register_codec_cache_callbacks();
+	if (process_shared_preload_libraries_in_progress)
+		mext::pg::register_launcher();
 }

@@ -430,3 +430,465 @@ CREATE EVENT TRIGGER migration_ext_frozen_ddl ON ddl_command_end
 
 CREATE EVENT TRIGGER migration_ext_frozen_drop ON sql_drop
 	EXECUTE FUNCTION migration_ext.on_sql_drop();
+
+------------------------------------------------------------------------------------------------------
+-- The backfill: jobs, the batch a worker runs, and the operator's controls.
+------------------------------------------------------------------------------------------------------
+
+CREATE TABLE migration_ext.backfill_job (
+	id                  bigserial PRIMARY KEY,
+	relation            regclass NOT NULL,
+	column_name         name NOT NULL,
+	source_column       name,
+	codec               text NOT NULL,
+	migration           text,
+	key_columns         name[] NOT NULL,
+	key_types           text[] NOT NULL,
+	partitions          regclass[] NOT NULL,       -- the leaves walked, in order
+	partition_index     int NOT NULL DEFAULT 1,
+	last_key            text[],                    -- checkpoint inside partitions[partition_index]
+	batch_size          int NOT NULL CHECK (batch_size > 0),
+	max_rows_per_second int CHECK (max_rows_per_second > 0),
+	throttle            boolean NOT NULL,
+	state               text NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'running', 'throttled', 'paused',
+									'interrupted', 'done', 'failed', 'cancelled')),
+	requested           text CHECK (requested IN ('pause', 'cancel')),
+	owner               regrole NOT NULL DEFAULT CURRENT_USER::regrole,
+	rows_estimated      bigint NOT NULL DEFAULT 0,
+	rows_scanned        bigint NOT NULL DEFAULT 0,
+	rows_converted      bigint NOT NULL DEFAULT 0,
+	rows_skipped        bigint NOT NULL DEFAULT 0,
+	conflicts           bigint NOT NULL DEFAULT 0,
+	batches             bigint NOT NULL DEFAULT 0,
+	lock_retries        int NOT NULL DEFAULT 0,
+	current_batch_size  int,
+	rate                double precision,          -- rows scanned per second, smoothed
+	throttle_reason     text,
+	last_error          text,
+	error_key           text[],
+	pid                 int,
+	created_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	started_at          timestamptz,
+	updated_at          timestamptz,
+	finished_at         timestamptz
+);
+
+-- One runner per column: a second job on the same column is refused while one is unfinished.
+CREATE UNIQUE INDEX backfill_job_one_per_column ON migration_ext.backfill_job (relation, column_name)
+	WHERE state IN ('queued', 'running', 'throttled', 'paused', 'interrupted');
+
+-- A role sees and steers its own jobs (and those of roles it is a member of); superusers see all.
+ALTER TABLE migration_ext.backfill_job ENABLE ROW LEVEL SECURITY;
+CREATE POLICY backfill_job_owner ON migration_ext.backfill_job
+	USING (pg_catalog.pg_has_role(CURRENT_USER, owner, 'MEMBER'))
+	WITH CHECK (pg_catalog.pg_has_role(CURRENT_USER, owner, 'MEMBER'));
+GRANT SELECT, INSERT, UPDATE ON migration_ext.backfill_job TO PUBLIC;
+GRANT USAGE ON SEQUENCE migration_ext.backfill_job_id_seq TO PUBLIC;
+
+CREATE FUNCTION migration_ext.batch_statement(relation text, key_names text[], key_types text[], target text,
+											  source text, api_schema text, after_last_key boolean)
+	RETURNS text LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'mext_batch_statement';
+
+CREATE FUNCTION migration_ext.launch_worker(job bigint) RETURNS int
+	LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'mext_launch_worker';
+
+-- Is the worker of a job alive? Workers show in pg_stat_activity under their own backend_type.
+CREATE FUNCTION migration_ext.worker_alive(pid int) RETURNS boolean
+	LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+	RETURN EXISTS (SELECT FROM pg_stat_activity a WHERE a.pid = worker_alive.pid
+				   AND a.backend_type = 'migration_ext backfill');
+
+-- The state a DBA should see: a job that claims to run but has no live worker was interrupted (a
+-- crash, kill -9, an immediate shutdown). A queued job gets a minute for its worker to appear.
+CREATE FUNCTION migration_ext.effective_state(j migration_ext.backfill_job) RETURNS text
+	LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+	RETURN CASE
+		WHEN j.state IN ('running', 'throttled', 'paused') AND NOT migration_ext.worker_alive(j.pid) THEN 'interrupted'
+		WHEN j.state = 'queued' AND NOT migration_ext.worker_alive(j.pid)
+			 AND j.created_at < now() - interval '1 minute' THEN 'interrupted'
+		ELSE j.state END;
+
+CREATE FUNCTION migration_ext.require_job(job bigint) RETURNS migration_ext.backfill_job
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	j migration_ext.backfill_job;
+BEGIN
+	IF job IS NULL THEN
+		RAISE EXCEPTION 'job id must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT * INTO j FROM migration_ext.backfill_job b WHERE b.id = job;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'backfill job % does not exist', job USING ERRCODE = 'undefined_object',
+			HINT = 'See backfill_status for the jobs you can see.';
+	END IF;
+	RETURN j;
+END
+$$;
+
+-- The key a backfill walks: the primary key, else the first unique, non-partial, non-expression index
+-- whose columns are all NOT NULL.
+CREATE FUNCTION migration_ext.walk_key(relation regclass, OUT key_columns name[], OUT key_types text[])
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	chosen oid;
+BEGIN
+	SELECT i.indexrelid INTO chosen
+	FROM pg_index i
+	WHERE i.indrelid = relation AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
+	  AND NOT EXISTS (SELECT FROM unnest(i.indkey) k JOIN pg_attribute a ON a.attrelid = relation AND a.attnum = k
+					  WHERE NOT a.attnotnull)
+	  AND 0 <> ALL (i.indkey)
+	ORDER BY i.indisprimary DESC, i.indnatts, i.indexrelid
+	LIMIT 1;
+	IF chosen IS NULL THEN
+		RAISE EXCEPTION 'relation % has no usable key to walk', relation USING ERRCODE = 'object_not_in_prerequisite_state',
+			DETAIL = 'A backfill walks the table in key order, by its primary key or a unique index on NOT NULL columns.',
+			HINT = 'Add a primary key, or a unique index on NOT NULL columns (CREATE UNIQUE INDEX CONCURRENTLY).';
+	END IF;
+	SELECT array_agg(a.attname ORDER BY k.ord), array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY k.ord)
+	INTO key_columns, key_types
+	FROM pg_index i, unnest(i.indkey) WITH ORDINALITY k(attnum, ord)
+	JOIN pg_attribute a ON a.attrelid = relation AND a.attnum = k.attnum
+	WHERE i.indexrelid = chosen AND k.ord <= i.indnkeyatts;
+END
+$$;
+
+CREATE FUNCTION migration_ext.start_backfill(relation regclass, column_name name, codec text, source_column name,
+											 batch_size int, max_rows_per_second int, throttle boolean,
+											 migration text DEFAULT NULL)
+	RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	kind "char";
+	walk record;
+	leaves regclass[];
+	estimate bigint;
+	job bigint;
+	can_login boolean;
+BEGIN
+	IF relation IS NULL OR column_name IS NULL OR codec IS NULL THEN
+		RAISE EXCEPTION 'relation, column_name and codec must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT c.relkind INTO kind FROM pg_class c WHERE c.oid = relation;
+	IF kind NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION '% is not a table', relation USING ERRCODE = 'wrong_object_type',
+			HINT = 'A backfill rewrites the rows of a table or a partitioned table.';
+	END IF;
+	PERFORM migration_ext.checked_text_column(relation, column_name);
+	IF source_column IS NOT NULL THEN
+		PERFORM migration_ext.checked_text_column(relation, source_column);
+	END IF;
+	IF NOT EXISTS (SELECT FROM migration_ext.codec c WHERE c.name = start_backfill.codec) THEN
+		RAISE EXCEPTION 'codec "%" does not exist', codec USING ERRCODE = 'undefined_object',
+			HINT = 'Create it with create_codec(name, convert, marker, detect, shape).';
+	END IF;
+	IF batch_size IS NOT NULL AND batch_size <= 0 THEN
+		RAISE EXCEPTION 'batch_size must be positive, not %', batch_size USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF max_rows_per_second IS NOT NULL AND max_rows_per_second <= 0 THEN
+		RAISE EXCEPTION 'max_rows_per_second must be positive, not %', max_rows_per_second
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass NULL for no rate cap.';
+	END IF;
+	IF NOT has_table_privilege(relation, 'SELECT, UPDATE') THEN
+		RAISE EXCEPTION 'permission denied to backfill %', relation USING ERRCODE = 'insufficient_privilege',
+			DETAIL = 'The backfill worker runs as the role that starts it, which needs SELECT and UPDATE on the table.';
+	END IF;
+	SELECT r.rolcanlogin INTO can_login FROM pg_roles r WHERE r.rolname = CURRENT_USER;
+	IF NOT can_login THEN
+		RAISE EXCEPTION 'role % cannot log in, so no worker can run as it', CURRENT_USER
+			USING ERRCODE = 'insufficient_privilege',
+				HINT = 'Start the backfill as a role with LOGIN that may update the table.';
+	END IF;
+	SELECT * INTO walk FROM migration_ext.walk_key(relation);
+	IF column_name = ANY (walk.key_columns) THEN
+		RAISE EXCEPTION 'column "%" is part of the key of %', column_name, relation
+			USING ERRCODE = 'feature_not_supported',
+				DETAIL = 'A backfill walks the table by this key; rewriting the key in place would move rows under it.',
+				HINT = 'See inspect_column() for the plan: expand to a new column and contract instead.';
+	END IF;
+	IF kind = 'p' THEN
+		SELECT array_agg(t.relid ORDER BY t.relid::text) INTO leaves
+		FROM pg_partition_tree(relation) t JOIN pg_class c ON c.oid = t.relid
+		WHERE t.isleaf AND c.relkind = 'r';
+		IF leaves IS NULL THEN
+			RAISE EXCEPTION 'partitioned table % has no partitions', relation USING ERRCODE = 'object_not_in_prerequisite_state';
+		END IF;
+	ELSE
+		leaves := ARRAY[relation];
+	END IF;
+	SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint INTO estimate FROM pg_class c WHERE c.oid = ANY (leaves);
+	BEGIN
+		INSERT INTO migration_ext.backfill_job (relation, column_name, source_column, codec, migration, key_columns,
+												key_types, partitions, batch_size, max_rows_per_second, throttle,
+												rows_estimated, current_batch_size)
+		VALUES (relation, column_name, source_column, codec, migration, walk.key_columns, walk.key_types, leaves,
+				coalesce(batch_size, CASE WHEN throttle THEN 1000 ELSE 5000 END, 1000), max_rows_per_second,
+				coalesce(throttle, true), estimate, coalesce(batch_size, CASE WHEN throttle THEN 1000 ELSE 5000 END, 1000))
+		RETURNING id INTO job;
+	EXCEPTION WHEN unique_violation THEN
+		RAISE EXCEPTION 'a backfill of %.% is already active', relation, quote_ident(column_name)
+			USING ERRCODE = 'object_in_use',
+				HINT = 'Wait for it, resume it, or cancel it: see backfill_status.';
+	END;
+	UPDATE migration_ext.backfill_job b SET pid = migration_ext.launch_worker(job) WHERE b.id = job;
+	RETURN job;
+END
+$$;
+
+CREATE FUNCTION @extschema@.start_backfill(relation regclass, column_name name, codec text,
+										   source_column name DEFAULT NULL, batch_size int DEFAULT NULL,
+										   max_rows_per_second int DEFAULT NULL, throttle boolean DEFAULT true)
+	RETURNS bigint LANGUAGE sql
+	RETURN migration_ext.start_backfill(relation, column_name, codec, source_column, batch_size, max_rows_per_second,
+										throttle);
+
+-- One step of a worker, in the worker's transaction: obey a pause or cancel request, or run one batch
+-- and commit its checkpoint with it. Returns what the worker should do next.
+CREATE FUNCTION migration_ext.worker_step(job bigint, batch_size int, rate double precision, OUT action text, OUT scanned bigint,
+										  OUT converted bigint, OUT conflicts bigint)
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	j migration_ext.backfill_job;
+	leaf regclass;
+	statement text;
+	r record;
+	api text := quote_ident('@extschema@');
+BEGIN
+	scanned := 0; converted := 0; conflicts := 0;
+	SELECT * INTO j FROM migration_ext.backfill_job b WHERE b.id = job FOR UPDATE;
+	IF NOT FOUND OR j.state IN ('done', 'failed', 'cancelled') THEN
+		action := 'stop';
+		RETURN;
+	END IF;
+	IF j.requested = 'cancel' THEN
+		UPDATE migration_ext.backfill_job b SET state = 'cancelled', requested = NULL, finished_at = now(),
+			updated_at = now(), throttle_reason = NULL WHERE b.id = job;
+		action := 'stop';
+		RETURN;
+	END IF;
+	IF j.requested = 'pause' THEN
+		IF j.state <> 'paused' THEN
+			UPDATE migration_ext.backfill_job b SET state = 'paused', throttle_reason = 'paused by operator',
+				updated_at = now() WHERE b.id = job;
+		END IF;
+		action := 'paused';
+		RETURN;
+	END IF;
+	leaf := j.partitions[j.partition_index];
+	statement := migration_ext.batch_statement(
+		leaf::text,
+		(SELECT array_agg(quote_ident(k) ORDER BY o) FROM unnest(j.key_columns) WITH ORDINALITY u(k, o)),
+		j.key_types, quote_ident(j.column_name), quote_ident(j.source_column), api, j.last_key IS NOT NULL);
+	EXECUTE statement INTO r USING j.codec, batch_size, j.last_key;
+	scanned := r.scanned; converted := r.converted; conflicts := r.conflicts;
+	IF r.scanned = 0 THEN
+		IF j.partition_index < array_length(j.partitions, 1) THEN
+			UPDATE migration_ext.backfill_job b SET partition_index = j.partition_index + 1, last_key = NULL,
+				updated_at = now() WHERE b.id = job;
+			action := 'continue';
+		ELSE
+			UPDATE migration_ext.backfill_job b SET state = 'done', finished_at = now(), updated_at = now(),
+				throttle_reason = NULL, requested = NULL WHERE b.id = job;
+			action := 'stop';
+		END IF;
+		RETURN;
+	END IF;
+	UPDATE migration_ext.backfill_job b SET
+		last_key = r.last_key,
+		rows_scanned = b.rows_scanned + r.scanned,
+		rows_converted = b.rows_converted + r.converted,
+		rows_skipped = b.rows_skipped + (r.scanned - r.legacy_seen),
+		conflicts = b.conflicts + r.conflicts,
+		batches = b.batches + 1,
+		current_batch_size = worker_step.batch_size,
+		rate = coalesce(worker_step.rate, b.rate),
+		lock_retries = 0,
+		state = CASE WHEN b.state IN ('queued', 'paused', 'interrupted') THEN 'running' ELSE b.state END,
+		updated_at = now()
+	WHERE b.id = job;
+	action := 'continue';
+END
+$$;
+
+-- A worker taking a job: it holds a session advisory lock on the job for its whole life, so a job never
+-- has two workers, and records its pid. Returns the batch size and rate cap to start with, or nothing.
+CREATE FUNCTION migration_ext.worker_begin(job bigint, OUT batch_size int, OUT max_rows_per_second int,
+										   OUT throttle boolean)
+	RETURNS SETOF record LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	j migration_ext.backfill_job;
+BEGIN
+	SELECT * INTO j FROM migration_ext.backfill_job b WHERE b.id = job FOR UPDATE;
+	IF NOT FOUND OR j.state IN ('done', 'failed', 'cancelled') THEN
+		RETURN;
+	END IF;
+	IF NOT pg_try_advisory_lock(1835365492, job::int) THEN
+		RETURN;
+	END IF;
+	IF NOT has_table_privilege(j.relation, 'SELECT, UPDATE') THEN
+		UPDATE migration_ext.backfill_job b SET state = 'failed', finished_at = now(), updated_at = now(),
+			last_error = format('permission denied: role %s may not update %s', CURRENT_USER, j.relation)
+		WHERE b.id = job;
+		RETURN;
+	END IF;
+	UPDATE migration_ext.backfill_job b SET pid = pg_backend_pid(),
+		state = CASE WHEN j.requested = 'pause' THEN 'paused' ELSE 'running' END,
+		started_at = coalesce(b.started_at, now()), updated_at = now(), throttle_reason = NULL
+	WHERE b.id = job;
+	batch_size := coalesce(j.current_batch_size, j.batch_size);
+	max_rows_per_second := j.max_rows_per_second;
+	throttle := j.throttle;
+	RETURN NEXT;
+END
+$$;
+
+-- Progress a worker publishes between batches: its rate and why it is waiting, if it is.
+CREATE FUNCTION migration_ext.worker_note(job bigint, rate double precision, throttle_reason text) RETURNS void
+	LANGUAGE sql SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+	UPDATE migration_ext.backfill_job b SET rate = worker_note.rate, throttle_reason = worker_note.throttle_reason,
+		state = CASE WHEN b.state IN ('running', 'throttled')
+					 THEN CASE WHEN worker_note.throttle_reason IS NULL THEN 'running' ELSE 'throttled' END
+					 ELSE b.state END
+	WHERE b.id = worker_note.job;
+END;
+
+-- A batch failed. Lock timeouts and deadlocks are retried (the worker backs off and halves the batch);
+-- anything else, or a lock conflict that does not clear, fails the job with the range and the cause.
+CREATE FUNCTION migration_ext.worker_failed(job bigint, error_code text, message text, max_retries int)
+	RETURNS text LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	j migration_ext.backfill_job;
+BEGIN
+	SELECT * INTO j FROM migration_ext.backfill_job b WHERE b.id = job FOR UPDATE;
+	IF error_code IN ('55P03', '40P01', '40001') AND j.lock_retries < max_retries THEN
+		UPDATE migration_ext.backfill_job b SET lock_retries = b.lock_retries + 1, updated_at = now(),
+			state = 'throttled', throttle_reason = format('lock conflict (%s), retry %s of %s', message,
+														  b.lock_retries + 1, max_retries)
+		WHERE b.id = job;
+		RETURN 'retry';
+	END IF;
+	UPDATE migration_ext.backfill_job b SET state = 'failed', finished_at = now(), updated_at = now(),
+		last_error = format('%s (SQLSTATE %s)', message, error_code), error_key = coalesce(b.last_key, '{}'),
+		throttle_reason = NULL
+	WHERE b.id = job;
+	RETURN 'stop';
+END
+$$;
+
+CREATE FUNCTION @extschema@.pause_backfill(job bigint) RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	j migration_ext.backfill_job := migration_ext.require_job(job);
+	job_state text := migration_ext.effective_state(j);
+BEGIN
+	IF job_state NOT IN ('queued', 'running', 'throttled', 'paused', 'interrupted') THEN
+		RAISE EXCEPTION 'backfill job % is %, it cannot be paused', job, job_state
+			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	UPDATE migration_ext.backfill_job b SET requested = 'pause', updated_at = now(),
+		state = CASE WHEN job_state = 'interrupted' THEN 'paused' ELSE b.state END
+	WHERE b.id = job;
+END
+$$;
+
+CREATE FUNCTION @extschema@.resume_backfill(job bigint) RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	j migration_ext.backfill_job := migration_ext.require_job(job);
+	job_state text := migration_ext.effective_state(j);
+BEGIN
+	IF job_state NOT IN ('queued', 'running', 'throttled', 'paused', 'interrupted') THEN
+		RAISE EXCEPTION 'backfill job % is %, it cannot be resumed', job, job_state
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				HINT = CASE WHEN job_state = 'failed' THEN 'Fix the cause in last_error, then start a new backfill: converted rows are skipped.' END;
+	END IF;
+	UPDATE migration_ext.backfill_job b SET requested = NULL, updated_at = now() WHERE b.id = job;
+	IF NOT migration_ext.worker_alive(j.pid) THEN
+		UPDATE migration_ext.backfill_job b SET state = 'queued', created_at = now(),
+			pid = migration_ext.launch_worker(job) WHERE b.id = job;
+	END IF;
+END
+$$;
+
+CREATE FUNCTION @extschema@.cancel_backfill(job bigint) RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	j migration_ext.backfill_job := migration_ext.require_job(job);
+	job_state text := migration_ext.effective_state(j);
+BEGIN
+	IF job_state IN ('done', 'failed', 'cancelled') THEN
+		RAISE EXCEPTION 'backfill job % is already %', job, job_state USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	IF migration_ext.worker_alive(j.pid) THEN
+		UPDATE migration_ext.backfill_job b SET requested = 'cancel', updated_at = now() WHERE b.id = job;
+	ELSE
+		UPDATE migration_ext.backfill_job b SET state = 'cancelled', requested = NULL, finished_at = now(),
+			updated_at = now() WHERE b.id = job;
+	END IF;
+END
+$$;
+
+-- Waits until the job stops moving by itself (done, failed, cancelled, paused, interrupted) or the
+-- timeout passes; returns the state it is in then.
+CREATE FUNCTION @extschema@.wait_backfill(job bigint, timeout interval DEFAULT NULL) RETURNS text
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	deadline timestamptz := clock_timestamp() + timeout;
+	job_state text;
+BEGIN
+	PERFORM migration_ext.require_job(job);
+	LOOP
+		SELECT migration_ext.effective_state(b) INTO job_state FROM migration_ext.backfill_job b WHERE b.id = job;
+		EXIT WHEN job_state IN ('done', 'failed', 'cancelled', 'paused', 'interrupted');
+		EXIT WHEN deadline IS NOT NULL AND clock_timestamp() >= deadline;
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+	RETURN job_state;
+END
+$$;
+
+CREATE VIEW @extschema@.backfill_status AS
+	SELECT j.id AS job, j.relation, j.column_name, j.source_column, j.codec, j.migration,
+		   migration_ext.effective_state(j) AS state, j.requested,
+		   j.rows_scanned, j.rows_converted, j.rows_skipped, j.conflicts, j.batches,
+		   j.current_batch_size AS batch_size, j.max_rows_per_second,
+		   round(j.rate::numeric, 1) AS rows_per_second,
+		   greatest(j.rows_estimated, j.rows_scanned) AS rows_estimated,
+		   CASE WHEN migration_ext.effective_state(j) = 'done' THEN 100.0
+				ELSE round(100.0 * j.rows_scanned / greatest(j.rows_estimated, j.rows_scanned, 1), 1) END AS percent_done,
+		   CASE WHEN j.rate > 0 AND migration_ext.effective_state(j) IN ('running', 'throttled')
+				THEN make_interval(secs => greatest(j.rows_estimated - j.rows_scanned, 0) / j.rate) END AS eta,
+		   j.throttle_reason, j.last_key, j.partitions[j.partition_index] AS partition,
+		   j.last_error, j.error_key, j.pid, j.owner AS role,
+		   j.created_at, j.started_at, j.updated_at, j.finished_at
+	FROM migration_ext.backfill_job j;
+
+-- Run by the launcher's per-database helper after a restart, and by resume_backfill: every job that
+-- claims to run but has no live worker gets a new one, which continues from its checkpoint.
+CREATE FUNCTION migration_ext.resume_interrupted() RETURNS int
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	j migration_ext.backfill_job;
+	resumed int := 0;
+BEGIN
+	FOR j IN SELECT * FROM migration_ext.backfill_job b
+			 WHERE b.state IN ('queued', 'running', 'throttled', 'paused', 'interrupted') ORDER BY b.id LOOP
+		CONTINUE WHEN migration_ext.worker_alive(j.pid);
+		UPDATE migration_ext.backfill_job b SET state = 'queued', created_at = now(),
+			pid = migration_ext.launch_worker(j.id) WHERE b.id = j.id;
+		resumed := resumed + 1;
+	END LOOP;
+	RETURN resumed;
+END
+$$;

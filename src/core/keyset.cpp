@@ -1,0 +1,79 @@
+#include "core/keyset.hpp"
+
+#include <stdexcept>
+
+namespace mext {
+
+namespace {
+
+std::string joined(const std::vector<KeyColumn> &key, const std::string &before, const std::string &after,
+				   const std::string &separator = ", ")
+{
+	std::string out;
+	for (std::size_t i = 0; i < key.size(); ++i) {
+		if (i)
+			out += separator;
+		out += before + key[i].name + after;
+	}
+	return out;
+}
+
+// (($3[1])::int8, ($3[2])::text): the last key, cast back from its text form to each column's type.
+std::string last_key_tuple(const std::vector<KeyColumn> &key)
+{
+	std::string out = "(";
+	for (std::size_t i = 0; i < key.size(); ++i) {
+		if (i)
+			out += ", ";
+		out += "($3[" + std::to_string(i + 1) + "])::" + key[i].type;
+	}
+	return out + ")";
+}
+
+} // namespace
+
+std::string key_tuple(const std::vector<KeyColumn> &key, const std::string &prefix)
+{
+	return "(" + joined(key, prefix, "") + ")";
+}
+
+std::string batch_statement(const BatchShape &shape, bool after_last_key)
+{
+	if (shape.key.empty())
+		throw std::invalid_argument("a keyset batch needs at least one key column");
+	const std::string &api = shape.api_schema;
+	const std::string read_column = shape.source ? *shape.source : shape.target;
+	auto needs_work = [&](const std::string &alias) {
+		if (shape.source)
+			return "(" + alias + shape.target + " IS NULL OR " + api + ".is_legacy($1, " + alias + shape.target +
+				   "::text))";
+		return api + ".is_legacy($1, " + alias + shape.target + "::text)";
+	};
+	const std::string lower_bound = after_last_key ? key_tuple(shape.key, "") + " > " + last_key_tuple(shape.key) : "";
+	const std::string order = joined(shape.key, "", "");
+
+	std::string sql;
+	sql += "WITH snap AS MATERIALIZED (SELECT " + order + ", " + needs_work("") + " AS was_legacy FROM ONLY " +
+		   shape.relation;
+	if (after_last_key)
+		sql += " WHERE " + lower_bound;
+	sql += " ORDER BY " + order + " LIMIT $2), ";
+	sql += "bound AS (SELECT " + order + " FROM snap ORDER BY " + joined(shape.key, "", " DESC") + " LIMIT 1), ";
+	sql += "upd AS (UPDATE ONLY " + shape.relation + " AS t SET " + shape.target + " = " + api +
+		   ".migrate_value($1, t." + read_column + "::text) WHERE ";
+	if (after_last_key)
+		sql += key_tuple(shape.key, "t.") + " > " + last_key_tuple(shape.key) + " AND ";
+	sql += key_tuple(shape.key, "t.") + " <= (" + joined(shape.key, "(SELECT ", " FROM bound)") + ") AND " +
+		   needs_work("t.") + " RETURNING " + joined(shape.key, "t.", "") + ") ";
+	sql += "SELECT (SELECT count(*) FROM snap)::bigint AS scanned, "
+		   "(SELECT count(*) FROM snap WHERE was_legacy)::bigint AS legacy_seen, "
+		   "(SELECT count(*) FROM upd)::bigint AS converted, "
+		   "(SELECT count(*) FROM snap s FULL JOIN upd u ON ";
+	for (std::size_t i = 0; i < shape.key.size(); ++i)
+		sql += (i ? " AND s." : "s.") + shape.key[i].name + " = u." + shape.key[i].name;
+	sql += " WHERE s.was_legacy IS DISTINCT FROM (u." + shape.key[0].name + " IS NOT NULL))::bigint AS conflicts, ";
+	sql += "(SELECT ARRAY[" + joined(shape.key, "", "::text") + "] FROM bound) AS last_key";
+	return sql;
+}
+
+} // namespace mext

@@ -1,0 +1,36 @@
+// Keyset batches: the one set-based statement that converts the next batch of a table in key order.
+// Pure string building; the PostgreSQL layer hands in identifiers already quoted and type names
+// already formatted, and binds every value as a parameter:
+//   $1 codec name (text), $2 batch size (int), $3 the last key of the previous batch (text[]).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mext {
+
+struct KeyColumn {
+	std::string name; // quoted identifier
+	std::string type; // format_type() of the column: safe to splice into a cast
+};
+
+struct BatchShape {
+	std::string relation;              // quoted, schema-qualified; walked with ONLY (a leaf partition)
+	std::vector<KeyColumn> key;        // primary key or unique NOT NULL index, in index order
+	std::string target;                // quoted column that receives the target format
+	std::optional<std::string> source; // quoted column read when moving data between columns
+	std::string api_schema;            // quoted schema of is_legacy() and migrate_value()
+};
+
+// The statement returns one row: scanned, legacy_seen, converted, conflicts (bigint) and last_key
+// (text[], NULL when the batch was empty). Rows are read and written in one statement, so the read
+// and the conditional write share a snapshot; a row a live writer changed in between is re-checked
+// by the UPDATE on its newest version (EvalPlanQual), converted from that version only if it is
+// still legacy, and counted as a conflict whenever its state at write time differs from the read.
+std::string batch_statement(const BatchShape &shape, bool after_last_key);
+
+// A row comparison over the key, e.g. "(t.a, t.b)". prefix is "" or an alias with its dot.
+std::string key_tuple(const std::vector<KeyColumn> &key, const std::string &prefix);
+
+} // namespace mext

@@ -1,0 +1,20 @@
+// The backfill's processes: the per-job worker and, when the library is preloaded, the launcher that
+// resumes interrupted jobs after a restart.
+#pragma once
+
+#include "pg/guard.hpp"
+
+extern "C" {
+#include "postmaster/bgworker.h"
+}
+
+namespace mext::pg {
+
+// Registers a dynamic worker for the job, running as `owner`, and waits until it has started. The
+// worker first waits for `starter` (the transaction that created or re-queued the job) to end.
+void launch_backfill_worker(int64 job, Oid owner, TransactionId starter, pid_t *pid);
+
+// From _PG_init under shared_preload_libraries.
+void register_launcher();
+
+} // namespace mext::pg

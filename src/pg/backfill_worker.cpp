@@ -1,0 +1,408 @@
+// The backfill worker: a dynamic background worker per job, connected to the job's database as the
+// job's owner. Each step is one transaction that runs migration_ext.worker_step(): one keyset batch
+// and its checkpoint commit together, so a crash at any point loses or repeats nothing. Between steps
+// the worker paces itself and publishes its rate.
+//
+// Batches commit asynchronously (synchronous_commit = off). That is safe here: a commit lost in a crash
+// loses its checkpoint with it, and the batch is simply run again from the previous checkpoint, on rows
+// whose conversion is idempotent.
+#include <cstring>
+
+#include "core/keyset.hpp"
+#include "core/throttle.hpp"
+#include "pg/backfill.hpp"
+#include "pg/guard.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "catalog/pg_type_d.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lmgr.h"
+#include "tcop/tcopprot.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+PG_FUNCTION_INFO_V1(mext_batch_statement);
+PG_FUNCTION_INFO_V1(mext_launch_worker);
+PGDLLEXPORT void mext_backfill_worker_main(Datum main_arg);
+}
+
+namespace {
+
+struct WorkerExtra {
+	Oid database;
+	Oid role;
+	TransactionId starter; // the transaction that created the job: its row is visible once it ends
+};
+
+constexpr int kMaxLockRetries = 3;
+constexpr int kMinBatch = 10;
+
+struct StepResult {
+	char action[16];
+	long scanned;
+	long converted;
+};
+
+struct StepError {
+	char sqlstate[6];
+	char message[512];
+};
+
+struct WorkerConfig {
+	bool found;
+	int batch_size;
+	int max_rows_per_second; // 0: no cap
+	bool throttle;
+};
+
+double now_ms()
+{
+	return static_cast<double>(GetCurrentTimestamp()) / 1000.0;
+}
+
+// Sleeps on the latch, waking for interrupts (SIGTERM ends the process here) and postmaster death.
+void wait_ms(double milliseconds)
+{
+	while (milliseconds > 0) {
+		long chunk = static_cast<long>(std::min(milliseconds, 1000.0));
+		if (chunk <= 0)
+			break;
+		(void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, chunk, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending) {
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		milliseconds -= chunk;
+	}
+}
+
+void begin_transaction()
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+void commit_transaction()
+{
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+}
+
+// Runs fn inside its own transaction. An error aborts the transaction and is returned, never thrown:
+// the worker decides what a failed step means for the job.
+template <typename Fn> bool in_transaction(Fn &&fn, StepError *error)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	volatile bool ok = true;
+	PG_TRY();
+	{
+		begin_transaction();
+		fn();
+		commit_transaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(caller);
+		ErrorData *data = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		if (error) {
+			strlcpy(error->sqlstate, unpack_sql_state(data->sqlerrcode), sizeof error->sqlstate);
+			strlcpy(error->message, data->message ? data->message : "unknown error", sizeof error->message);
+		}
+		FreeErrorData(data);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+Datum int8_arg(int64 value)
+{
+	return Int64GetDatum(value);
+}
+
+void worker_begin(int64 job, WorkerConfig *config)
+{
+	Oid types[1] = {INT8OID};
+	Datum values[1] = {int8_arg(job)};
+	int rc = SPI_execute_with_args("SELECT batch_size, max_rows_per_second, throttle FROM migration_ext.worker_begin($1)",
+								   1, types, values, nullptr, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "worker_begin failed: %s", SPI_result_code_string(rc));
+	config->found = SPI_processed == 1;
+	if (!config->found)
+		return;
+	bool isnull;
+	HeapTuple row = SPI_tuptable->vals[0];
+	TupleDesc desc = SPI_tuptable->tupdesc;
+	config->batch_size = DatumGetInt32(SPI_getbinval(row, desc, 1, &isnull));
+	Datum cap = SPI_getbinval(row, desc, 2, &isnull);
+	config->max_rows_per_second = isnull ? 0 : DatumGetInt32(cap);
+	config->throttle = DatumGetBool(SPI_getbinval(row, desc, 3, &isnull));
+}
+
+void worker_step(int64 job, int batch_size, double rate, StepResult *result)
+{
+	// A batch never waits long for a row lock: a lock timeout is retried with a smaller batch.
+	SPI_execute("SET LOCAL lock_timeout = '500ms'", false, 0);
+	SPI_execute("SET LOCAL synchronous_commit = off", false, 0);
+	Oid types[3] = {INT8OID, INT4OID, FLOAT8OID};
+	Datum values[3] = {int8_arg(job), Int32GetDatum(batch_size), Float8GetDatum(rate)};
+	const char nulls[3] = {' ', ' ', rate > 0 ? ' ' : 'n'};
+	int rc = SPI_execute_with_args("SELECT action, scanned, converted FROM migration_ext.worker_step($1, $2, $3)", 3,
+								   types, values, nulls, false, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "worker_step failed: %s", SPI_result_code_string(rc));
+	bool isnull;
+	HeapTuple row = SPI_tuptable->vals[0];
+	TupleDesc desc = SPI_tuptable->tupdesc;
+	char *action = SPI_getvalue(row, desc, 1);
+	strlcpy(result->action, action ? action : "stop", sizeof result->action);
+	result->scanned = DatumGetInt64(SPI_getbinval(row, desc, 2, &isnull));
+	result->converted = DatumGetInt64(SPI_getbinval(row, desc, 3, &isnull));
+}
+
+void worker_note(int64 job, double rate, const char *reason)
+{
+	Oid types[3] = {INT8OID, FLOAT8OID, TEXTOID};
+	Datum values[3] = {int8_arg(job), Float8GetDatum(rate), reason ? CStringGetTextDatum(reason) : Datum(0)};
+	const char nulls[3] = {' ', ' ', reason ? ' ' : 'n'};
+	SPI_execute_with_args("SELECT migration_ext.worker_note($1, $2, $3)", 3, types, values, nulls, false, 0);
+}
+
+void worker_failed(int64 job, const StepError &error, char *verdict, std::size_t verdict_size)
+{
+	Oid types[4] = {INT8OID, TEXTOID, TEXTOID, INT4OID};
+	Datum values[4] = {int8_arg(job), CStringGetTextDatum(error.sqlstate), CStringGetTextDatum(error.message),
+					   Int32GetDatum(kMaxLockRetries)};
+	int rc = SPI_execute_with_args("SELECT migration_ext.worker_failed($1, $2, $3, $4)", 4, types, values, nullptr,
+								   false, 1);
+	char *value = (rc == SPI_OK_SELECT && SPI_processed == 1) ? SPI_getvalue(SPI_tuptable->vals[0],
+																			   SPI_tuptable->tupdesc, 1)
+															  : nullptr;
+	strlcpy(verdict, value ? value : "stop", verdict_size);
+}
+
+void report_activity(int64 job, const char *what, long batch_size)
+{
+	char activity[128];
+	snprintf(activity, sizeof activity, "backfill job %lld: %s (batch %ld)", static_cast<long long>(job), what,
+			 batch_size);
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+// The job's loop. Only plain data lives here besides the rate meter, whose memory is the process's:
+// every PostgreSQL error is caught inside in_transaction(), and a FATAL (SIGTERM) ends the process.
+void run_job(int64 job)
+{
+	WorkerConfig config{};
+	StepError error{};
+	if (!in_transaction([&] { worker_begin(job, &config); }, &error)) {
+		elog(LOG, "migration_ext: backfill job %lld could not start: %s", static_cast<long long>(job), error.message);
+		return;
+	}
+	if (!config.found)
+		return; // finished, cancelled, or already running in another worker
+
+	mext::RateMeter meter;
+	std::string last_reason;
+	std::optional<int> rate_cap;
+	if (config.max_rows_per_second > 0)
+		rate_cap = config.max_rows_per_second;
+	int batch_size = config.batch_size;
+	int lock_attempt = 0;
+	MemoryContext step_context = AllocSetContextCreate(TopMemoryContext, "migration_ext step", ALLOCSET_DEFAULT_SIZES);
+
+	for (;;) {
+		CHECK_FOR_INTERRUPTS();
+		MemoryContextReset(step_context);
+		MemoryContext old = MemoryContextSwitchTo(step_context);
+		StepResult step{};
+		double started = now_ms();
+		report_activity(job, "converting", batch_size);
+		double rate = meter.rows_per_second();
+		bool ok = in_transaction([&] { worker_step(job, batch_size, rate, &step); }, &error);
+		MemoryContextSwitchTo(old);
+		pgstat_report_activity(STATE_IDLE, nullptr);
+
+		if (!ok) {
+			char verdict[16];
+			StepError note_error{};
+			if (!in_transaction([&] { worker_failed(job, error, verdict, sizeof verdict); }, &note_error))
+				strlcpy(verdict, "stop", sizeof verdict);
+			if (std::strcmp(verdict, "retry") != 0) {
+				elog(LOG, "migration_ext: backfill job %lld failed: %s", static_cast<long long>(job), error.message);
+				return;
+			}
+			batch_size = std::max(kMinBatch, batch_size / 2);
+			report_activity(job, "backing off after a lock conflict", batch_size);
+			wait_ms(mext::lock_backoff_ms(++lock_attempt, static_cast<double>(random() % 1000) / 1000.0));
+			continue;
+		}
+		lock_attempt = 0;
+		if (std::strcmp(step.action, "stop") == 0)
+			return;
+		if (std::strcmp(step.action, "paused") == 0) {
+			report_activity(job, "paused", batch_size);
+			wait_ms(250);
+			continue;
+		}
+		double batch_ms = now_ms() - started;
+		mext::Pause pause = mext::pace_for_rate_cap(rate_cap, step.scanned, batch_ms);
+		meter.add(step.scanned, (batch_ms + pause.milliseconds) / 1000.0);
+		if (pause.reason != last_reason) {
+			last_reason = pause.reason;
+			double current_rate = meter.rows_per_second();
+			const char *reason = last_reason.empty() ? nullptr : last_reason.c_str();
+			in_transaction([&] { worker_note(job, current_rate, reason); }, nullptr);
+		}
+		if (pause.milliseconds > 0) {
+			report_activity(job, last_reason.c_str(), batch_size);
+			wait_ms(pause.milliseconds);
+		}
+	}
+}
+
+} // namespace
+
+void mext_backfill_worker_main(Datum main_arg)
+{
+	int64 job = DatumGetInt64(main_arg);
+	WorkerExtra extra;
+	std::memcpy(&extra, MyBgworkerEntry->bgw_extra, sizeof extra);
+
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGINT, StatementCancelHandler);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(extra.database, extra.role, 0);
+	pgstat_report_appname("migration_ext backfill");
+
+	if (TransactionIdIsValid(extra.starter)) {
+		StartTransactionCommand();
+		XactLockTableWait(extra.starter, nullptr, nullptr, XLTW_None);
+		CommitTransactionCommand();
+	}
+	run_job(job);
+	proc_exit(0);
+}
+
+namespace mext::pg {
+
+void launch_backfill_worker(int64 job, Oid owner, TransactionId starter, pid_t *pid)
+{
+	BackgroundWorker worker;
+	std::memset(&worker, 0, sizeof worker);
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(worker.bgw_library_name, "migration_ext", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "mext_backfill_worker_main", BGW_MAXLEN);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "migration_ext backfill job %lld", static_cast<long long>(job));
+	strlcpy(worker.bgw_type, "migration_ext backfill", BGW_MAXLEN);
+	worker.bgw_main_arg = Int64GetDatum(job);
+	WorkerExtra extra{MyDatabaseId, owner, starter};
+	static_assert(sizeof extra <= BGW_EXTRALEN, "worker arguments must fit in bgw_extra");
+	std::memcpy(worker.bgw_extra, &extra, sizeof extra);
+	worker.bgw_notify_pid = MyProcPid;
+
+	BackgroundWorkerHandle *handle;
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+		ereport(ERROR, (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED), errmsg("could not start a backfill worker"),
+						errdetail("All background worker slots are in use."),
+						errhint("Raise max_worker_processes (a restart is needed), or wait for other jobs.")));
+	BgwHandleStatus status = WaitForBackgroundWorkerStartup(handle, pid);
+	if (status != BGWH_STARTED)
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE), errmsg("the backfill worker did not start"),
+						errhint(status == BGWH_POSTMASTER_DIED ? "The postmaster died." : "See the server log.")));
+}
+
+} // namespace mext::pg
+
+// launch_worker(job): starts a worker for a job the caller may act for, as the job's owner.
+Datum mext_launch_worker(PG_FUNCTION_ARGS)
+{
+	int64 job = PG_GETARG_INT64(0);
+	Oid types[1] = {INT8OID};
+	Datum values[1] = {Int64GetDatum(job)};
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	// Row-level security on the job table hides other roles' jobs, so this finds only jobs the caller
+	// may act for.
+	int rc = SPI_execute_with_args("SELECT owner FROM migration_ext.backfill_job WHERE id = $1", 1, types, values,
+								   nullptr, true, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("backfill job %lld does not exist", (long long)job)));
+	bool isnull;
+	Oid owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	if (!has_privs_of_role(GetUserId(), owner))
+		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						errmsg("must be a member of role \"%s\" to run its backfill", GetUserNameFromId(owner, false))));
+	pid_t pid = 0;
+	mext::pg::launch_backfill_worker(job, owner, GetTopTransactionIdIfAny(), &pid);
+	PG_RETURN_INT32(pid);
+}
+
+// batch_statement(relation, key_names, key_types, target, source, api_schema, after_last_key): the
+// keyset batch, from identifiers the caller quoted.
+Datum mext_batch_statement(PG_FUNCTION_ARGS)
+{
+	for (int i : {0, 1, 2, 3, 5, 6})
+		if (PG_ARGISNULL(i))
+			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("batch_statement: argument %d is NULL", i + 1)));
+	ArrayType *names = PG_GETARG_ARRAYTYPE_P(1);
+	ArrayType *types = PG_GETARG_ARRAYTYPE_P(2);
+	Datum *name_items, *type_items;
+	int name_count, type_count;
+	deconstruct_array(names, TEXTOID, -1, false, TYPALIGN_INT, &name_items, nullptr, &name_count);
+	deconstruct_array(types, TEXTOID, -1, false, TYPALIGN_INT, &type_items, nullptr, &type_count);
+	if (name_count != type_count || name_count == 0)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("batch_statement: key names and types differ")));
+	const char *relation = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	const char *target = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	const char *source = PG_ARGISNULL(4) ? nullptr : text_to_cstring(PG_GETARG_TEXT_PP(4));
+	const char *api = text_to_cstring(PG_GETARG_TEXT_PP(5));
+	bool after_last_key = PG_GETARG_BOOL(6);
+	char **key_names = static_cast<char **>(palloc(sizeof(char *) * name_count));
+	char **key_types = static_cast<char **>(palloc(sizeof(char *) * name_count));
+	for (int i = 0; i < name_count; ++i) {
+		key_names[i] = TextDatumGetCString(name_items[i]);
+		key_types[i] = TextDatumGetCString(type_items[i]);
+	}
+	char *statement = mext::pg::guard([&] {
+		mext::BatchShape shape;
+		shape.relation = relation;
+		for (int i = 0; i < name_count; ++i)
+			shape.key.push_back(mext::KeyColumn{key_names[i], key_types[i]});
+		shape.target = target;
+		if (source)
+			shape.source = std::string(source);
+		shape.api_schema = api;
+		std::string sql = mext::batch_statement(shape, after_last_key);
+		char *copy = nullptr;
+		mext::pg::pg_call([&] { copy = pstrdup(sql.c_str()); });
+		return copy;
+	});
+	PG_RETURN_TEXT_P(cstring_to_text(statement));
+}

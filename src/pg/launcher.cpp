@@ -1,0 +1,160 @@
+// The launcher: a static background worker, present only when the library is preloaded. At every
+// server start and after every crash restart (its restart time brings it back), and then every
+// migration_ext.resume_interval seconds, it starts a short-lived helper in each database that accepts
+// connections; the helper relaunches the workers of jobs left running with no worker. Without
+// preload, resume_backfill() does the same by hand.
+#include <cstring>
+#include <vector>
+
+#include "pg/backfill.hpp"
+
+extern "C" {
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_database.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/snapmgr.h"
+#include "utils/wait_event.h"
+
+PGDLLEXPORT void mext_launcher_main(Datum main_arg);
+PGDLLEXPORT void mext_resumer_main(Datum main_arg);
+}
+
+namespace {
+
+int resume_interval_seconds = 60;
+
+// Plain C data only: this runs between PostgreSQL calls that may longjmp.
+int connectable_databases(Oid *out, int capacity)
+{
+	int count = 0;
+	StartTransactionCommand();
+	Relation rel = table_open(DatabaseRelationId, AccessShareLock);
+	TableScanDesc scan = table_beginscan_catalog(rel, 0, nullptr);
+	HeapTuple tuple;
+	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != nullptr && count < capacity) {
+		auto *database = reinterpret_cast<Form_pg_database>(GETSTRUCT(tuple));
+		if (database->datallowconn && !database->datistemplate)
+			out[count++] = database->oid;
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	return count;
+}
+
+void start_resumer(Oid database)
+{
+	BackgroundWorker worker;
+	std::memset(&worker, 0, sizeof worker);
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(worker.bgw_library_name, "migration_ext", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "mext_resumer_main", BGW_MAXLEN);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "migration_ext resumer for database %u", database);
+	strlcpy(worker.bgw_type, "migration_ext resumer", BGW_MAXLEN);
+	worker.bgw_main_arg = ObjectIdGetDatum(database);
+	worker.bgw_notify_pid = MyProcPid;
+	BackgroundWorkerHandle *handle;
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle)) {
+		elog(LOG, "migration_ext: no worker slot to resume jobs in database %u", database);
+		return;
+	}
+	// One database at a time: the helpers are short, and this keeps worker slots for the jobs.
+	(void)WaitForBackgroundWorkerShutdown(handle);
+}
+
+} // namespace
+
+void mext_launcher_main(Datum)
+{
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(nullptr, nullptr, 0);
+	pgstat_report_appname("migration_ext launcher");
+
+	for (;;) {
+		Oid databases[256];
+		int count = connectable_databases(databases, 256);
+		for (int i = 0; i < count; ++i)
+			start_resumer(databases[i]);
+		long wait = resume_interval_seconds > 0 ? resume_interval_seconds * 1000L : -1;
+		int events = WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | (wait > 0 ? WL_TIMEOUT : 0);
+		do {
+			(void)WaitLatch(MyLatch, events, wait, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+			if (ConfigReloadPending) {
+				ConfigReloadPending = false;
+				ProcessConfigFile(PGC_SIGHUP);
+			}
+		} while (wait < 0);
+	}
+}
+
+// Connects to one database as the bootstrap superuser (no role given) and relaunches its interrupted
+// jobs; each relaunched worker runs as its job's owner.
+void mext_resumer_main(Datum main_arg)
+{
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(main_arg), InvalidOid, 0);
+	pgstat_report_appname("migration_ext resumer");
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	int rc = SPI_execute("SELECT to_regclass('migration_ext.backfill_job') IS NOT NULL", true, 1);
+	bool installed = false;
+	if (rc == SPI_OK_SELECT && SPI_processed == 1) {
+		bool isnull;
+		installed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	if (installed) {
+		rc = SPI_execute("SELECT migration_ext.resume_interrupted()", false, 1);
+		if (rc == SPI_OK_SELECT && SPI_processed == 1) {
+			char *resumed = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+			if (resumed && std::strcmp(resumed, "0") != 0)
+				elog(LOG, "migration_ext: resumed %s interrupted backfill job(s)", resumed);
+		}
+	}
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+	proc_exit(0);
+}
+
+namespace mext::pg {
+
+void register_launcher()
+{
+	DefineCustomIntVariable("migration_ext.resume_interval",
+							"Seconds between the launcher's looks for interrupted backfill jobs (0: only at start).",
+							nullptr, &resume_interval_seconds, 60, 0, 86400, PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr,
+							nullptr);
+	BackgroundWorker worker;
+	std::memset(&worker, 0, sizeof worker);
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	strlcpy(worker.bgw_library_name, "migration_ext", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "mext_launcher_main", BGW_MAXLEN);
+	strlcpy(worker.bgw_name, "migration_ext launcher", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "migration_ext launcher", BGW_MAXLEN);
+	RegisterBackgroundWorker(&worker);
+}
+
+} // namespace mext::pg
