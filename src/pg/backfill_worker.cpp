@@ -24,6 +24,7 @@ extern "C" {
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
+#include "storage/procarray.h"
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/array.h"
@@ -36,6 +37,7 @@ extern "C" {
 
 PG_FUNCTION_INFO_V1(mext_batch_statement);
 PG_FUNCTION_INFO_V1(mext_launch_worker);
+PG_FUNCTION_INFO_V1(mext_worker_alive);
 PGDLLEXPORT void mext_backfill_worker_main(Datum main_arg);
 }
 
@@ -405,4 +407,12 @@ Datum mext_batch_statement(PG_FUNCTION_ARGS)
 		return copy;
 	});
 	PG_RETURN_TEXT_P(cstring_to_text(statement));
+}
+
+// worker_alive(pid): is there a live backend with this pid? NULL pid: no.
+Datum mext_worker_alive(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		PG_RETURN_BOOL(false);
+	PG_RETURN_BOOL(BackendPidGetProc(PG_GETARG_INT32(0)) != nullptr);
 }

@@ -19,6 +19,8 @@ extern "C" {
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
 }
 
 namespace mext::pg {
@@ -83,6 +85,12 @@ void on_codec_table_invalidation(Datum, Oid relid)
 		++cache_generation;
 }
 
+// A function behind an fn: step was dropped, replaced or had its privileges changed.
+void on_function_invalidation(Datum, int, uint32)
+{
+	++cache_generation;
+}
+
 void on_transaction_end(XactEvent event, void *)
 {
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_COMMIT ||
@@ -114,8 +122,13 @@ void fetch_codec_row(const char *name, CodecRow *row)
 	Datum values[1] = {CStringGetTextDatum(name)};
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	int rc = SPI_execute_with_args("SELECT convert, marker, detect, shape FROM migration_ext.codec WHERE name = $1",
-								   1, argtypes, values, nullptr, true, 1);
+	// The latest committed definition, whatever the transaction's snapshot: the cache outlives the
+	// transaction, so a REPEATABLE READ snapshot must not pin an old definition in it.
+	SPIPlanPtr plan = SPI_prepare("SELECT convert, marker, detect, shape FROM migration_ext.codec WHERE name = $1", 1,
+								  argtypes);
+	if (!plan)
+		elog(ERROR, "preparing the codec lookup failed: %s", SPI_result_code_string(SPI_result));
+	int rc = SPI_execute_snapshot(plan, values, nullptr, GetLatestSnapshot(), InvalidSnapshot, true, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "reading migration_ext.codec failed: %s", SPI_result_code_string(rc));
 	row->found = SPI_processed == 1;
@@ -210,6 +223,12 @@ std::string LoadedCodec::call_function(std::size_t step_index, std::string_view 
 	text *result = nullptr;
 	FmgrInfo *info = functions_.at(step_index);
 	pg_call([&] {
+		// The codec is cached per backend, but the caller can change (SET ROLE, SECURITY DEFINER):
+		// check the privilege on every call, as calling the function directly would.
+		if (pg_proc_aclcheck(info->fn_oid, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+			ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+							errmsg("permission denied for function %s", get_func_name(info->fn_oid)),
+							errdetail("Codec \"%s\" calls it in an fn: step.", name.c_str())));
 		text *argument = cstring_to_text_with_len(input.data(), static_cast<int>(input.size()));
 		result = DatumGetTextPP(FunctionCall1Coll(info, DEFAULT_COLLATION_OID, PointerGetDatum(argument)));
 	});
@@ -236,8 +255,8 @@ LoadedCodec &codec_for_call(FunctionCallInfo fcinfo, const text *name)
 		return *site->codec;
 
 	if (name_length == 0 || name_length >= NAMEDATALEN)
-		throw SqlError(ERRCODE_UNDEFINED_OBJECT,
-					   "codec \"" + std::string(name_data, name_length) + "\" does not exist");
+		throw SqlError(ERRCODE_UNDEFINED_OBJECT, "codec \"" + std::string(name_data, name_length) + "\" does not exist",
+					   {}, "Create it with create_codec(name, convert, marker, detect, shape).");
 	LoadedCodec &codec = lookup_codec(std::string(name_data, name_length));
 	if (fcinfo->flinfo) {
 		if (!site)
@@ -261,6 +280,7 @@ void validate_codec_definition(const CodecDefinition &definition)
 void register_codec_cache_callbacks()
 {
 	CacheRegisterRelcacheCallback(on_codec_table_invalidation, PointerGetDatum(nullptr));
+	CacheRegisterSyscacheCallback(PROCOID, on_function_invalidation, PointerGetDatum(nullptr));
 	RegisterXactCallback(on_transaction_end, nullptr);
 }
 

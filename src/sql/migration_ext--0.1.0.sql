@@ -87,6 +87,17 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION migration_ext.require_codec(codec text) RETURNS void
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM migration_ext.codec c WHERE c.name = codec) THEN
+		RAISE EXCEPTION 'codec "%" does not exist', codec USING ERRCODE = 'undefined_object',
+			HINT = 'Create it with create_codec(name, convert, marker, detect, shape).';
+	END IF;
+END
+$$;
+
 -- The column a codec function may read: it must exist, not be dropped, and hold text-like data.
 CREATE FUNCTION migration_ext.checked_text_column(relation regclass, column_name name) RETURNS name
 	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
@@ -120,6 +131,7 @@ DECLARE
 	result bigint;
 BEGIN
 	PERFORM migration_ext.checked_text_column(relation, column_name);
+	PERFORM migration_ext.require_codec(codec);
 	EXECUTE format('SELECT count(*) FROM %s WHERE %s.is_legacy($1, %I::text)',
 				   relation, quote_ident('@extschema@'), column_name)
 		INTO result USING codec;
@@ -133,6 +145,7 @@ CREATE FUNCTION @extschema@.audit_column(relation regclass, column_name name, co
 AS $$
 BEGIN
 	PERFORM migration_ext.checked_text_column(relation, column_name);
+	PERFORM migration_ext.require_codec(codec);
 	RETURN QUERY EXECUTE format(
 		'SELECT count(*) FILTER (WHERE v = ''legacy''), count(*) FILTER (WHERE v = ''target''),
 				count(*) FILTER (WHERE v = ''ambiguous''), count(*) FILTER (WHERE v = ''null''),
@@ -170,6 +183,15 @@ CREATE TABLE migration_ext.function_version (
 	wal_lsn          pg_lsn,
 	PRIMARY KEY (fn, version)
 );
+
+-- A swap in progress, so that the event trigger knows the CREATE OR REPLACE it sees is ours (and
+-- records nothing itself). A table, not a setting: only the extension's functions can write it.
+CREATE TABLE migration_ext.pending_swap (
+	fn  regprocedure NOT NULL,
+	xid xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id()
+);
+
+GRANT SELECT ON migration_ext.frozen_function, migration_ext.function_version TO PUBLIC;
 
 CREATE VIEW @extschema@.function_history AS
 	SELECT v.fn, v.version, v.role, v.body, v.note, v.migration, v.created_at, v.created_by, v.wal_lsn,
@@ -254,7 +276,7 @@ END
 $$;
 
 -- CREATE OR REPLACE with the frozen signature and attributes and a new body. The event trigger sees
--- migration_ext.in_swap and leaves the recording to the caller. The body is validated under the
+-- the pending_swap row and leaves the recording to the caller. The body is validated under the
 -- caller's search_path, as a CREATE OR REPLACE typed by the caller would be.
 CREATE FUNCTION migration_ext.replace_body(fn regprocedure, body text, language name, caller_search_path text)
 	RETURNS void
@@ -292,14 +314,17 @@ BEGIN
 	statement := statement || format('LANGUAGE %I %s ', coalesce(language, p.lanname),
 		CASE WHEN p.prosecdef THEN 'SECURITY DEFINER' ELSE 'SECURITY INVOKER' END);
 	FOREACH setting IN ARRAY coalesce(p.proconfig, '{}'::text[]) LOOP
-		statement := statement || format('SET %I TO %L ', split_part(setting, '=', 1),
-										 substr(setting, strpos(setting, '=') + 1));
+		-- List settings (search_path, temp_tablespaces) are stored in list syntax and must stay lists;
+		-- the value comes from the catalog, written there by this same function's owner.
+		statement := statement || CASE WHEN split_part(setting, '=', 1) IN ('search_path', 'temp_tablespaces')
+			THEN format('SET %I TO %s ', split_part(setting, '=', 1), substr(setting, strpos(setting, '=') + 1))
+			ELSE format('SET %I TO %L ', split_part(setting, '=', 1), substr(setting, strpos(setting, '=') + 1)) END;
 	END LOOP;
 	statement := statement || format('AS %L', body);
 	PERFORM set_config('search_path', caller_search_path, true);
-	PERFORM set_config('migration_ext.in_swap', 'on', true);
+	INSERT INTO migration_ext.pending_swap (fn) VALUES (replace_body.fn);
 	EXECUTE statement;
-	PERFORM set_config('migration_ext.in_swap', 'off', true);
+	DELETE FROM migration_ext.pending_swap s WHERE s.fn = replace_body.fn;
 END
 $$;
 
@@ -334,9 +359,9 @@ BEGIN
 	SELECT v.definition INTO stored FROM migration_ext.function_version v
 	WHERE v.fn = restore_version.fn AND v.version = restore_version.version;
 	PERFORM set_config('search_path', caller_search_path, true);
-	PERFORM set_config('migration_ext.in_swap', 'on', true);
+	INSERT INTO migration_ext.pending_swap (fn) VALUES (restore_version.fn);
 	EXECUTE stored;
-	PERFORM set_config('migration_ext.in_swap', 'off', true);
+	DELETE FROM migration_ext.pending_swap s WHERE s.fn = restore_version.fn;
 END
 $$;
 
@@ -378,14 +403,13 @@ CREATE FUNCTION @extschema@.revert_function(fn regprocedure, to_version int DEFA
 -- DDL on a frozen function outside migration_ext: renames and moves are refused (callers use the name);
 -- any other change (CREATE OR REPLACE, ALTER ... SET, OWNER) is recorded as an out-of-band version.
 CREATE FUNCTION migration_ext.on_ddl_command_end() RETURNS event_trigger
-	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	command record;
 	frozen record;
 BEGIN
-	IF to_regclass('migration_ext.frozen_function') IS NULL
-	   OR coalesce(current_setting('migration_ext.in_swap', true), '') = 'on' THEN
+	IF to_regclass('migration_ext.frozen_function') IS NULL THEN
 		RETURN;
 	END IF;
 	FOR command IN SELECT * FROM pg_event_trigger_ddl_commands() WHERE classid = 'pg_proc'::regclass LOOP
@@ -398,6 +422,8 @@ BEGIN
 					DETAIL = 'External callers invoke it by this name; renaming or moving it would break them.',
 					HINT = format('Swap its body with swap_function(), or unfreeze_function(%L) first.', frozen.identity);
 		END IF;
+		CONTINUE WHEN EXISTS (SELECT FROM migration_ext.pending_swap s
+							  WHERE s.fn = frozen.fn AND s.xid = pg_current_xact_id());
 		PERFORM migration_ext.record_version(frozen.fn, 'out_of_band',
 											 format('%s outside migration_ext', command.command_tag));
 	END LOOP;
@@ -405,7 +431,7 @@ END
 $$;
 
 CREATE FUNCTION migration_ext.on_sql_drop() RETURNS event_trigger
-	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	dropped record;
@@ -413,13 +439,13 @@ BEGIN
 	IF to_regclass('migration_ext.frozen_function') IS NULL THEN
 		RETURN; -- the extension itself is being dropped
 	END IF;
-	FOR dropped IN SELECT * FROM pg_event_trigger_dropped_objects() WHERE classid = 'pg_proc'::regclass LOOP
-		IF EXISTS (SELECT FROM migration_ext.frozen_function f WHERE f.fn = dropped.objid::regprocedure) THEN
-			RAISE EXCEPTION 'cannot drop frozen function %', dropped.object_identity
-				USING ERRCODE = 'dependent_objects_still_exist',
-					DETAIL = 'External callers depend on this signature.',
-					HINT = 'Unfreeze it first with unfreeze_function(), if the contract really ends.';
-		END IF;
+	FOR dropped IN SELECT f.identity FROM pg_event_trigger_dropped_objects() d
+				   JOIN migration_ext.frozen_function f ON f.fn = d.objid::regprocedure
+				   WHERE d.classid = 'pg_proc'::regclass LOOP
+		RAISE EXCEPTION 'cannot drop frozen function %', dropped.identity
+			USING ERRCODE = 'dependent_objects_still_exist',
+				DETAIL = 'External callers depend on this signature.',
+				HINT = 'Unfreeze it first with unfreeze_function(), if the contract really ends.';
 	END LOOP;
 END
 $$;
@@ -492,16 +518,15 @@ CREATE FUNCTION migration_ext.batch_statement(relation text, key_names text[], k
 CREATE FUNCTION migration_ext.launch_worker(job bigint) RETURNS int
 	LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'mext_launch_worker';
 
--- Is the worker of a job alive? Workers show in pg_stat_activity under their own backend_type.
+-- Is the worker of a job alive? Read from the process array, not pg_stat_activity, whose contents a
+-- transaction caches: wait_backfill() must see a worker die while it waits.
 CREATE FUNCTION migration_ext.worker_alive(pid int) RETURNS boolean
-	LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-	RETURN EXISTS (SELECT FROM pg_stat_activity a WHERE a.pid = worker_alive.pid
-				   AND a.backend_type = 'migration_ext backfill');
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'mext_worker_alive';
 
 -- The state a DBA should see: a job that claims to run but has no live worker was interrupted (a
 -- crash, kill -9, an immediate shutdown). A queued job gets a minute for its worker to appear.
 CREATE FUNCTION migration_ext.effective_state(j migration_ext.backfill_job) RETURNS text
-	LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+	LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
 	RETURN CASE
 		WHEN j.state IN ('running', 'throttled', 'paused') AND NOT migration_ext.worker_alive(j.pid) THEN 'interrupted'
 		WHEN j.state = 'queued' AND NOT migration_ext.worker_alive(j.pid)
@@ -557,7 +582,7 @@ $$;
 
 CREATE FUNCTION migration_ext.start_backfill(relation regclass, column_name name, codec text, source_column name,
 											 batch_size int, max_rows_per_second int, throttle boolean,
-											 migration text DEFAULT NULL)
+											 migration text DEFAULT NULL, launch boolean DEFAULT true)
 	RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -580,10 +605,7 @@ BEGIN
 	IF source_column IS NOT NULL THEN
 		PERFORM migration_ext.checked_text_column(relation, source_column);
 	END IF;
-	IF NOT EXISTS (SELECT FROM migration_ext.codec c WHERE c.name = start_backfill.codec) THEN
-		RAISE EXCEPTION 'codec "%" does not exist', codec USING ERRCODE = 'undefined_object',
-			HINT = 'Create it with create_codec(name, convert, marker, detect, shape).';
-	END IF;
+	PERFORM migration_ext.require_codec(codec);
 	IF batch_size IS NOT NULL AND batch_size <= 0 THEN
 		RAISE EXCEPTION 'batch_size must be positive, not %', batch_size USING ERRCODE = 'invalid_parameter_value';
 	END IF;
@@ -632,7 +654,10 @@ BEGIN
 			USING ERRCODE = 'object_in_use',
 				HINT = 'Wait for it, resume it, or cancel it: see backfill_status.';
 	END;
-	UPDATE migration_ext.backfill_job b SET pid = migration_ext.launch_worker(job) WHERE b.id = job;
+	-- launch => false leaves the job queued for a caller that runs worker_step() itself (the isolation tests).
+	IF launch THEN
+		UPDATE migration_ext.backfill_job b SET pid = migration_ext.launch_worker(job) WHERE b.id = job;
+	END IF;
 	RETURN job;
 END
 $$;
