@@ -3,6 +3,7 @@
 #include <boost/algorithm/hex.hpp>
 #include <boost/algorithm/string/predicate.hpp>
 
+#include <algorithm>
 #include <array>
 #include <utility>
 
@@ -103,7 +104,8 @@ int utf8_sequence_length(unsigned char lead)
 void reverse_characters(std::string_view in, std::string &out, bool utf8)
 {
 	out.resize(in.size());
-	if (!utf8) {
+	bool ascii = std::all_of(in.begin(), in.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+	if (!utf8 || ascii) {
 		std::copy(in.rbegin(), in.rend(), out.begin());
 		return;
 	}

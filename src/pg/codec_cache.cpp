@@ -4,6 +4,7 @@
 #include <unordered_map>
 
 extern "C" {
+#include "access/parallel.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_collation_d.h"
@@ -128,7 +129,9 @@ void fetch_codec_row(const char *name, CodecRow *row)
 								  argtypes);
 	if (!plan)
 		elog(ERROR, "preparing the codec lookup failed: %s", SPI_result_code_string(SPI_result));
-	int rc = SPI_execute_snapshot(plan, values, nullptr, GetLatestSnapshot(), InvalidSnapshot, true, false, 1);
+	// Parallel mode forbids taking a new snapshot; the active one is the statement's, current enough.
+	Snapshot snapshot = IsInParallelMode() ? GetActiveSnapshot() : GetLatestSnapshot();
+	int rc = SPI_execute_snapshot(plan, values, nullptr, snapshot, InvalidSnapshot, true, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "reading migration_ext.codec failed: %s", SPI_result_code_string(rc));
 	row->found = SPI_processed == 1;

@@ -31,8 +31,10 @@ std::string_view view_of(const text *value)
 bool starts_with_marker(Datum value, const std::string &marker)
 {
 	struct varlena *raw = reinterpret_cast<struct varlena *>(DatumGetPointer(value));
-	const text *head = VARATT_IS_EXTENDED(raw) ? DatumGetTextPSlice(value, 0, static_cast<int32>(marker.size()))
-											   : reinterpret_cast<const text *>(raw);
+	// Short (1-byte header) values are read in place; only toasted or compressed ones are sliced.
+	const text *head = VARATT_IS_EXTERNAL(raw) || VARATT_IS_COMPRESSED(raw)
+						   ? DatumGetTextPSlice(value, 0, static_cast<int32>(marker.size()))
+						   : reinterpret_cast<const text *>(raw);
 	std::string_view prefix = view_of(head);
 	return prefix.size() >= marker.size() && prefix.compare(0, marker.size(), marker) == 0;
 }

@@ -98,8 +98,21 @@ BEGIN
 END
 $$;
 
+-- Rows in a table: its statistics, or the planner's guess from its size before the first ANALYZE.
+CREATE FUNCTION migration_ext.row_estimate(relation regclass) RETURNS bigint
+	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	plan json;
+BEGIN
+	EXECUTE format('EXPLAIN (FORMAT JSON) SELECT 1 FROM %s', relation) INTO plan;
+	RETURN (plan -> 0 -> 'Plan' ->> 'Plan Rows')::numeric::bigint;
+END
+$$;
+
 -- The column a codec function may read: it must exist, not be dropped, and hold text-like data.
-CREATE FUNCTION migration_ext.checked_text_column(relation regclass, column_name name) RETURNS name
+CREATE FUNCTION migration_ext.checked_text_column(relation regclass, column_name name, require_text boolean DEFAULT true)
+	RETURNS name
 	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -115,7 +128,7 @@ BEGIN
 		RAISE EXCEPTION 'column "%" of relation % does not exist', column_name, relation
 			USING ERRCODE = 'undefined_column';
 	END IF;
-	IF column_type NOT IN ('text'::regtype, 'character varying'::regtype, 'character'::regtype) THEN
+	IF require_text AND column_type NOT IN ('text'::regtype, 'character varying'::regtype, 'character'::regtype) THEN
 		RAISE EXCEPTION 'column "%" of relation % is of type %, not text', column_name, relation, column_type
 			USING ERRCODE = 'datatype_mismatch',
 				HINT = 'Codecs convert text, varchar and char columns.';
@@ -337,6 +350,7 @@ BEGIN
 	IF body IS NULL THEN
 		RAISE EXCEPTION 'function body must not be NULL' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
+	PERFORM migration_ext.check_swap_order(fn);
 	PERFORM migration_ext.replace_body(fn, body, language, caller_search_path);
 	RETURN migration_ext.record_version(fn, 'swap', note);
 END
@@ -640,7 +654,7 @@ BEGIN
 	ELSE
 		leaves := ARRAY[relation];
 	END IF;
-	SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint INTO estimate FROM pg_class c WHERE c.oid = ANY (leaves);
+	SELECT coalesce(sum(migration_ext.row_estimate(leaf)), 0)::bigint INTO estimate FROM unnest(leaves) leaf;
 	BEGIN
 		INSERT INTO migration_ext.backfill_job (relation, column_name, source_column, codec, migration, key_columns,
 												key_types, partitions, batch_size, max_rows_per_second, throttle,
@@ -917,3 +931,442 @@ BEGIN
 	RETURN resumed;
 END
 $$;
+
+------------------------------------------------------------------------------------------------------
+-- The migration protocol: planned -> tolerant -> producing -> backfilling -> converted -> contracted.
+------------------------------------------------------------------------------------------------------
+
+CREATE TABLE migration_ext.migration (
+	name             text PRIMARY KEY CHECK (name <> ''),
+	relation         regclass NOT NULL,
+	column_name      name NOT NULL,
+	codec            text NOT NULL REFERENCES migration_ext.codec (name),
+	source_column    name,
+	allow_key_update boolean NOT NULL DEFAULT false,
+	phase            text NOT NULL DEFAULT 'planned' CHECK (phase IN ('planned', 'tolerant', 'producing', 'backfilling',
+																	  'converted', 'contracted')),
+	job              bigint,
+	constraint_name  name,
+	created_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	created_by       name NOT NULL DEFAULT CURRENT_USER
+);
+
+CREATE TABLE migration_ext.planned_swap (
+	migration       text NOT NULL REFERENCES migration_ext.migration ON DELETE CASCADE,
+	fn              regprocedure NOT NULL,
+	role            text NOT NULL CHECK (role IN ('reader', 'writer')),
+	body            text NOT NULL,
+	language        name,
+	ordinal         serial,
+	restore_version int,          -- the version current before the swap: what retreat restores
+	applied_version int,          -- the version the swap recorded
+	applied_at      timestamptz,
+	applied_lsn     pg_lsn,
+	PRIMARY KEY (migration, fn)
+);
+
+CREATE TABLE migration_ext.migration_event (
+	id         bigserial PRIMARY KEY,
+	migration  text NOT NULL,
+	event      text NOT NULL,     -- advance, retreat, swap, unswap, backfill
+	from_phase text,
+	to_phase   text,
+	fn         regprocedure,
+	role       text,
+	detail     text,
+	at         timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+	by_role    name NOT NULL DEFAULT CURRENT_USER,
+	wal_lsn    pg_lsn DEFAULT CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL
+								  ELSE pg_catalog.pg_current_wal_insert_lsn() END
+);
+
+GRANT SELECT ON migration_ext.migration, migration_ext.planned_swap, migration_ext.migration_event TO PUBLIC;
+
+CREATE FUNCTION migration_ext.phase_after(migration text, phase text, direction text) RETURNS text
+	LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'mext_phase_after';
+
+CREATE FUNCTION migration_ext.door_check(migration text, reader_swaps int, readers_applied int, settled boolean,
+										 waiting_for text, confirmed boolean)
+	RETURNS void LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'mext_door_check';
+
+CREATE FUNCTION migration_ext.require_migration(name text, lock boolean DEFAULT false)
+	RETURNS migration_ext.migration LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m migration_ext.migration;
+BEGIN
+	IF name IS NULL THEN
+		RAISE EXCEPTION 'migration name must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF lock THEN
+		SELECT * INTO m FROM migration_ext.migration x WHERE x.name = require_migration.name FOR UPDATE;
+	ELSE
+		SELECT * INTO m FROM migration_ext.migration x WHERE x.name = require_migration.name;
+	END IF;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'migration "%" does not exist', name USING ERRCODE = 'undefined_object',
+			HINT = 'Create it with create_migration(name, relation, column_name, codec).';
+	END IF;
+	RETURN m;
+END
+$$;
+
+-- What a column is, structurally: what can be rewritten in place and what cannot (SOURCES.md 1).
+CREATE FUNCTION @extschema@.inspect_column(relation regclass, column_name name, codec text DEFAULT NULL)
+	RETURNS TABLE (in_primary_key boolean, in_unique_index boolean, foreign_keys text[], referenced_by text[],
+				   in_partition_key boolean, in_expression_index boolean, in_partial_index boolean,
+				   is_generated boolean, user_triggers text[], row_estimate bigint, sampled_rows bigint,
+				   sampled_legacy_ratio numeric, plan text)
+	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	attnum int2;
+	sample_percent float8;
+BEGIN
+	PERFORM migration_ext.checked_text_column(relation, column_name, codec IS NOT NULL);
+	SELECT a.attnum, a.attgenerated <> '' INTO attnum, is_generated
+	FROM pg_attribute a WHERE a.attrelid = relation AND a.attname = column_name;
+	SELECT coalesce(bool_or(i.indisprimary AND attnum = ANY (i.indkey)), false),
+		   coalesce(bool_or(i.indisunique AND attnum = ANY (i.indkey)), false),
+		   coalesce(bool_or(i.indexprs IS NOT NULL
+							AND pg_get_indexdef(i.indexrelid) ~ ('\m' || quote_ident(column_name) || '\M')), false),
+		   coalesce(bool_or(i.indpred IS NOT NULL
+							AND (attnum = ANY (i.indkey) OR pg_get_expr(i.indpred, i.indrelid) ~ ('\m' || quote_ident(column_name) || '\M'))), false)
+	INTO in_primary_key, in_unique_index, in_expression_index, in_partial_index
+	FROM pg_index i WHERE i.indrelid = relation;
+	SELECT array_agg(format('%s references %s ON UPDATE %s', c.conname, c.confrelid::regclass,
+							CASE c.confupdtype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL' WHEN 'd' THEN 'SET DEFAULT'
+											   WHEN 'r' THEN 'RESTRICT' ELSE 'NO ACTION' END))
+	INTO foreign_keys FROM pg_constraint c WHERE c.contype = 'f' AND c.conrelid = relation AND attnum = ANY (c.conkey);
+	SELECT array_agg(format('%s from %s ON UPDATE %s', c.conname, c.conrelid::regclass,
+							CASE c.confupdtype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL' WHEN 'd' THEN 'SET DEFAULT'
+											   WHEN 'r' THEN 'RESTRICT' ELSE 'NO ACTION' END))
+	INTO referenced_by FROM pg_constraint c WHERE c.contype = 'f' AND c.confrelid = relation AND attnum = ANY (c.confkey);
+	SELECT coalesce(bool_or(attnum = ANY (p.partattrs::int2[])), false) INTO in_partition_key
+	FROM pg_partitioned_table p WHERE p.partrelid = relation;
+	in_partition_key := coalesce(in_partition_key, false);
+	SELECT array_agg(t.tgname::text ORDER BY t.tgname) INTO user_triggers
+	FROM pg_trigger t WHERE t.tgrelid = relation AND NOT t.tgisinternal;
+	row_estimate := migration_ext.row_estimate(relation);
+	IF codec IS NOT NULL THEN
+		PERFORM migration_ext.require_codec(codec);
+		sample_percent := least(100, greatest(0.01, 100.0 * 10000 / greatest(row_estimate, 1)));
+		EXECUTE format('SELECT count(*), round(avg(CASE WHEN %s.is_legacy($1, %I::text) THEN 1 ELSE 0 END), 4)
+						FROM %s TABLESAMPLE BERNOULLI ($2)', quote_ident('@extschema@'), column_name, relation)
+			INTO sampled_rows, sampled_legacy_ratio USING codec, sample_percent;
+	END IF;
+	plan := CASE
+		WHEN is_generated THEN 'leave it: a generated column is computed, not stored by writers; change its expression instead'
+		WHEN in_partition_key THEN 'leave it: the partition key cannot be rewritten in place (rows would move between partitions); expand to a new column and contract'
+		WHEN in_primary_key AND referenced_by IS NOT NULL AND EXISTS (SELECT FROM pg_constraint c WHERE c.contype = 'f' AND c.confrelid = relation AND attnum = ANY (c.confkey) AND c.confupdtype <> 'c')
+			THEN 'leave it: the key cannot be rewritten in place (it is referenced without ON UPDATE CASCADE); expand to a new column and contract'
+		WHEN referenced_by IS NOT NULL THEN 'key update with cascade: allow_key_update => true rewrites it in place, cascading to the referencing rows'
+		WHEN in_primary_key THEN 'key update: allow_key_update => true rewrites the primary key in place; the backfill must walk another unique key'
+		WHEN in_unique_index THEN 'in-place update; the unique index must stay unique after conversion (a codec that maps two values to one would fail)'
+		WHEN foreign_keys IS NOT NULL THEN 'in-place update; the referenced values must exist in the new format first'
+		ELSE 'in-place update: backfill it in batches'
+	END;
+	IF user_triggers IS NOT NULL THEN
+		plan := plan || format('; note: triggers %s fire on every converted row', array_to_string(user_triggers, ', '));
+	END IF;
+	IF in_expression_index OR in_partial_index THEN
+		plan := plan || '; note: an expression or partial index uses the column and is recomputed on every converted row';
+	END IF;
+	RETURN NEXT;
+END
+$$;
+
+CREATE FUNCTION @extschema@.create_migration(name text, relation regclass, column_name name, codec text,
+											 source_column name DEFAULT NULL, allow_key_update boolean DEFAULT false)
+	RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	inventory record;
+BEGIN
+	IF name IS NULL OR btrim(name) = '' THEN
+		RAISE EXCEPTION 'migration name must not be empty' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF relation IS NULL OR column_name IS NULL OR codec IS NULL THEN
+		RAISE EXCEPTION 'relation, column_name and codec must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	PERFORM migration_ext.require_codec(codec);
+	IF source_column IS NOT NULL THEN
+		PERFORM migration_ext.checked_text_column(relation, source_column);
+	END IF;
+	SELECT * INTO inventory FROM @extschema@.inspect_column(relation, column_name);
+	IF NOT coalesce(allow_key_update, false) AND (inventory.in_primary_key OR inventory.in_partition_key
+												 OR inventory.referenced_by IS NOT NULL) THEN
+		RAISE EXCEPTION 'column "%" of % is structurally fixed', column_name, relation
+			USING ERRCODE = 'feature_not_supported', DETAIL = inventory.plan,
+				HINT = 'See inspect_column(); pass allow_key_update => true only if foreign keys cascade.';
+	END IF;
+	IF EXISTS (SELECT FROM migration_ext.migration m WHERE m.name = create_migration.name) THEN
+		RAISE EXCEPTION 'migration "%" already exists', name USING ERRCODE = 'duplicate_object';
+	END IF;
+	INSERT INTO migration_ext.migration (name, relation, column_name, codec, source_column, allow_key_update)
+	VALUES (name, relation, column_name, codec, source_column, coalesce(allow_key_update, false));
+	INSERT INTO migration_ext.migration_event (migration, event, to_phase, detail)
+	VALUES (name, 'create', 'planned', format('%s.%I with codec %s', relation, column_name, codec));
+END
+$$;
+
+CREATE FUNCTION @extschema@.plan_swap(migration text, fn regprocedure, body text, role text DEFAULT 'reader',
+									  language name DEFAULT NULL)
+	RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m migration_ext.migration := migration_ext.require_migration(migration, true);
+BEGIN
+	IF role IS NULL OR role NOT IN ('reader', 'writer') THEN
+		RAISE EXCEPTION 'swap role must be ''reader'' or ''writer'', not %', coalesce(quote_literal(role), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				HINT = 'Readers become tolerant before the point of no return; writers change at it.';
+	END IF;
+	IF body IS NULL THEN
+		RAISE EXCEPTION 'function body must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF m.phase <> 'planned' THEN
+		RAISE EXCEPTION 'migration "%" is %: swaps are planned before it advances', migration, m.phase
+			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	PERFORM migration_ext.require_frozen(fn);
+	IF EXISTS (SELECT FROM migration_ext.planned_swap s WHERE s.migration = plan_swap.migration AND s.fn = plan_swap.fn) THEN
+		RAISE EXCEPTION 'function % already has a planned swap in migration "%"', fn, migration
+			USING ERRCODE = 'duplicate_object';
+	END IF;
+	INSERT INTO migration_ext.planned_swap (migration, fn, role, body, language) VALUES (migration, fn, role, body, language);
+END
+$$;
+
+-- Settled: no transaction that began before the reader swaps is still open, and every streaming
+-- standby has replayed past the swaps' WAL position.
+CREATE FUNCTION migration_ext.settle_state(migration text, OUT settled boolean, OUT waiting_for text)
+	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m migration_ext.migration := migration_ext.require_migration(migration);
+	swapped_at timestamptz;
+	swapped_lsn pg_lsn;
+	old_transactions text;
+	lagging text;
+BEGIN
+	IF m.phase = 'planned' THEN
+		settled := false;
+		waiting_for := 'the reader swaps (advance_migration applies them)';
+		RETURN;
+	END IF;
+	IF m.phase <> 'tolerant' THEN
+		settled := true;
+		RETURN;
+	END IF;
+	SELECT max(s.applied_at), max(s.applied_lsn) INTO swapped_at, swapped_lsn
+	FROM migration_ext.planned_swap s WHERE s.migration = settle_state.migration AND s.role = 'reader';
+	IF swapped_at IS NULL THEN
+		settled := true;
+		RETURN;
+	END IF;
+	PERFORM pg_stat_clear_snapshot();
+	SELECT string_agg(format('pid %s (transaction open since %s)', a.pid, a.xact_start), ', ' ORDER BY a.xact_start)
+	INTO old_transactions
+	FROM pg_stat_activity a
+	WHERE a.xact_start < swapped_at AND a.pid <> pg_backend_pid()
+	  AND a.backend_type IN ('client backend', 'background worker');
+	SELECT string_agg(format('prepared transaction %L', p.gid), ', ') INTO lagging
+	FROM pg_prepared_xacts p WHERE p.prepared < swapped_at;
+	old_transactions := concat_ws(', ', old_transactions, lagging);
+	SELECT string_agg(format('standby %s replayed %s < %s', coalesce(nullif(r.application_name, ''), r.client_addr::text, r.pid::text),
+							 coalesce(r.replay_lsn::text, 'nothing'), swapped_lsn), ', ')
+	INTO lagging
+	FROM pg_stat_replication r
+	WHERE swapped_lsn IS NOT NULL AND (r.replay_lsn IS NULL OR r.replay_lsn < swapped_lsn);
+	waiting_for := nullif(concat_ws(', ', nullif(old_transactions, ''), lagging), '');
+	settled := waiting_for IS NULL;
+END
+$$;
+
+-- Applies one planned swap and records it, with the version to restore on retreat.
+CREATE FUNCTION migration_ext.apply_swap(s migration_ext.planned_swap, caller_search_path text) RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	before int;
+	after int;
+BEGIN
+	SELECT f.current_version INTO before FROM migration_ext.frozen_function f WHERE f.fn = s.fn;
+	PERFORM migration_ext.replace_body(s.fn, s.body, s.language, caller_search_path);
+	after := migration_ext.record_version(s.fn, s.role, format('migration %s: %s swap', s.migration, s.role), s.migration);
+	UPDATE migration_ext.planned_swap p SET restore_version = before, applied_version = after,
+		applied_at = clock_timestamp(),
+		applied_lsn = CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn() END
+	WHERE p.migration = s.migration AND p.fn = s.fn;
+	INSERT INTO migration_ext.migration_event (migration, event, fn, role, detail)
+	VALUES (s.migration, 'swap', s.fn, s.role, format('version %s -> %s', before, after));
+END
+$$;
+
+CREATE FUNCTION migration_ext.advance_migration(name text, confirm text, caller_search_path text) RETURNS text
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m migration_ext.migration := migration_ext.require_migration(name, true);
+	next_phase text := migration_ext.phase_after(name, m.phase, 'advance');
+	s migration_ext.planned_swap;
+	settle record;
+	readers int;
+	readers_current int;
+	remaining bigint;
+	new_constraint name;
+BEGIN
+	IF m.phase = 'planned' THEN
+		FOR s IN SELECT * FROM migration_ext.planned_swap p WHERE p.migration = name AND p.role = 'reader'
+				 ORDER BY p.ordinal LOOP
+			PERFORM migration_ext.apply_swap(s, caller_search_path);
+		END LOOP;
+	ELSIF m.phase = 'tolerant' THEN
+		SELECT count(*), count(*) FILTER (WHERE f.current_version = p.applied_version)
+		INTO readers, readers_current
+		FROM migration_ext.planned_swap p JOIN migration_ext.frozen_function f ON f.fn = p.fn
+		WHERE p.migration = name AND p.role = 'reader';
+		SELECT * INTO settle FROM migration_ext.settle_state(name);
+		PERFORM migration_ext.door_check(name, readers, readers_current, settle.settled, settle.waiting_for,
+										 confirm IS NOT DISTINCT FROM name);
+		FOR s IN SELECT * FROM migration_ext.planned_swap p WHERE p.migration = name AND p.role = 'writer'
+				 ORDER BY p.ordinal LOOP
+			PERFORM migration_ext.apply_swap(s, caller_search_path);
+		END LOOP;
+	ELSIF m.phase = 'backfilling' THEN
+		IF m.job IS NOT NULL AND (SELECT migration_ext.effective_state(j) FROM migration_ext.backfill_job j WHERE j.id = m.job)
+								 IS DISTINCT FROM 'done' THEN
+			RAISE EXCEPTION 'cannot advance migration "%": its backfill (job %) is not done', name, m.job
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					HINT = format('See backfill_status; wait_backfill(%s) waits for it.', m.job);
+		END IF;
+		EXECUTE format('SELECT count(*) FROM %s WHERE %s', m.relation,
+					   CASE WHEN m.source_column IS NULL
+							THEN format('%I.is_legacy($1, %I::text)', '@extschema@', m.column_name)
+							ELSE format('%I IS NULL OR %I.is_legacy($1, %I::text)', m.column_name, '@extschema@', m.column_name) END)
+			INTO remaining USING m.codec;
+		IF remaining > 0 THEN
+			RAISE EXCEPTION 'cannot advance migration "%": % legacy value(s) remain in %.%', name, remaining, m.relation,
+				quote_ident(m.column_name) USING ERRCODE = 'object_not_in_prerequisite_state',
+				DETAIL = 'The verifying scan found rows the backfill has not converted (written since, or skipped).',
+				HINT = format('Run start_backfill(%L) again: converted rows are skipped.', name);
+		END IF;
+	ELSIF m.phase = 'converted' THEN
+		new_constraint := left(format('%s_%s_not_legacy', m.relation::text, m.column_name), 63);
+		new_constraint := regexp_replace(new_constraint, '[^A-Za-z0-9_]', '_', 'g');
+		IF (SELECT c.detect FROM migration_ext.codec c WHERE c.name = m.codec) = 'null' THEN
+			EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I CHECK (%I IS NOT NULL) NOT VALID', m.relation, new_constraint, m.column_name);
+			EXECUTE format('ALTER TABLE %s VALIDATE CONSTRAINT %I', m.relation, new_constraint);
+			-- The validated check proves the column has no NULL, so SET NOT NULL skips its scan.
+			EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', m.relation, m.column_name);
+			EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', m.relation, new_constraint);
+			new_constraint := NULL;
+		ELSE
+			EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I CHECK (NOT %I.is_legacy(%L, %I::text)) NOT VALID',
+						   m.relation, new_constraint, '@extschema@', m.codec, m.column_name);
+			EXECUTE format('ALTER TABLE %s VALIDATE CONSTRAINT %I', m.relation, new_constraint);
+		END IF;
+		UPDATE migration_ext.migration x SET constraint_name = new_constraint WHERE x.name = m.name;
+	END IF;
+	UPDATE migration_ext.migration x SET phase = next_phase WHERE x.name = m.name;
+	INSERT INTO migration_ext.migration_event (migration, event, from_phase, to_phase)
+	VALUES (name, 'advance', m.phase, next_phase);
+	RETURN next_phase;
+END
+$$;
+
+CREATE FUNCTION @extschema@.advance_migration(name text, confirm text DEFAULT NULL) RETURNS text
+	LANGUAGE sql
+	RETURN migration_ext.advance_migration(name, confirm, pg_catalog.current_setting('search_path'));
+
+CREATE FUNCTION migration_ext.retreat_migration(name text, caller_search_path text) RETURNS text
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m migration_ext.migration := migration_ext.require_migration(name, true);
+	previous_phase text := migration_ext.phase_after(name, m.phase, 'retreat');
+	s migration_ext.planned_swap;
+BEGIN
+	IF m.phase = 'tolerant' THEN
+		FOR s IN SELECT * FROM migration_ext.planned_swap p WHERE p.migration = name AND p.applied_version IS NOT NULL
+				 ORDER BY p.ordinal DESC LOOP
+			PERFORM migration_ext.restore_version(s.fn, s.restore_version, caller_search_path);
+			PERFORM migration_ext.record_version(s.fn, 'revert', format('migration %s: retreat', name), name, NULL);
+			UPDATE migration_ext.planned_swap p SET applied_version = NULL, applied_at = NULL, applied_lsn = NULL
+			WHERE p.migration = s.migration AND p.fn = s.fn;
+			INSERT INTO migration_ext.migration_event (migration, event, fn, role, detail)
+			VALUES (name, 'unswap', s.fn, s.role, format('restored version %s', s.restore_version));
+		END LOOP;
+	ELSIF m.phase = 'contracted' AND m.constraint_name IS NOT NULL THEN
+		EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', m.relation, m.constraint_name);
+		UPDATE migration_ext.migration x SET constraint_name = NULL WHERE x.name = m.name;
+	ELSIF m.phase = 'contracted' THEN
+		EXECUTE format('ALTER TABLE %s ALTER COLUMN %I DROP NOT NULL', m.relation, m.column_name);
+	END IF;
+	UPDATE migration_ext.migration x SET phase = previous_phase WHERE x.name = m.name;
+	INSERT INTO migration_ext.migration_event (migration, event, from_phase, to_phase)
+	VALUES (name, 'retreat', m.phase, previous_phase);
+	RETURN previous_phase;
+END
+$$;
+
+CREATE FUNCTION @extschema@.retreat_migration(name text) RETURNS text
+	LANGUAGE sql
+	RETURN migration_ext.retreat_migration(name, pg_catalog.current_setting('search_path'));
+
+CREATE FUNCTION @extschema@.start_backfill(migration text, source_column name DEFAULT NULL, batch_size int DEFAULT NULL,
+										   max_rows_per_second int DEFAULT NULL, throttle boolean DEFAULT true)
+	RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m migration_ext.migration := migration_ext.require_migration(migration, true);
+	new_job bigint;
+BEGIN
+	IF m.phase NOT IN ('producing', 'backfilling') THEN
+		RAISE EXCEPTION 'cannot backfill migration "%" in phase %', migration, m.phase
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				DETAIL = 'The backfill starts once writers produce the new format: after the point of no return.',
+				HINT = format('advance_migration(%L) until it is producing.', migration);
+	END IF;
+	new_job := migration_ext.start_backfill(m.relation, m.column_name, m.codec,
+											coalesce(source_column, m.source_column), batch_size, max_rows_per_second,
+											throttle, migration);
+	UPDATE migration_ext.migration x SET phase = 'backfilling', job = new_job WHERE x.name = m.name;
+	INSERT INTO migration_ext.migration_event (migration, event, from_phase, to_phase, detail)
+	VALUES (migration, 'backfill', m.phase, 'backfilling', format('job %s', new_job));
+	RETURN new_job;
+END
+$$;
+
+-- A writer swap of a migration is applied at its point of no return, never before: swap_function()
+-- refuses one while the migration has not passed it.
+CREATE FUNCTION migration_ext.check_swap_order(fn regprocedure) RETURNS void
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m record;
+BEGIN
+	SELECT x.name, x.phase INTO m FROM migration_ext.planned_swap p JOIN migration_ext.migration x ON x.name = p.migration
+	WHERE p.fn = check_swap_order.fn AND p.role = 'writer' AND x.phase IN ('planned', 'tolerant') LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'function % is a writer of migration "%", which is still %', fn, m.name, m.phase
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				DETAIL = 'Writers change only after every reader is tolerant and settled: flip that order and a reader hits a value it does not understand.',
+				HINT = format('advance_migration(%L) applies the writer swaps at the point of no return.', m.name);
+	END IF;
+END
+$$;
+
+CREATE VIEW @extschema@.migration_status AS
+	SELECT m.name, m.phase, s.settled, s.waiting_for, m.relation, m.column_name, m.source_column, m.codec, m.job,
+		   (SELECT migration_ext.effective_state(j) FROM migration_ext.backfill_job j WHERE j.id = m.job) AS job_state,
+		   (SELECT count(*) FROM migration_ext.planned_swap p WHERE p.migration = m.name AND p.role = 'reader') AS readers,
+		   (SELECT count(*) FROM migration_ext.planned_swap p WHERE p.migration = m.name AND p.role = 'writer') AS writers,
+		   m.constraint_name, m.created_at, m.created_by
+	FROM migration_ext.migration m, LATERAL migration_ext.settle_state(m.name) s;
+
+CREATE VIEW @extschema@.migration_history AS
+	SELECT e.id, e.migration, e.event, e.from_phase, e.to_phase, e.fn, e.role, e.detail, e.at, e.by_role AS role_name,
+		   e.wal_lsn
+	FROM migration_ext.migration_event e;
