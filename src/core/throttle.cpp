@@ -2,8 +2,29 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 namespace mext {
+
+namespace {
+
+std::string fixed(double value, int decimals = 1)
+{
+	char buffer[64];
+	std::snprintf(buffer, sizeof buffer, "%.*f", decimals, value);
+	return buffer;
+}
+
+Decision hold(std::string reason, double wait_ms)
+{
+	Decision d;
+	d.hold = true;
+	d.wait_ms = wait_ms;
+	d.reason = std::move(reason);
+	return d;
+}
+
+} // namespace
 
 void RateMeter::add(long rows, double seconds)
 {
@@ -19,6 +40,136 @@ double RateMeter::rows_per_second() const
 		seconds += sample.seconds;
 	}
 	return seconds > 0 ? rows / seconds : 0.0;
+}
+
+void LagClock::record(double now_s, std::uint64_t primary_lsn)
+{
+	if (!samples_.empty() && samples_.back().lsn == primary_lsn)
+		return; // no new WAL: the older sample already says when the primary got here
+	samples_.push_back(Sample{now_s, primary_lsn});
+}
+
+double LagClock::lag_seconds(double now_s, std::uint64_t replay_lsn) const
+{
+	// The earliest moment the primary was past the replayed position: WAL written since then waits.
+	for (const auto &sample : samples_)
+		if (sample.lsn > replay_lsn)
+			return std::max(0.0, now_s - sample.at);
+	return 0.0;
+}
+
+double LagClock::wal_bytes_per_second(double now_s, double window_s) const
+{
+	const Sample *first = nullptr;
+	for (const auto &sample : samples_)
+		if (sample.at >= now_s - window_s) {
+			first = &sample;
+			break;
+		}
+	if (!first || samples_.empty() || samples_.back().at <= first->at)
+		return 0.0;
+	return static_cast<double>(samples_.back().lsn - first->lsn) / (samples_.back().at - first->at);
+}
+
+ThrottleController::ThrottleController(ThrottleSettings settings, int initial_batch)
+	: settings_(std::move(settings)), batch_size_(0)
+{
+	batch_size_ = clamp(initial_batch);
+}
+
+void ThrottleController::update_settings(const ThrottleSettings &settings)
+{
+	settings_ = settings;
+	batch_size_ = clamp(batch_size_);
+}
+
+int ThrottleController::clamp(double size) const
+{
+	return static_cast<int>(std::clamp(std::round(size), static_cast<double>(settings_.min_batch),
+									   static_cast<double>(settings_.max_batch)));
+}
+
+Decision ThrottleController::before_batch(const Signals &signals)
+{
+	lag_clock_.record(signals.now_s, signals.wal_lsn);
+	const double wait = settings_.check_interval_ms;
+	Decision go;
+
+	if (settings_.hold_on_vacuum && signals.vacuum_on_table)
+		return hold("vacuum running on the table", wait);
+
+	if (settings_.max_active_backends > 0 && signals.active_backends > settings_.max_active_backends)
+		return hold("active backends " + std::to_string(signals.active_backends) + " > " +
+						std::to_string(settings_.max_active_backends),
+					wait);
+
+	if (!signals.standbys_readable)
+		go.unreadable = "replica lag unreadable (pg_stat_replication not visible)";
+	double worst = 0;
+	std::string worst_name;
+	for (const auto &standby : signals.standbys) {
+		if (!standby.replay_lsn) {
+			go.unreadable = "replica lag unreadable on " + standby.name;
+			continue;
+		}
+		double lag = lag_clock_.lag_seconds(signals.now_s, *standby.replay_lsn);
+		if (lag > worst || worst_name.empty()) {
+			worst = lag;
+			worst_name = standby.name;
+		}
+	}
+	if (settings_.max_replica_lag_s > 0 && !worst_name.empty()) {
+		// Hysteresis: pause above the limit, resume only below half of it, so the job does not flap.
+		bool was_holding = lag_holding_;
+		double limit = was_holding ? settings_.max_replica_lag_s / 2 : settings_.max_replica_lag_s;
+		lag_holding_ = worst > limit;
+		if (lag_holding_) {
+			std::string reason = was_holding ? "replica lag " + fixed(worst) + " s on " + worst_name + " (resumes below " +
+												   fixed(limit) + " s)"
+											 : "replica lag " + fixed(worst) + " s > " + fixed(limit) + " s on " +
+												   worst_name;
+			Decision d = hold(reason, wait);
+			d.unreadable = go.unreadable;
+			return d;
+		}
+	} else {
+		lag_holding_ = false;
+	}
+
+	if (settings_.max_wal_bytes_per_s > 0) {
+		double rate = lag_clock_.wal_bytes_per_second(signals.now_s);
+		if (rate > settings_.max_wal_bytes_per_s) {
+			Decision d = hold("WAL rate " + fixed(rate / 1048576.0) + " MB/s > " +
+								  fixed(settings_.max_wal_bytes_per_s / 1048576.0) + " MB/s",
+							  wait);
+			d.unreadable = go.unreadable;
+			return d;
+		}
+	}
+	return go;
+}
+
+Pause ThrottleController::after_batch(long rows, double batch_ms)
+{
+	const double target = settings_.batch_target_ms;
+	if (target > 0 && batch_ms > 2 * target) {
+		batch_size_ = clamp(batch_size_ / 2.0);
+		stable_ = 0;
+	} else if (target > 0 && batch_ms > target) {
+		batch_size_ = clamp(batch_size_ * std::max(0.5, target / batch_ms));
+		stable_ = 0;
+	} else if (target > 0 && rows >= batch_size_ && ++stable_ >= settings_.stable_batches) {
+		double room = batch_ms > 0 ? target / batch_ms : settings_.grow_factor;
+		batch_size_ = clamp(batch_size_ * std::min(settings_.grow_factor, room));
+		stable_ = 0;
+	}
+	return pace_for_rate_cap(settings_.max_rows_per_second, rows, batch_ms);
+}
+
+void ThrottleController::after_lock_conflict()
+{
+	batch_size_ = clamp(batch_size_ / 2.0);
+	stable_ = 0;
 }
 
 Pause pace_for_rate_cap(std::optional<int> max_rows_per_second, long rows, double batch_ms)

@@ -1,12 +1,15 @@
-// How fast a backfill may go. Decides, after every batch, how long to wait before the next one and
-// says why, so that backfill_status can name the signal. Pure arithmetic over what the worker
-// observed; the worker does the waiting.
+// How fast a backfill may go. The seeds say the throttle, not the conversion code, sets the wall
+// clock: before every batch the controller looks at the server's own signals and decides whether to
+// wait and how big the batch is. Any one signal throttles, and the decision names it, so that
+// backfill_status can say why. Pure arithmetic over what the worker observed; the worker waits.
 #pragma once
 
 #include <boost/circular_buffer.hpp>
 
+#include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace mext {
 
@@ -26,9 +29,91 @@ class RateMeter {
 	boost::circular_buffer<Sample> samples_;
 };
 
+// Replay lag in seconds, measured from the primary: how long ago the primary's WAL position was the
+// one a standby has replayed now. The worker records the primary's position before every batch.
+class LagClock {
+  public:
+	explicit LagClock(std::size_t window = 4096) : samples_(window) {}
+	void record(double now_s, std::uint64_t primary_lsn);
+	// 0 when the standby has replayed everything recorded; a lower bound when it is behind the oldest.
+	double lag_seconds(double now_s, std::uint64_t replay_lsn) const;
+	// WAL bytes per second over the last `window_s` seconds; 0 without two samples in it.
+	double wal_bytes_per_second(double now_s, double window_s = 5.0) const;
+
+  private:
+	struct Sample {
+		double at;
+		std::uint64_t lsn;
+	};
+	boost::circular_buffer<Sample> samples_;
+};
+
+struct ThrottleSettings {
+	double batch_target_ms = 200;
+	int min_batch = 10;
+	int max_batch = 100000;
+	double grow_factor = 1.2;
+	int stable_batches = 3;       // batches under target before the size grows
+	double max_replica_lag_s = 1.5; // pause above, resume below half of it
+	int max_active_backends = 25; // 0: ignore
+	bool hold_on_vacuum = true;
+	double max_wal_bytes_per_s = 0; // 0: no cap
+	std::optional<int> max_rows_per_second;
+	double check_interval_ms = 250; // how often a held job looks again
+};
+
+struct Standby {
+	std::string name;
+	std::optional<std::uint64_t> replay_lsn; // nullopt: connected but unreadable
+};
+
+// What the worker saw just before a batch.
+struct Signals {
+	double now_s = 0;
+	std::uint64_t wal_lsn = 0;
+	std::vector<Standby> standbys;
+	bool standbys_readable = true; // false: pg_stat_replication could not be read
+	int active_backends = 0;
+	bool vacuum_on_table = false;
+};
+
+struct Decision {
+	bool hold = false;
+	double wait_ms = 0;
+	std::string reason;    // the signal and its value; empty when nothing throttles
+	std::string unreadable; // a signal that could not be read: reported, never fatal
+};
+
 struct Pause {
 	double milliseconds = 0;
 	std::string reason; // empty when not throttled
+};
+
+class ThrottleController {
+  public:
+	explicit ThrottleController(ThrottleSettings settings, int initial_batch);
+
+	void update_settings(const ThrottleSettings &settings);
+	const ThrottleSettings &settings() const { return settings_; }
+
+	// Before a batch: hold (wait and look again) or go.
+	Decision before_batch(const Signals &signals);
+	// After a batch: sizes the next one (grow slowly after a stable window, shrink fast) and returns
+	// the pause the rate cap needs.
+	Pause after_batch(long rows, double batch_ms);
+	// A lock timeout or deadlock: halve at once.
+	void after_lock_conflict();
+
+	int batch_size() const { return batch_size_; }
+
+  private:
+	int clamp(double size) const;
+
+	ThrottleSettings settings_;
+	int batch_size_;
+	int stable_ = 0;
+	bool lag_holding_ = false;
+	LagClock lag_clock_;
 };
 
 // The fixed-rate cap: after a batch of `rows` that took `batch_ms`, wait long enough that the job never

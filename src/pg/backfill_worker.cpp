@@ -12,6 +12,7 @@
 #include "core/throttle.hpp"
 #include "pg/backfill.hpp"
 #include "pg/guard.hpp"
+#include "pg/settings.hpp"
 
 extern "C" {
 #include "access/xact.h"
@@ -166,7 +167,9 @@ void worker_begin(int64 job, WorkerConfig *config)
 void worker_step(int64 job, int batch_size, double rate, StepResult *result)
 {
 	// A batch never waits long for a row lock: a lock timeout is retried with a smaller batch.
-	SPI_execute("SET LOCAL lock_timeout = '500ms'", false, 0);
+	char lock_timeout[64];
+	snprintf(lock_timeout, sizeof lock_timeout, "SET LOCAL lock_timeout = %d", mext::pg::lock_timeout_ms);
+	SPI_execute(lock_timeout, false, 0);
 	SPI_execute("SET LOCAL synchronous_commit = off", false, 0);
 	Oid types[3] = {INT8OID, INT4OID, FLOAT8OID};
 	Datum values[3] = {int8_arg(job), Int32GetDatum(batch_size), Float8GetDatum(rate)};
@@ -184,12 +187,81 @@ void worker_step(int64 job, int batch_size, double rate, StepResult *result)
 	result->converted = DatumGetInt64(SPI_getbinval(row, desc, 3, &isnull));
 }
 
-void worker_note(int64 job, double rate, const char *reason)
+void worker_note(int64 job, double rate, const char *reason, const char *warning, int batch_size)
 {
-	Oid types[3] = {INT8OID, FLOAT8OID, TEXTOID};
-	Datum values[3] = {int8_arg(job), Float8GetDatum(rate), reason ? CStringGetTextDatum(reason) : Datum(0)};
-	const char nulls[3] = {' ', ' ', reason ? ' ' : 'n'};
-	SPI_execute_with_args("SELECT migration_ext.worker_note($1, $2, $3)", 3, types, values, nulls, false, 0);
+	Oid types[5] = {INT8OID, FLOAT8OID, TEXTOID, TEXTOID, INT4OID};
+	Datum values[5] = {int8_arg(job), Float8GetDatum(rate), reason ? CStringGetTextDatum(reason) : Datum(0),
+					   warning ? CStringGetTextDatum(warning) : Datum(0), Int32GetDatum(batch_size)};
+	const char nulls[5] = {' ', rate > 0 ? ' ' : 'n', reason ? ' ' : 'n', warning ? ' ' : 'n', ' '};
+	SPI_execute_with_args("SELECT migration_ext.worker_note($1, $2, $3, $4, $5)", 5, types, values, nulls, false, 0);
+}
+
+constexpr int kMaxStandbys = 16;
+
+// What worker_poll() and standby_positions() report, as plain data.
+struct Poll {
+	char requested[16];
+	bool throttle;
+	int max_rows_per_second; // 0: no cap
+	double batch_time_target_ms;
+	double max_replica_lag_s;
+	int max_active_backends;
+	double max_wal_bytes_per_second;
+	double wal_bytes;
+	int active_backends;
+	bool vacuum_on_table;
+	int standbys;
+	char standby_name[kMaxStandbys][64];
+	double standby_replay[kMaxStandbys];
+	bool standby_readable[kMaxStandbys];
+};
+
+double double_column(HeapTuple row, TupleDesc desc, int column, bool *isnull)
+{
+	char *text = SPI_getvalue(row, desc, column);
+	*isnull = text == nullptr;
+	return text ? strtod(text, nullptr) : 0.0;
+}
+
+void worker_poll(int64 job, Poll *poll)
+{
+	Oid types[1] = {INT8OID};
+	Datum values[1] = {int8_arg(job)};
+	int rc = SPI_execute_with_args(
+		"SELECT requested, throttle, max_rows_per_second, batch_time_target_ms, max_replica_lag_s, "
+		"max_active_backends, max_wal_bytes_per_second, wal_bytes, active_backends, vacuum_on_table "
+		"FROM migration_ext.worker_poll($1)",
+		1, types, values, nullptr, false, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "worker_poll failed: %s", SPI_result_code_string(rc));
+	HeapTuple row = SPI_tuptable->vals[0];
+	TupleDesc desc = SPI_tuptable->tupdesc;
+	bool isnull;
+	char *requested = SPI_getvalue(row, desc, 1);
+	strlcpy(poll->requested, requested ? requested : "", sizeof poll->requested);
+	poll->throttle = DatumGetBool(SPI_getbinval(row, desc, 2, &isnull));
+	Datum cap = SPI_getbinval(row, desc, 3, &isnull);
+	poll->max_rows_per_second = isnull ? 0 : DatumGetInt32(cap);
+	poll->batch_time_target_ms = double_column(row, desc, 4, &isnull);
+	poll->max_replica_lag_s = double_column(row, desc, 5, &isnull);
+	poll->max_active_backends = DatumGetInt32(SPI_getbinval(row, desc, 6, &isnull));
+	poll->max_wal_bytes_per_second = double_column(row, desc, 7, &isnull);
+	poll->wal_bytes = double_column(row, desc, 8, &isnull);
+	poll->active_backends = DatumGetInt32(SPI_getbinval(row, desc, 9, &isnull));
+	poll->vacuum_on_table = DatumGetBool(SPI_getbinval(row, desc, 10, &isnull));
+
+	rc = SPI_execute("SELECT name, replay_bytes FROM migration_ext.standby_positions()", false, kMaxStandbys);
+	poll->standbys = 0;
+	if (rc != SPI_OK_SELECT)
+		return;
+	for (uint64 i = 0; i < SPI_processed && poll->standbys < kMaxStandbys; ++i) {
+		int n = poll->standbys++;
+		char *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		strlcpy(poll->standby_name[n], name ? name : "?", sizeof poll->standby_name[n]);
+		bool replay_null;
+		poll->standby_replay[n] = double_column(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &replay_null);
+		poll->standby_readable[n] = !replay_null;
+	}
 }
 
 void worker_failed(int64 job, const StepError &error, char *verdict, std::size_t verdict_size)
@@ -213,7 +285,35 @@ void report_activity(int64 job, const char *what, long batch_size)
 	pgstat_report_activity(STATE_RUNNING, activity);
 }
 
-// The job's loop. Only plain data lives here besides the rate meter, whose memory is the process's:
+mext::ThrottleSettings settings_from(const Poll &poll)
+{
+	mext::ThrottleSettings settings;
+	settings.batch_target_ms = poll.batch_time_target_ms;
+	settings.max_replica_lag_s = poll.max_replica_lag_s;
+	settings.max_active_backends = poll.max_active_backends;
+	settings.max_wal_bytes_per_s = poll.max_wal_bytes_per_second;
+	if (poll.max_rows_per_second > 0)
+		settings.max_rows_per_second = poll.max_rows_per_second;
+	return settings;
+}
+
+mext::Signals signals_from(const Poll &poll, double now_s)
+{
+	mext::Signals signals;
+	signals.now_s = now_s;
+	signals.wal_lsn = static_cast<std::uint64_t>(poll.wal_bytes);
+	signals.active_backends = poll.active_backends;
+	signals.vacuum_on_table = poll.vacuum_on_table;
+	for (int i = 0; i < poll.standbys; ++i) {
+		mext::Standby standby{poll.standby_name[i], std::nullopt};
+		if (poll.standby_readable[i])
+			standby.replay_lsn = static_cast<std::uint64_t>(poll.standby_replay[i]);
+		signals.standbys.push_back(standby);
+	}
+	return signals;
+}
+
+// The job's loop. Besides plain data it holds the throttle controller, whose memory is the process's:
 // every PostgreSQL error is caught inside in_transaction(), and a FATAL (SIGTERM) ends the process.
 void run_job(int64 job)
 {
@@ -227,18 +327,67 @@ void run_job(int64 job)
 		return; // finished, cancelled, or already running in another worker
 
 	mext::RateMeter meter;
-	std::string last_reason;
+	mext::ThrottleController controller(mext::ThrottleSettings{}, config.batch_size);
+	bool throttle = config.throttle;
 	std::optional<int> rate_cap;
 	if (config.max_rows_per_second > 0)
 		rate_cap = config.max_rows_per_second;
-	int batch_size = config.batch_size;
+	const int fixed_batch = config.batch_size;
+	std::string published_reason, published_warning;
+	double published_at = 0;
 	int lock_attempt = 0;
+	double last_poll = 0;
 	MemoryContext step_context = AllocSetContextCreate(TopMemoryContext, "migration_ext step", ALLOCSET_DEFAULT_SIZES);
+
+	// Publishes at once when the job starts or stops waiting (or a warning appears or clears), and its
+	// reason, rate and batch size at most once a second otherwise.
+	auto publish = [&](const std::string &reason, const std::string &warning, bool force) {
+		double now = now_ms();
+		bool same_state = reason.empty() == published_reason.empty() && warning.empty() == published_warning.empty();
+		if (!force && same_state && now - published_at < 1000)
+			return;
+		published_reason = reason;
+		published_warning = warning;
+		published_at = now;
+		double rate = meter.rows_per_second();
+		int size = throttle ? controller.batch_size() : fixed_batch;
+		in_transaction([&] { worker_note(job, rate, reason.empty() ? nullptr : reason.c_str(),
+										 warning.empty() ? nullptr : warning.c_str(), size); },
+					   nullptr);
+	};
 
 	for (;;) {
 		CHECK_FOR_INTERRUPTS();
 		MemoryContextReset(step_context);
 		MemoryContext old = MemoryContextSwitchTo(step_context);
+		std::string warning = published_warning;
+
+		// Look at the server before every batch when throttled, and at least once a second anyway
+		// (for changed thresholds). An operator's pause or cancel skips the throttle: worker_step obeys it.
+		if (throttle || now_ms() - last_poll >= 1000) {
+			Poll poll{};
+			last_poll = now_ms();
+			if (in_transaction([&] { worker_poll(job, &poll); }, &error)) {
+				throttle = poll.throttle;
+				controller.update_settings(settings_from(poll));
+				rate_cap = controller.settings().max_rows_per_second;
+				if (throttle && poll.requested[0] == '\0') {
+					mext::Decision decision = controller.before_batch(signals_from(poll, now_ms() / 1000.0));
+					warning = decision.unreadable;
+					if (decision.hold) {
+						MemoryContextSwitchTo(old);
+						publish(decision.reason, warning, false);
+						report_activity(job, decision.reason.c_str(), controller.batch_size());
+						wait_ms(decision.wait_ms);
+						continue;
+					}
+				}
+			} else {
+				warning = std::string("throttle signals unreadable: ") + error.message;
+			}
+		}
+
+		int batch_size = throttle ? controller.batch_size() : fixed_batch;
 		StepResult step{};
 		double started = now_ms();
 		report_activity(job, "converting", batch_size);
@@ -256,8 +405,8 @@ void run_job(int64 job)
 				elog(LOG, "migration_ext: backfill job %lld failed: %s", static_cast<long long>(job), error.message);
 				return;
 			}
-			batch_size = std::max(kMinBatch, batch_size / 2);
-			report_activity(job, "backing off after a lock conflict", batch_size);
+			controller.after_lock_conflict();
+			report_activity(job, "backing off after a lock conflict", controller.batch_size());
 			wait_ms(mext::lock_backoff_ms(++lock_attempt, static_cast<double>(random() % 1000) / 1000.0));
 			continue;
 		}
@@ -270,16 +419,12 @@ void run_job(int64 job)
 			continue;
 		}
 		double batch_ms = now_ms() - started;
-		mext::Pause pause = mext::pace_for_rate_cap(rate_cap, step.scanned, batch_ms);
+		mext::Pause pause = throttle ? controller.after_batch(step.scanned, batch_ms)
+									 : mext::pace_for_rate_cap(rate_cap, step.scanned, batch_ms);
 		meter.add(step.scanned, (batch_ms + pause.milliseconds) / 1000.0);
-		if (pause.reason != last_reason) {
-			last_reason = pause.reason;
-			double current_rate = meter.rows_per_second();
-			const char *reason = last_reason.empty() ? nullptr : last_reason.c_str();
-			in_transaction([&] { worker_note(job, current_rate, reason); }, nullptr);
-		}
+		publish(pause.reason, warning, pause.reason != published_reason);
 		if (pause.milliseconds > 0) {
-			report_activity(job, last_reason.c_str(), batch_size);
+			report_activity(job, pause.reason.c_str(), batch_size);
 			wait_ms(pause.milliseconds);
 		}
 	}

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "pg/backfill.hpp"
+#include "pg/settings.hpp"
 
 extern "C" {
 #include "access/heapam.h"
@@ -24,6 +25,7 @@ extern "C" {
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 PGDLLEXPORT void mext_launcher_main(Datum main_arg);
@@ -32,7 +34,6 @@ PGDLLEXPORT void mext_resumer_main(Datum main_arg);
 
 namespace {
 
-int resume_interval_seconds = 60;
 
 // Plain C data only: this runs between PostgreSQL calls that may longjmp.
 int connectable_databases(Oid *out, int capacity)
@@ -90,17 +91,23 @@ void mext_launcher_main(Datum)
 		int count = connectable_databases(databases, 256);
 		for (int i = 0; i < count; ++i)
 			start_resumer(databases[i]);
-		long wait = resume_interval_seconds > 0 ? resume_interval_seconds * 1000L : -1;
-		int events = WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | (wait > 0 ? WL_TIMEOUT : 0);
-		do {
-			(void)WaitLatch(MyLatch, events, wait, PG_WAIT_EXTENSION);
+		// Sleep until the next look. The latch is also set whenever a resumer starts or stops
+		// (bgw_notify_pid), so wake-ups alone never trigger a scan: only the clock does.
+		TimestampTz next_scan = GetCurrentTimestamp() + static_cast<TimestampTz>(mext::pg::resume_interval_seconds) * 1000000;
+		for (;;) {
+			long wait_ms = mext::pg::resume_interval_seconds > 0
+							   ? static_cast<long>((next_scan - GetCurrentTimestamp()) / 1000)
+							   : 60000;
+			if (mext::pg::resume_interval_seconds > 0 && wait_ms <= 0)
+				break;
+			(void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, wait_ms, PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
 			CHECK_FOR_INTERRUPTS();
 			if (ConfigReloadPending) {
 				ConfigReloadPending = false;
 				ProcessConfigFile(PGC_SIGHUP);
 			}
-		} while (wait < 0);
+		}
 	}
 }
 
@@ -141,10 +148,6 @@ namespace mext::pg {
 
 void register_launcher()
 {
-	DefineCustomIntVariable("migration_ext.resume_interval",
-							"Seconds between the launcher's looks for interrupted backfill jobs (0: only at start).",
-							nullptr, &resume_interval_seconds, 60, 0, 86400, PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr,
-							nullptr);
 	BackgroundWorker worker;
 	std::memset(&worker, 0, sizeof worker);
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;

@@ -2,6 +2,7 @@
 // library is preloaded, the launcher that must exist from server start.
 #include "pg/backfill.hpp"
 #include "pg/codec_cache.hpp"
+#include "pg/settings.hpp"
 
 extern "C" {
 #include "miscadmin.h"
@@ -14,6 +15,7 @@ PGDLLEXPORT void _PG_init(void);
 void _PG_init(void)
 {
 	mext::pg::register_codec_cache_callbacks();
+	mext::pg::register_settings();
 	if (process_shared_preload_libraries_in_progress)
 		mext::pg::register_launcher();
 }

@@ -490,6 +490,10 @@ CREATE TABLE migration_ext.backfill_job (
 	batch_size          int NOT NULL CHECK (batch_size > 0),
 	max_rows_per_second int CHECK (max_rows_per_second > 0),
 	throttle            boolean NOT NULL,
+	batch_time_target_ms     double precision NOT NULL DEFAULT 200 CHECK (batch_time_target_ms > 0),
+	max_replica_lag_s        double precision NOT NULL DEFAULT 1.5 CHECK (max_replica_lag_s >= 0),
+	max_active_backends      int NOT NULL DEFAULT 25 CHECK (max_active_backends >= 0),
+	max_wal_bytes_per_second bigint NOT NULL DEFAULT 0 CHECK (max_wal_bytes_per_second >= 0),
 	state               text NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'running', 'throttled', 'paused',
 									'interrupted', 'done', 'failed', 'cancelled')),
 	requested           text CHECK (requested IN ('pause', 'cancel')),
@@ -504,6 +508,7 @@ CREATE TABLE migration_ext.backfill_job (
 	current_batch_size  int,
 	rate                double precision,          -- rows scanned per second, smoothed
 	throttle_reason     text,
+	warning             text,                      -- a throttle signal that could not be read
 	last_error          text,
 	error_key           text[],
 	pid                 int,
@@ -594,9 +599,47 @@ BEGIN
 END
 $$;
 
+-- Defaults come from the migration_ext.* settings; the library defines them, and before it is
+-- loaded in this backend a setting may not exist yet: then the documented default applies.
+CREATE FUNCTION migration_ext.setting_int(name text, fallback bigint) RETURNS bigint
+	LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+	RETURN coalesce(nullif(current_setting(name, true), '')::bigint, fallback);
+
+CREATE FUNCTION migration_ext.setting_ms(name text, fallback double precision) RETURNS double precision
+	LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+	RETURN coalesce(extract(epoch FROM nullif(current_setting(name, true), '')::interval)::double precision * 1000,
+					fallback);
+
+CREATE FUNCTION migration_ext.check_throttle_settings(batch_time_target interval, max_replica_lag interval,
+													  max_active_backends int, max_wal_bytes_per_second bigint)
+	RETURNS void LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF batch_time_target <= interval '0' THEN
+		RAISE EXCEPTION 'batch_time_target must be positive, not %', batch_time_target
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF max_replica_lag < interval '0' THEN
+		RAISE EXCEPTION 'max_replica_lag must not be negative' USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Pass 0 to ignore replica lag.';
+	END IF;
+	IF max_active_backends < 0 THEN
+		RAISE EXCEPTION 'max_active_backends must not be negative' USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Pass 0 to ignore the number of active backends.';
+	END IF;
+	IF max_wal_bytes_per_second < 0 THEN
+		RAISE EXCEPTION 'max_wal_bytes_per_second must not be negative' USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Pass 0 for no WAL rate cap.';
+	END IF;
+END
+$$;
+
 CREATE FUNCTION migration_ext.start_backfill(relation regclass, column_name name, codec text, source_column name,
 											 batch_size int, max_rows_per_second int, throttle boolean,
-											 migration text DEFAULT NULL, launch boolean DEFAULT true)
+											 migration text DEFAULT NULL, launch boolean DEFAULT true,
+											 batch_time_target interval DEFAULT NULL,
+											 max_replica_lag interval DEFAULT NULL, max_active_backends int DEFAULT NULL,
+											 max_wal_bytes_per_second bigint DEFAULT NULL)
 	RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -627,6 +670,8 @@ BEGIN
 		RAISE EXCEPTION 'max_rows_per_second must be positive, not %', max_rows_per_second
 			USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass NULL for no rate cap.';
 	END IF;
+	PERFORM migration_ext.check_throttle_settings(batch_time_target, max_replica_lag, max_active_backends,
+												  max_wal_bytes_per_second);
 	IF NOT has_table_privilege(relation, 'SELECT, UPDATE') THEN
 		RAISE EXCEPTION 'permission denied to backfill %', relation USING ERRCODE = 'insufficient_privilege',
 			DETAIL = 'The backfill worker runs as the role that starts it, which needs SELECT and UPDATE on the table.';
@@ -658,10 +703,19 @@ BEGIN
 	BEGIN
 		INSERT INTO migration_ext.backfill_job (relation, column_name, source_column, codec, migration, key_columns,
 												key_types, partitions, batch_size, max_rows_per_second, throttle,
-												rows_estimated, current_batch_size)
+												rows_estimated, current_batch_size, batch_time_target_ms,
+												max_replica_lag_s, max_active_backends, max_wal_bytes_per_second)
 		VALUES (relation, column_name, source_column, codec, migration, walk.key_columns, walk.key_types, leaves,
-				coalesce(batch_size, CASE WHEN throttle THEN 1000 ELSE 5000 END, 1000), max_rows_per_second,
-				coalesce(throttle, true), estimate, coalesce(batch_size, CASE WHEN throttle THEN 1000 ELSE 5000 END, 1000))
+				coalesce(batch_size, migration_ext.setting_int('migration_ext.batch_size', 1000)), max_rows_per_second,
+				coalesce(throttle, true), estimate,
+				coalesce(batch_size, migration_ext.setting_int('migration_ext.batch_size', 1000)),
+				coalesce(extract(epoch FROM batch_time_target) * 1000,
+						 migration_ext.setting_ms('migration_ext.batch_time_target', 200)),
+				coalesce(extract(epoch FROM max_replica_lag),
+						 migration_ext.setting_ms('migration_ext.max_replica_lag', 1500) / 1000),
+				coalesce(max_active_backends, migration_ext.setting_int('migration_ext.max_active_backends', 25)),
+				coalesce(max_wal_bytes_per_second,
+						 migration_ext.setting_int('migration_ext.max_wal_bytes_per_second', 0)))
 		RETURNING id INTO job;
 	EXCEPTION WHEN unique_violation THEN
 		RAISE EXCEPTION 'a backfill of %.% is already active', relation, quote_ident(column_name)
@@ -678,10 +732,14 @@ $$;
 
 CREATE FUNCTION @extschema@.start_backfill(relation regclass, column_name name, codec text,
 										   source_column name DEFAULT NULL, batch_size int DEFAULT NULL,
-										   max_rows_per_second int DEFAULT NULL, throttle boolean DEFAULT true)
+										   max_rows_per_second int DEFAULT NULL, throttle boolean DEFAULT true,
+										   batch_time_target interval DEFAULT NULL,
+										   max_replica_lag interval DEFAULT NULL, max_active_backends int DEFAULT NULL,
+										   max_wal_bytes_per_second bigint DEFAULT NULL)
 	RETURNS bigint LANGUAGE sql
 	RETURN migration_ext.start_backfill(relation, column_name, codec, source_column, batch_size, max_rows_per_second,
-										throttle);
+										throttle, NULL, true, batch_time_target, max_replica_lag, max_active_backends,
+										max_wal_bytes_per_second);
 
 -- One step of a worker, in the worker's transaction: obey a pause or cancel request, or run one batch
 -- and commit its checkpoint with it. Returns what the worker should do next.
@@ -785,11 +843,66 @@ BEGIN
 END
 $$;
 
+-- The server's own load signals, as aggregates only. SECURITY DEFINER because pg_stat_activity,
+-- pg_stat_replication and pg_stat_progress_vacuum hide these columns from roles without
+-- pg_read_all_stats, and a backfill runs as an ordinary role; nothing private is returned.
+CREATE FUNCTION migration_ext.server_signals(relations regclass[], OUT wal_bytes numeric, OUT active_backends int,
+											 OUT vacuum_on_table boolean)
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM pg_stat_clear_snapshot();
+	wal_bytes := CASE WHEN pg_is_in_recovery() THEN 0 ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0') END;
+	SELECT count(*) INTO active_backends FROM pg_stat_activity a
+	WHERE a.state = 'active' AND a.backend_type = 'client backend' AND a.pid <> pg_backend_pid();
+	SELECT EXISTS (SELECT FROM pg_stat_progress_vacuum v WHERE v.relid = ANY (relations)) INTO vacuum_on_table;
+END
+$$;
+
+-- Every connected standby and the WAL position it has replayed (NULL: not reported yet).
+CREATE FUNCTION migration_ext.standby_positions() RETURNS TABLE (name text, replay_bytes numeric)
+	LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT coalesce(nullif(r.application_name, ''), r.pid::text), pg_wal_lsn_diff(r.replay_lsn, '0/0')
+	FROM pg_stat_replication r ORDER BY r.pid
+$$;
+
+-- What a worker looks at before a batch: the operator's request, the job's current thresholds (which
+-- alter_backfill() may have changed) and the server's signals.
+CREATE FUNCTION migration_ext.worker_poll(job bigint, OUT requested text, OUT throttle boolean,
+										  OUT max_rows_per_second int, OUT batch_time_target_ms double precision,
+										  OUT max_replica_lag_s double precision, OUT max_active_backends int,
+										  OUT max_wal_bytes_per_second bigint, OUT wal_bytes numeric,
+										  OUT active_backends int, OUT vacuum_on_table boolean)
+	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	j migration_ext.backfill_job;
+	signals record;
+BEGIN
+	SELECT * INTO j FROM migration_ext.backfill_job b WHERE b.id = job;
+	requested := j.requested;
+	throttle := j.throttle;
+	max_rows_per_second := j.max_rows_per_second;
+	batch_time_target_ms := j.batch_time_target_ms;
+	max_replica_lag_s := j.max_replica_lag_s;
+	max_active_backends := j.max_active_backends;
+	max_wal_bytes_per_second := j.max_wal_bytes_per_second;
+	SELECT * INTO signals FROM migration_ext.server_signals(j.partitions);
+	wal_bytes := signals.wal_bytes;
+	active_backends := signals.active_backends;
+	vacuum_on_table := signals.vacuum_on_table;
+END
+$$;
+
 -- Progress a worker publishes between batches: its rate and why it is waiting, if it is.
-CREATE FUNCTION migration_ext.worker_note(job bigint, rate double precision, throttle_reason text) RETURNS void
-	LANGUAGE sql SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION migration_ext.worker_note(job bigint, rate double precision, throttle_reason text, warning text,
+										  batch_size int)
+	RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
-	UPDATE migration_ext.backfill_job b SET rate = worker_note.rate, throttle_reason = worker_note.throttle_reason,
+	UPDATE migration_ext.backfill_job b SET rate = coalesce(worker_note.rate, b.rate),
+		throttle_reason = worker_note.throttle_reason, warning = worker_note.warning,
+		current_batch_size = worker_note.batch_size, updated_at = now(),
 		state = CASE WHEN b.state IN ('running', 'throttled')
 					 THEN CASE WHEN worker_note.throttle_reason IS NULL THEN 'running' ELSE 'throttled' END
 					 ELSE b.state END
@@ -833,6 +946,40 @@ BEGIN
 	END IF;
 	UPDATE migration_ext.backfill_job b SET requested = 'pause', updated_at = now(),
 		state = CASE WHEN job_state = 'interrupted' THEN 'paused' ELSE b.state END
+	WHERE b.id = job;
+END
+$$;
+
+-- Changes the thresholds of a job while it runs; the worker applies them before its next batch.
+-- NULL leaves a setting as it is; max_rows_per_second => 0 removes the rate cap.
+CREATE FUNCTION @extschema@.alter_backfill(job bigint, max_rows_per_second int DEFAULT NULL,
+										   batch_time_target interval DEFAULT NULL,
+										   max_replica_lag interval DEFAULT NULL, max_active_backends int DEFAULT NULL,
+										   max_wal_bytes_per_second bigint DEFAULT NULL, throttle boolean DEFAULT NULL)
+	RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	j migration_ext.backfill_job := migration_ext.require_job(job);
+BEGIN
+	IF max_rows_per_second < 0 THEN
+		RAISE EXCEPTION 'max_rows_per_second must not be negative' USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Pass 0 to remove the rate cap.';
+	END IF;
+	PERFORM migration_ext.check_throttle_settings(batch_time_target, max_replica_lag, max_active_backends,
+												  max_wal_bytes_per_second);
+	IF migration_ext.effective_state(j) IN ('done', 'failed', 'cancelled') THEN
+		RAISE EXCEPTION 'backfill job % is %, it cannot be altered', job, migration_ext.effective_state(j)
+			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	UPDATE migration_ext.backfill_job b SET
+		max_rows_per_second = CASE WHEN alter_backfill.max_rows_per_second IS NULL THEN b.max_rows_per_second
+								   ELSE nullif(alter_backfill.max_rows_per_second, 0) END,
+		batch_time_target_ms = coalesce(extract(epoch FROM alter_backfill.batch_time_target) * 1000, b.batch_time_target_ms),
+		max_replica_lag_s = coalesce(extract(epoch FROM alter_backfill.max_replica_lag), b.max_replica_lag_s),
+		max_active_backends = coalesce(alter_backfill.max_active_backends, b.max_active_backends),
+		max_wal_bytes_per_second = coalesce(alter_backfill.max_wal_bytes_per_second, b.max_wal_bytes_per_second),
+		throttle = coalesce(alter_backfill.throttle, b.throttle),
+		updated_at = now()
 	WHERE b.id = job;
 END
 $$;
@@ -907,7 +1054,9 @@ CREATE VIEW @extschema@.backfill_status AS
 				ELSE round(100.0 * j.rows_scanned / greatest(j.rows_estimated, j.rows_scanned, 1), 1) END AS percent_done,
 		   CASE WHEN j.rate > 0 AND migration_ext.effective_state(j) IN ('running', 'throttled')
 				THEN make_interval(secs => greatest(j.rows_estimated - j.rows_scanned, 0) / j.rate) END AS eta,
-		   j.throttle_reason, j.last_key, j.partitions[j.partition_index] AS partition,
+		   j.throttle_reason, j.warning, j.last_key, j.partitions[j.partition_index] AS partition,
+		   j.throttle, round(j.batch_time_target_ms::numeric) AS batch_time_target_ms, j.max_replica_lag_s,
+		   j.max_active_backends, j.max_wal_bytes_per_second,
 		   j.last_error, j.error_key, j.pid, j.owner AS role,
 		   j.created_at, j.started_at, j.updated_at, j.finished_at
 	FROM migration_ext.backfill_job j;
@@ -1315,8 +1464,10 @@ CREATE FUNCTION @extschema@.retreat_migration(name text) RETURNS text
 	LANGUAGE sql
 	RETURN migration_ext.retreat_migration(name, pg_catalog.current_setting('search_path'));
 
-CREATE FUNCTION @extschema@.start_backfill(migration text, source_column name DEFAULT NULL, batch_size int DEFAULT NULL,
-										   max_rows_per_second int DEFAULT NULL, throttle boolean DEFAULT true)
+CREATE FUNCTION migration_ext.start_migration_backfill(migration text, source_column name, batch_size int,
+														max_rows_per_second int, throttle boolean,
+														batch_time_target interval, max_replica_lag interval,
+														max_active_backends int, max_wal_bytes_per_second bigint)
 	RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -1331,13 +1482,33 @@ BEGIN
 	END IF;
 	new_job := migration_ext.start_backfill(m.relation, m.column_name, m.codec,
 											coalesce(source_column, m.source_column), batch_size, max_rows_per_second,
-											throttle, migration);
+											throttle, migration, true, batch_time_target, max_replica_lag,
+											max_active_backends, max_wal_bytes_per_second);
 	UPDATE migration_ext.migration x SET phase = 'backfilling', job = new_job WHERE x.name = m.name;
 	INSERT INTO migration_ext.migration_event (migration, event, from_phase, to_phase, detail)
 	VALUES (migration, 'backfill', m.phase, 'backfilling', format('job %s', new_job));
 	RETURN new_job;
 END
 $$;
+
+-- start_backfill('tokens') backfills a migration; start_backfill('accounts', 'token', 'v2') a column.
+-- One text-first form serves both so that unknown literals never make the call ambiguous with the
+-- regclass form; a SQL function without a pinned search_path, so that the table name resolves as
+-- the caller's would.
+CREATE FUNCTION @extschema@.start_backfill(migration text, column_name name DEFAULT NULL, codec text DEFAULT NULL,
+										   source_column name DEFAULT NULL, batch_size int DEFAULT NULL,
+										   max_rows_per_second int DEFAULT NULL, throttle boolean DEFAULT true,
+										   batch_time_target interval DEFAULT NULL,
+										   max_replica_lag interval DEFAULT NULL, max_active_backends int DEFAULT NULL,
+										   max_wal_bytes_per_second bigint DEFAULT NULL)
+	RETURNS bigint LANGUAGE sql
+	RETURN CASE WHEN column_name IS NULL AND codec IS NULL
+		THEN migration_ext.start_migration_backfill(migration, source_column, batch_size, max_rows_per_second, throttle,
+													 batch_time_target, max_replica_lag, max_active_backends,
+													 max_wal_bytes_per_second)
+		ELSE migration_ext.start_backfill(migration::regclass, column_name, codec, source_column, batch_size,
+										  max_rows_per_second, throttle, NULL, true, batch_time_target,
+										  max_replica_lag, max_active_backends, max_wal_bytes_per_second) END;
 
 -- A writer swap of a migration is applied at its point of no return, never before: swap_function()
 -- refuses one while the migration has not passed it.
