@@ -76,4 +76,34 @@ std::string batch_statement(const BatchShape &shape, bool after_last_key)
 	return sql;
 }
 
+std::string copy_statement(const CopyShape &shape, bool after_last_key)
+{
+	const BatchShape &b = shape.batch;
+	if (b.key.empty())
+		throw std::invalid_argument("a keyset batch needs at least one key column");
+	const std::string order = joined(b.key, "", "");
+	const std::string read_column = b.source ? *b.source : b.target;
+	std::string columns, values;
+	for (std::size_t i = 0; i < shape.copy_columns.size(); ++i) {
+		const std::string &column = shape.copy_columns[i];
+		columns += (i ? ", " : "") + column;
+		values += i ? ", " : "";
+		values += column == b.target ? b.api_schema + ".migrate_value($1, t." + read_column + "::text)" : "t." + column;
+	}
+	std::string sql = "WITH snap AS MATERIALIZED (SELECT " + order + " FROM ONLY " + b.relation;
+	if (after_last_key)
+		sql += " WHERE " + key_tuple(b.key, "") + " > " + last_key_tuple(b.key);
+	sql += " ORDER BY " + order + " LIMIT $2), ";
+	sql += "bound AS (SELECT " + order + " FROM snap ORDER BY " + joined(b.key, "", " DESC") + " LIMIT 1), ";
+	sql += "ins AS (INSERT INTO " + shape.target_relation + " (" + columns + ") SELECT " + values + " FROM ONLY " +
+		   b.relation + " AS t WHERE ";
+	if (after_last_key)
+		sql += key_tuple(b.key, "t.") + " > " + last_key_tuple(b.key) + " AND ";
+	sql += key_tuple(b.key, "t.") + " <= (" + joined(b.key, "(SELECT ", " FROM bound)") + ") ON CONFLICT DO NOTHING RETURNING 1) ";
+	sql += "SELECT (SELECT count(*) FROM snap)::bigint AS scanned, (SELECT count(*) FROM ins)::bigint AS legacy_seen, "
+		   "(SELECT count(*) FROM ins)::bigint AS converted, 0::bigint AS conflicts, "
+		   "(SELECT ARRAY[" + joined(b.key, "", "::text") + "] FROM bound) AS last_key";
+	return sql;
+}
+
 } // namespace mext

@@ -37,6 +37,7 @@ extern "C" {
 #include "utils/wait_event.h"
 
 PG_FUNCTION_INFO_V1(mext_batch_statement);
+PG_FUNCTION_INFO_V1(mext_copy_statement);
 PG_FUNCTION_INFO_V1(mext_launch_worker);
 PG_FUNCTION_INFO_V1(mext_worker_alive);
 PGDLLEXPORT void mext_backfill_worker_main(Datum main_arg);
@@ -511,45 +512,97 @@ Datum mext_launch_worker(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32(pid);
 }
 
+namespace {
+
+// The shape shared by batch_statement() and copy_statement(), from their first six arguments.
+struct ShapeArgs {
+	const char *relation;
+	const char *target;
+	const char *source;
+	const char *api;
+	int keys;
+	char **key_names;
+	char **key_types;
+};
+
+char **text_array_items(ArrayType *array, int *count)
+{
+	Datum *items;
+	deconstruct_array(array, TEXTOID, -1, false, TYPALIGN_INT, &items, nullptr, count);
+	char **out = static_cast<char **>(palloc(sizeof(char *) * (*count + 1)));
+	for (int i = 0; i < *count; ++i)
+		out[i] = TextDatumGetCString(items[i]);
+	return out;
+}
+
+ShapeArgs shape_args(FunctionCallInfo fcinfo)
+{
+	for (int i : {0, 1, 2, 3, 5, 6})
+		if (PG_ARGISNULL(i))
+			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("batch statement: argument %d is NULL", i + 1)));
+	ShapeArgs args;
+	int type_count;
+	args.key_names = text_array_items(PG_GETARG_ARRAYTYPE_P(1), &args.keys);
+	args.key_types = text_array_items(PG_GETARG_ARRAYTYPE_P(2), &type_count);
+	if (args.keys != type_count || args.keys == 0)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("batch statement: key names and types differ")));
+	args.relation = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	args.target = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	args.source = PG_ARGISNULL(4) ? nullptr : text_to_cstring(PG_GETARG_TEXT_PP(4));
+	args.api = text_to_cstring(PG_GETARG_TEXT_PP(5));
+	return args;
+}
+
+mext::BatchShape batch_shape(const ShapeArgs &args)
+{
+	mext::BatchShape shape;
+	shape.relation = args.relation;
+	for (int i = 0; i < args.keys; ++i)
+		shape.key.push_back(mext::KeyColumn{args.key_names[i], args.key_types[i]});
+	shape.target = args.target;
+	if (args.source)
+		shape.source = std::string(args.source);
+	shape.api_schema = args.api;
+	return shape;
+}
+
+char *palloc_copy(const std::string &sql)
+{
+	char *copy = nullptr;
+	mext::pg::pg_call([&] { copy = pstrdup(sql.c_str()); });
+	return copy;
+}
+
+} // namespace
+
 // batch_statement(relation, key_names, key_types, target, source, api_schema, after_last_key): the
 // keyset batch, from identifiers the caller quoted.
 Datum mext_batch_statement(PG_FUNCTION_ARGS)
 {
-	for (int i : {0, 1, 2, 3, 5, 6})
-		if (PG_ARGISNULL(i))
-			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("batch_statement: argument %d is NULL", i + 1)));
-	ArrayType *names = PG_GETARG_ARRAYTYPE_P(1);
-	ArrayType *types = PG_GETARG_ARRAYTYPE_P(2);
-	Datum *name_items, *type_items;
-	int name_count, type_count;
-	deconstruct_array(names, TEXTOID, -1, false, TYPALIGN_INT, &name_items, nullptr, &name_count);
-	deconstruct_array(types, TEXTOID, -1, false, TYPALIGN_INT, &type_items, nullptr, &type_count);
-	if (name_count != type_count || name_count == 0)
-		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("batch_statement: key names and types differ")));
-	const char *relation = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	const char *target = text_to_cstring(PG_GETARG_TEXT_PP(3));
-	const char *source = PG_ARGISNULL(4) ? nullptr : text_to_cstring(PG_GETARG_TEXT_PP(4));
-	const char *api = text_to_cstring(PG_GETARG_TEXT_PP(5));
+	ShapeArgs args = shape_args(fcinfo);
 	bool after_last_key = PG_GETARG_BOOL(6);
-	char **key_names = static_cast<char **>(palloc(sizeof(char *) * name_count));
-	char **key_types = static_cast<char **>(palloc(sizeof(char *) * name_count));
-	for (int i = 0; i < name_count; ++i) {
-		key_names[i] = TextDatumGetCString(name_items[i]);
-		key_types[i] = TextDatumGetCString(type_items[i]);
-	}
+	char *statement = mext::pg::guard([&] { return palloc_copy(mext::batch_statement(batch_shape(args), after_last_key)); });
+	PG_RETURN_TEXT_P(cstring_to_text(statement));
+}
+
+// copy_statement(relation, key_names, key_types, target, source, api_schema, after_last_key,
+// target_relation, copy_columns): the batch of a table move, V1 into V2.
+Datum mext_copy_statement(PG_FUNCTION_ARGS)
+{
+	ShapeArgs args = shape_args(fcinfo);
+	bool after_last_key = PG_GETARG_BOOL(6);
+	if (PG_ARGISNULL(7) || PG_ARGISNULL(8))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("copy_statement: NULL target relation or columns")));
+	const char *target_relation = text_to_cstring(PG_GETARG_TEXT_PP(7));
+	int column_count;
+	char **columns = text_array_items(PG_GETARG_ARRAYTYPE_P(8), &column_count);
 	char *statement = mext::pg::guard([&] {
-		mext::BatchShape shape;
-		shape.relation = relation;
-		for (int i = 0; i < name_count; ++i)
-			shape.key.push_back(mext::KeyColumn{key_names[i], key_types[i]});
-		shape.target = target;
-		if (source)
-			shape.source = std::string(source);
-		shape.api_schema = api;
-		std::string sql = mext::batch_statement(shape, after_last_key);
-		char *copy = nullptr;
-		mext::pg::pg_call([&] { copy = pstrdup(sql.c_str()); });
-		return copy;
+		mext::CopyShape shape;
+		shape.batch = batch_shape(args);
+		shape.target_relation = target_relation;
+		for (int i = 0; i < column_count; ++i)
+			shape.copy_columns.emplace_back(columns[i]);
+		return palloc_copy(mext::copy_statement(shape, after_last_key));
 	});
 	PG_RETURN_TEXT_P(cstring_to_text(statement));
 }

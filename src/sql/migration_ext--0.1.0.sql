@@ -480,6 +480,7 @@ CREATE TABLE migration_ext.backfill_job (
 	relation            regclass NOT NULL,
 	column_name         name NOT NULL,
 	source_column       name,
+	target_relation     regclass,                  -- a table move: converted rows are copied here
 	codec               text NOT NULL,
 	migration           text,
 	key_columns         name[] NOT NULL,
@@ -533,6 +534,11 @@ GRANT USAGE ON SEQUENCE migration_ext.backfill_job_id_seq TO PUBLIC;
 CREATE FUNCTION migration_ext.batch_statement(relation text, key_names text[], key_types text[], target text,
 											  source text, api_schema text, after_last_key boolean)
 	RETURNS text LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'mext_batch_statement';
+
+CREATE FUNCTION migration_ext.copy_statement(relation text, key_names text[], key_types text[], target text,
+											 source text, api_schema text, after_last_key boolean,
+											 target_relation text, copy_columns text[])
+	RETURNS text LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'mext_copy_statement';
 
 CREATE FUNCTION migration_ext.launch_worker(job bigint) RETURNS int
 	LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'mext_launch_worker';
@@ -599,6 +605,32 @@ BEGIN
 END
 $$;
 
+-- A table move (V1 -> V2): V2 receives column_name converted from V1's source column, and must have a
+-- unique index on V1's walking key, on which rows it already has are recognised.
+CREATE FUNCTION migration_ext.check_table_move(relation regclass, target_relation regclass, column_name name,
+											   source_column name)
+	RETURNS void LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	walk record;
+BEGIN
+	PERFORM migration_ext.checked_text_column(target_relation, column_name);
+	PERFORM migration_ext.checked_text_column(relation, coalesce(source_column, column_name));
+	IF NOT has_table_privilege(target_relation, 'INSERT') THEN
+		RAISE EXCEPTION 'permission denied to insert into %', target_relation USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	SELECT * INTO walk FROM migration_ext.walk_key(relation);
+	IF NOT EXISTS (SELECT FROM pg_index i WHERE i.indrelid = target_relation AND i.indisunique AND i.indpred IS NULL
+				   AND (SELECT array_agg(a.attname ORDER BY a.attname) FROM pg_attribute a
+						WHERE a.attrelid = target_relation AND a.attnum = ANY (i.indkey))
+					   = (SELECT array_agg(k ORDER BY k) FROM unnest(walk.key_columns) k)) THEN
+		RAISE EXCEPTION '% has no unique index on the key (%) of %', target_relation,
+			array_to_string(walk.key_columns, ', '), relation USING ERRCODE = 'object_not_in_prerequisite_state',
+			DETAIL = 'Rows the application already wrote to the new table are recognised by that key and never overwritten.';
+	END IF;
+END
+$$;
+
 -- Defaults come from the migration_ext.* settings; the library defines them, and before it is
 -- loaded in this backend a setting may not exist yet: then the documented default applies.
 CREATE FUNCTION migration_ext.setting_int(name text, fallback bigint) RETURNS bigint
@@ -639,7 +671,8 @@ CREATE FUNCTION migration_ext.start_backfill(relation regclass, column_name name
 											 migration text DEFAULT NULL, launch boolean DEFAULT true,
 											 batch_time_target interval DEFAULT NULL,
 											 max_replica_lag interval DEFAULT NULL, max_active_backends int DEFAULT NULL,
-											 max_wal_bytes_per_second bigint DEFAULT NULL)
+											 max_wal_bytes_per_second bigint DEFAULT NULL,
+											 target_relation regclass DEFAULT NULL)
 	RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -658,9 +691,13 @@ BEGIN
 		RAISE EXCEPTION '% is not a table', relation USING ERRCODE = 'wrong_object_type',
 			HINT = 'A backfill rewrites the rows of a table or a partitioned table.';
 	END IF;
-	PERFORM migration_ext.checked_text_column(relation, column_name);
-	IF source_column IS NOT NULL THEN
-		PERFORM migration_ext.checked_text_column(relation, source_column);
+	IF target_relation IS NULL THEN
+		PERFORM migration_ext.checked_text_column(relation, column_name);
+		IF source_column IS NOT NULL THEN
+			PERFORM migration_ext.checked_text_column(relation, source_column);
+		END IF;
+	ELSE
+		PERFORM migration_ext.check_table_move(relation, target_relation, column_name, source_column);
 	END IF;
 	PERFORM migration_ext.require_codec(codec);
 	IF batch_size IS NOT NULL AND batch_size <= 0 THEN
@@ -683,7 +720,7 @@ BEGIN
 				HINT = 'Start the backfill as a role with LOGIN that may update the table.';
 	END IF;
 	SELECT * INTO walk FROM migration_ext.walk_key(relation);
-	IF column_name = ANY (walk.key_columns) THEN
+	IF target_relation IS NULL AND column_name = ANY (walk.key_columns) THEN
 		RAISE EXCEPTION 'column "%" is part of the key of %', column_name, relation
 			USING ERRCODE = 'feature_not_supported',
 				DETAIL = 'A backfill walks the table by this key; rewriting the key in place would move rows under it.',
@@ -701,11 +738,11 @@ BEGIN
 	END IF;
 	SELECT coalesce(sum(migration_ext.row_estimate(leaf)), 0)::bigint INTO estimate FROM unnest(leaves) leaf;
 	BEGIN
-		INSERT INTO migration_ext.backfill_job (relation, column_name, source_column, codec, migration, key_columns,
+		INSERT INTO migration_ext.backfill_job (relation, column_name, source_column, target_relation, codec, migration, key_columns,
 												key_types, partitions, batch_size, max_rows_per_second, throttle,
 												rows_estimated, current_batch_size, batch_time_target_ms,
 												max_replica_lag_s, max_active_backends, max_wal_bytes_per_second)
-		VALUES (relation, column_name, source_column, codec, migration, walk.key_columns, walk.key_types, leaves,
+		VALUES (relation, column_name, source_column, target_relation, codec, migration, walk.key_columns, walk.key_types, leaves,
 				coalesce(batch_size, migration_ext.setting_int('migration_ext.batch_size', 1000)), max_rows_per_second,
 				coalesce(throttle, true), estimate,
 				coalesce(batch_size, migration_ext.setting_int('migration_ext.batch_size', 1000)),
@@ -735,11 +772,12 @@ CREATE FUNCTION @extschema@.start_backfill(relation regclass, column_name name, 
 										   max_rows_per_second int DEFAULT NULL, throttle boolean DEFAULT true,
 										   batch_time_target interval DEFAULT NULL,
 										   max_replica_lag interval DEFAULT NULL, max_active_backends int DEFAULT NULL,
-										   max_wal_bytes_per_second bigint DEFAULT NULL)
+										   max_wal_bytes_per_second bigint DEFAULT NULL,
+										   target_relation regclass DEFAULT NULL)
 	RETURNS bigint LANGUAGE sql
 	RETURN migration_ext.start_backfill(relation, column_name, codec, source_column, batch_size, max_rows_per_second,
 										throttle, NULL, true, batch_time_target, max_replica_lag, max_active_backends,
-										max_wal_bytes_per_second);
+										max_wal_bytes_per_second, target_relation);
 
 -- One step of a worker, in the worker's transaction: obey a pause or cancel request, or run one batch
 -- and commit its checkpoint with it. Returns what the worker should do next.
@@ -775,10 +813,23 @@ BEGIN
 		RETURN;
 	END IF;
 	leaf := j.partitions[j.partition_index];
-	statement := migration_ext.batch_statement(
-		leaf::text,
-		(SELECT array_agg(quote_ident(k) ORDER BY o) FROM unnest(j.key_columns) WITH ORDINALITY u(k, o)),
-		j.key_types, quote_ident(j.column_name), quote_ident(j.source_column), api, j.last_key IS NOT NULL);
+	IF j.target_relation IS NULL THEN
+		statement := migration_ext.batch_statement(
+			leaf::text,
+			(SELECT array_agg(quote_ident(k) ORDER BY o) FROM unnest(j.key_columns) WITH ORDINALITY u(k, o)),
+			j.key_types, quote_ident(j.column_name), quote_ident(j.source_column), api, j.last_key IS NOT NULL);
+	ELSE
+		statement := migration_ext.copy_statement(
+			leaf::text,
+			(SELECT array_agg(quote_ident(k) ORDER BY o) FROM unnest(j.key_columns) WITH ORDINALITY u(k, o)),
+			j.key_types, quote_ident(j.column_name), quote_ident(coalesce(j.source_column, j.column_name)), api,
+			j.last_key IS NOT NULL, j.target_relation::text,
+			(SELECT array_agg(quote_ident(a.attname) ORDER BY a.attnum) FROM pg_attribute a
+			 WHERE a.attrelid = j.target_relation AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+			   AND (a.attname = j.column_name
+					OR EXISTS (SELECT FROM pg_attribute v WHERE v.attrelid = leaf AND v.attname = a.attname
+							   AND v.attnum > 0 AND NOT v.attisdropped))));
+	END IF;
 	EXECUTE statement INTO r USING j.codec, batch_size, j.last_key;
 	scanned := r.scanned; converted := r.converted; conflicts := r.conflicts;
 	IF r.scanned = 0 THEN
@@ -1044,7 +1095,7 @@ END
 $$;
 
 CREATE VIEW @extschema@.backfill_status AS
-	SELECT j.id AS job, j.relation, j.column_name, j.source_column, j.codec, j.migration,
+	SELECT j.id AS job, j.relation, j.column_name, j.source_column, j.target_relation, j.codec, j.migration,
 		   migration_ext.effective_state(j) AS state, j.requested,
 		   j.rows_scanned, j.rows_converted, j.rows_skipped, j.conflicts, j.batches,
 		   j.current_batch_size AS batch_size, j.max_rows_per_second,
@@ -1417,6 +1468,13 @@ BEGIN
 			EXECUTE format('ALTER TABLE %s VALIDATE CONSTRAINT %I', m.relation, new_constraint);
 		END IF;
 		UPDATE migration_ext.migration x SET constraint_name = new_constraint WHERE x.name = m.name;
+		-- A column move is complete: the dual-write trigger has nothing left to do.
+		IF m.source_column IS NOT NULL AND EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = m.relation
+				AND t.tgname = migration_ext.mirror_name(m.source_column, m.column_name)) THEN
+			EXECUTE format('DROP TRIGGER %I ON %s', migration_ext.mirror_name(m.source_column, m.column_name), m.relation);
+			INSERT INTO migration_ext.migration_event (migration, event, detail)
+			VALUES (name, 'drop_mirror', format('%I -> %I', m.source_column, m.column_name));
+		END IF;
 	END IF;
 	UPDATE migration_ext.migration x SET phase = next_phase WHERE x.name = m.name;
 	INSERT INTO migration_ext.migration_event (migration, event, from_phase, to_phase)
@@ -1500,7 +1558,8 @@ CREATE FUNCTION @extschema@.start_backfill(migration text, column_name name DEFA
 										   max_rows_per_second int DEFAULT NULL, throttle boolean DEFAULT true,
 										   batch_time_target interval DEFAULT NULL,
 										   max_replica_lag interval DEFAULT NULL, max_active_backends int DEFAULT NULL,
-										   max_wal_bytes_per_second bigint DEFAULT NULL)
+										   max_wal_bytes_per_second bigint DEFAULT NULL,
+										   target_relation regclass DEFAULT NULL)
 	RETURNS bigint LANGUAGE sql
 	RETURN CASE WHEN column_name IS NULL AND codec IS NULL
 		THEN migration_ext.start_migration_backfill(migration, source_column, batch_size, max_rows_per_second, throttle,
@@ -1508,7 +1567,8 @@ CREATE FUNCTION @extschema@.start_backfill(migration text, column_name name DEFA
 													 max_wal_bytes_per_second)
 		ELSE migration_ext.start_backfill(migration::regclass, column_name, codec, source_column, batch_size,
 										  max_rows_per_second, throttle, NULL, true, batch_time_target,
-										  max_replica_lag, max_active_backends, max_wal_bytes_per_second) END;
+										  max_replica_lag, max_active_backends, max_wal_bytes_per_second,
+										  target_relation) END;
 
 -- A writer swap of a migration is applied at its point of no return, never before: swap_function()
 -- refuses one while the migration has not passed it.
@@ -1541,3 +1601,64 @@ CREATE VIEW @extschema@.migration_history AS
 	SELECT e.id, e.migration, e.event, e.from_phase, e.to_phase, e.fn, e.role, e.detail, e.at, e.by_role AS role_name,
 		   e.wal_lsn
 	FROM migration_ext.migration_event e;
+
+------------------------------------------------------------------------------------------------------
+-- Column moves: the dual-write trigger while both columns live (expand -> migrate -> contract).
+------------------------------------------------------------------------------------------------------
+
+-- Every write to the source column lands converted in the target column too. A write that sets the
+-- target itself (a writer already flipped) and leaves the source alone is kept as written.
+CREATE FUNCTION migration_ext.mirror_trigger() RETURNS trigger
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	source_value text := to_jsonb(NEW) ->> TG_ARGV[0];
+BEGIN
+	IF TG_OP = 'UPDATE' AND source_value IS NOT DISTINCT FROM (to_jsonb(OLD) ->> TG_ARGV[0])
+	   AND (to_jsonb(NEW) ->> TG_ARGV[1]) IS NOT NULL THEN
+		RETURN NEW;
+	END IF;
+	NEW := jsonb_populate_record(NEW, jsonb_build_object(TG_ARGV[1],
+		@extschema@.migrate_value(TG_ARGV[2], source_value)));
+	RETURN NEW;
+END
+$$;
+
+CREATE FUNCTION migration_ext.mirror_name(source_column name, target_column name) RETURNS name
+	LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+	RETURN left(format('migration_ext_mirror_%s_to_%s', source_column, target_column), 63);
+
+CREATE FUNCTION @extschema@.create_mirror(relation regclass, source_column name, target_column name, codec text)
+	RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM migration_ext.checked_text_column(relation, source_column);
+	PERFORM migration_ext.checked_text_column(relation, target_column);
+	PERFORM migration_ext.require_codec(codec);
+	IF source_column = target_column THEN
+		RAISE EXCEPTION 'source and target column are the same' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = relation
+			   AND t.tgname = migration_ext.mirror_name(source_column, target_column)) THEN
+		RAISE EXCEPTION 'a mirror from "%" to "%" on % already exists', source_column, target_column, relation
+			USING ERRCODE = 'duplicate_object';
+	END IF;
+	EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE ON %s FOR EACH ROW '
+				   'EXECUTE FUNCTION migration_ext.mirror_trigger(%L, %L, %L)',
+				   migration_ext.mirror_name(source_column, target_column), relation, source_column, target_column,
+				   codec);
+END
+$$;
+
+CREATE FUNCTION @extschema@.drop_mirror(relation regclass, source_column name, target_column name)
+	RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = relation
+				   AND t.tgname = migration_ext.mirror_name(source_column, target_column)) THEN
+		RAISE EXCEPTION 'no mirror from "%" to "%" on %', source_column, target_column, relation
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	EXECUTE format('DROP TRIGGER %I ON %s', migration_ext.mirror_name(source_column, target_column), relation);
+END
+$$;
