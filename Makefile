@@ -49,3 +49,7 @@ test: deps
 	BUILD_DIR=$(BUILD_DIR) bash test/run_all.sh
 
 EXTRA_CLEAN = $(OBJS:.o=.d) $(BUILD_DIR) results regression.diffs regression.out
+
+bench: deps
+	$(MAKE) -j2 all && $(MAKE) install
+	bash bench/run_all.sh
