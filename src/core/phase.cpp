@@ -97,11 +97,15 @@ Transition door_check(const DoorState &state)
 	if (!state.settled)
 		return refuse("the reader swaps have not settled", "Still waiting for: " + state.waiting_for + ".",
 					  "Wait until migration_status shows settled, then advance again.");
-	if (!state.confirmed)
+	if (!state.confirmed) {
+		std::string literal = "'";
+		for (char c : state.migration_name)
+			literal += c == '\'' ? std::string("''") : std::string(1, c);
+		literal += "'";
 		return refuse("the point of no return needs a typed sign-off",
 					  "After this step writers produce the new format and there is no way back but a restore.",
-					  "Call advance_migration('" + state.migration_name + "', confirm => '" + state.migration_name +
-						  "').");
+					  "Call advance_migration(" + literal + ", confirm => " + literal + ").");
+	}
 	return allow(Phase::Producing, true);
 }
 

@@ -60,15 +60,17 @@ double LagClock::lag_seconds(double now_s, std::uint64_t replay_lsn) const
 
 double LagClock::wal_bytes_per_second(double now_s, double window_s) const
 {
+	// Samples are only recorded when the position moves, so the rate is over the time up to now: a burst
+	// followed by silence fades as the silence grows.
 	const Sample *first = nullptr;
 	for (const auto &sample : samples_)
 		if (sample.at >= now_s - window_s) {
 			first = &sample;
 			break;
 		}
-	if (!first || samples_.empty() || samples_.back().at <= first->at)
+	if (!first || now_s <= first->at)
 		return 0.0;
-	return static_cast<double>(samples_.back().lsn - first->lsn) / (samples_.back().at - first->at);
+	return static_cast<double>(samples_.back().lsn - first->lsn) / (now_s - first->at);
 }
 
 ThrottleController::ThrottleController(ThrottleSettings settings, int initial_batch)
@@ -85,7 +87,8 @@ void ThrottleController::update_settings(const ThrottleSettings &settings)
 
 int ThrottleController::clamp(double size) const
 {
-	return static_cast<int>(std::clamp(std::round(size), static_cast<double>(settings_.min_batch),
+	// Rounded down, so that growth never exceeds its factor.
+	return static_cast<int>(std::clamp(std::floor(size), static_cast<double>(settings_.min_batch),
 									   static_cast<double>(settings_.max_batch)));
 }
 
@@ -93,23 +96,14 @@ Decision ThrottleController::before_batch(const Signals &signals)
 {
 	lag_clock_.record(signals.now_s, signals.wal_lsn);
 	const double wait = settings_.check_interval_ms;
-	Decision go;
 
-	if (settings_.hold_on_vacuum && signals.vacuum_on_table)
-		return hold("vacuum running on the table", wait);
-
-	if (settings_.max_active_backends > 0 && signals.active_backends > settings_.max_active_backends)
-		return hold("active backends " + std::to_string(signals.active_backends) + " > " +
-						std::to_string(settings_.max_active_backends),
-					wait);
-
-	if (!signals.standbys_readable)
-		go.unreadable = "replica lag unreadable (pg_stat_replication not visible)";
+	// Signals that cannot be read are reported with whatever is decided, never fatal.
+	std::string unreadable = signals.standbys_readable ? "" : "pg_stat_replication not visible";
 	double worst = 0;
 	std::string worst_name;
 	for (const auto &standby : signals.standbys) {
 		if (!standby.replay_lsn) {
-			go.unreadable = "replica lag unreadable on " + standby.name;
+			unreadable += (unreadable.empty() ? "" : ", ") + standby.name;
 			continue;
 		}
 		double lag = lag_clock_.lag_seconds(signals.now_s, *standby.replay_lsn);
@@ -118,35 +112,43 @@ Decision ThrottleController::before_batch(const Signals &signals)
 			worst_name = standby.name;
 		}
 	}
+	auto decide = [&](Decision d) {
+		if (!unreadable.empty())
+			d.unreadable = "replica lag unreadable: " + unreadable;
+		return d;
+	};
+
+	if (settings_.hold_on_vacuum && signals.vacuum_on_table)
+		return decide(hold("vacuum running on the table", wait));
+
+	if (settings_.max_active_backends > 0 && signals.active_backends > settings_.max_active_backends)
+		return decide(hold("active backends " + std::to_string(signals.active_backends) + " > " +
+							   std::to_string(settings_.max_active_backends),
+						   wait));
+
 	if (settings_.max_replica_lag_s > 0 && !worst_name.empty()) {
 		// Hysteresis: pause above the limit, resume only below half of it, so the job does not flap.
 		bool was_holding = lag_holding_;
 		double limit = was_holding ? settings_.max_replica_lag_s / 2 : settings_.max_replica_lag_s;
 		lag_holding_ = worst > limit;
-		if (lag_holding_) {
-			std::string reason = was_holding ? "replica lag " + fixed(worst) + " s on " + worst_name + " (resumes below " +
-												   fixed(limit) + " s)"
-											 : "replica lag " + fixed(worst) + " s > " + fixed(limit) + " s on " +
-												   worst_name;
-			Decision d = hold(reason, wait);
-			d.unreadable = go.unreadable;
-			return d;
-		}
+		if (lag_holding_)
+			return decide(hold(was_holding ? "replica lag " + fixed(worst) + " s on " + worst_name +
+												 " (resumes below " + fixed(limit, 2) + " s)"
+										   : "replica lag " + fixed(worst) + " s > " + fixed(limit) + " s on " +
+												 worst_name,
+							   wait));
 	} else {
 		lag_holding_ = false;
 	}
 
 	if (settings_.max_wal_bytes_per_s > 0) {
 		double rate = lag_clock_.wal_bytes_per_second(signals.now_s);
-		if (rate > settings_.max_wal_bytes_per_s) {
-			Decision d = hold("WAL rate " + fixed(rate / 1048576.0) + " MB/s > " +
-								  fixed(settings_.max_wal_bytes_per_s / 1048576.0) + " MB/s",
-							  wait);
-			d.unreadable = go.unreadable;
-			return d;
-		}
+		if (rate > settings_.max_wal_bytes_per_s)
+			return decide(hold("WAL rate " + fixed(rate / 1048576.0) + " MB/s > " +
+								   fixed(settings_.max_wal_bytes_per_s / 1048576.0) + " MB/s",
+							   wait));
 	}
-	return go;
+	return decide(Decision{});
 }
 
 Pause ThrottleController::after_batch(long rows, double batch_ms)
