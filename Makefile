@@ -31,7 +31,7 @@ endif
 
 BUILD_DIR ?= build
 
-.PHONY: deps unit demo test bench
+.PHONY: deps unit demo test test-long bench
 deps:
 	bash test/tools/deps.sh
 
@@ -49,6 +49,11 @@ test: deps
 	BUILD_DIR=$(BUILD_DIR) bash test/run_all.sh
 
 EXTRA_CLEAN = $(OBJS:.o=.d) $(BUILD_DIR) results regression.diffs regression.out
+
+# Torture that takes longer: the codec fuzzer (FUZZ_SECONDS) and test/long (random kills on 1M rows).
+test-long: deps
+	$(MAKE) -j2 all && $(MAKE) install
+	MEXT_SUITES="fuzz long" bash test/run_all.sh
 
 bench: deps
 	$(MAKE) -j2 all && $(MAKE) install

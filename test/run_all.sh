@@ -180,11 +180,12 @@ suite_pgtap() {
     ((rc == 0 || f > 0))
 }
 
-suite_crash() {
-    local scripts=() s name log rc p=0 f=0 t0
-    mapfile -t scripts < <(find test/crash -maxdepth 1 -type f -name '*.sh' 2>/dev/null | LC_ALL=C sort)
+# Every executable script of a folder is one test (crash/restart/standby tests, long torture tests).
+run_scripts() {
+    local dir=$1 label=$2 scripts=() s name log rc p=0 f=0 t0
+    mapfile -t scripts < <(find "$dir" -maxdepth 1 -type f -name '*.sh' 2>/dev/null | LC_ALL=C sort)
     need_cluster
-    mkdir -p "$TMP/crash" "$TMP/crash-tmp"
+    mkdir -p "$TMP/$label" "$TMP/crash-tmp"
     # timeout puts the test in its own process group (so a timeout kills the
     # whole tree), which also hides it from Ctrl-C: run it in the background
     # and forward INT/TERM ourselves; `wait` is interruptible, a foreground
@@ -193,11 +194,11 @@ suite_crash() {
     trap 'kill -TERM "$pid" 2>/dev/null; wait "$pid"; exit 130' INT TERM
     for s in "${scripts[@]}"; do
         if [[ ! -x $s ]]; then
-            echo "crash: skipping $s (not executable)"
+            echo "$label: skipping $s (not executable)"
             continue
         fi
         name=$(basename "$s" .sh)
-        log=$TMP/crash/$name.log
+        log=$TMP/$label/$name.log
         t0=$SECONDS
         rc=0
         # TMPDIR lets cleanup find clusters a test made with cluster_mktemp.
@@ -206,11 +207,11 @@ suite_crash() {
         pid=$!
         wait "$pid" || rc=$?
         if ((rc == 0)); then
-            echo "crash: $name ... ok ($((SECONDS - t0)) s)"
+            echo "$label: $name ... ok ($((SECONDS - t0)) s)"
             p=$((p + 1))
         else
             ((rc == 124)) && rc="timeout after ${CRASH_TIMEOUT} s"
-            echo "crash: $name ... FAILED ($rc)"
+            echo "$label: $name ... FAILED ($rc)"
             echo "---- $name output ----"
             cat "$log"
             echo "---- end of $name output ----"
@@ -220,10 +221,19 @@ suite_crash() {
     counts "$p" "$f"
 }
 
+suite_crash() { run_scripts test/crash crash; }
+suite_long() { run_scripts test/long long; }
+
+# The codec fuzzer (clang's libFuzzer), for FUZZ_SECONDS; a crash fails it and leaves its input in
+# test/fuzz/corpus/ as a regression input.
+suite_fuzz() {
+    if bash test/fuzz/run.sh; then counts 1 0; else counts 0 1; fi
+}
+
 # ---------------------------------------------------------------- main
 
 for s in $SUITES; do
-    if [[ $s != unit ]]; then
+    if [[ $s != unit && $s != fuzz ]]; then
         echo "=== starting test cluster in $CLUSTER (port $PORT) ==="
         if cluster_start "$CLUSTER" "$PORT" >/dev/null; then
             export PGHOST=$CLUSTER PGPORT=$PORT PGUSER=postgres

@@ -15,6 +15,7 @@ PACKAGES=(
     g++
     make
     gnuplot-nox                             # benchmark plots
+    clang-14 libclang-rt-14-dev             # the codec fuzzer (libFuzzer), make test-long
 )
 
 missing=()
