@@ -960,7 +960,7 @@ BEGIN ATOMIC
 	WHERE b.id = worker_note.job;
 END;
 
--- A batch failed. Lock timeouts and deadlocks are retried (the worker backs off and halves the batch);
+-- A batch failed. Lock timeouts, deadlocks and cancelled statements are retried (the worker backs off and halves the batch);
 -- anything else, or a lock conflict that does not clear, fails the job with the range and the cause.
 CREATE FUNCTION migration_ext.worker_failed(job bigint, error_code text, message text, max_retries int)
 	RETURNS text LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
@@ -969,15 +969,18 @@ DECLARE
 	j migration_ext.backfill_job;
 BEGIN
 	SELECT * INTO j FROM migration_ext.backfill_job b WHERE b.id = job FOR UPDATE;
-	IF error_code IN ('55P03', '40P01', '40001') AND j.lock_retries < max_retries THEN
+	-- lock timeout, deadlock, serialization failure, a cancelled statement (pg_cancel_backend)
+	IF error_code IN ('55P03', '40P01', '40001', '57014') AND j.lock_retries < max_retries THEN
 		UPDATE migration_ext.backfill_job b SET lock_retries = b.lock_retries + 1, updated_at = now(),
-			state = 'throttled', throttle_reason = format('lock conflict (%s), retry %s of %s', message,
+			state = 'throttled', throttle_reason = format('batch retried after: %s (retry %s of %s)', message,
 														  b.lock_retries + 1, max_retries)
 		WHERE b.id = job;
 		RETURN 'retry';
 	END IF;
 	UPDATE migration_ext.backfill_job b SET state = 'failed', finished_at = now(), updated_at = now(),
-		last_error = format('%s (SQLSTATE %s)', message, error_code), error_key = coalesce(b.last_key, '{}'),
+		last_error = format('%s (SQLSTATE %s) in the batch after key %s', message, error_code,
+							coalesce(b.last_key::text, '(start)')),
+		error_key = coalesce(b.last_key, '{}'),
 		throttle_reason = NULL
 	WHERE b.id = job;
 	RETURN 'stop';
