@@ -206,7 +206,7 @@ CREATE TABLE migration_ext.pending_swap (
 
 GRANT SELECT ON migration_ext.frozen_function, migration_ext.function_version TO PUBLIC;
 
-CREATE VIEW @extschema@.function_history AS
+CREATE VIEW @extschema@.function_history WITH (security_invoker = true) AS
 	SELECT v.fn, v.version, v.role, v.body, v.note, v.migration, v.created_at, v.created_by, v.wal_lsn,
 		   v.version = f.current_version AS is_current, v.previous_version
 	FROM migration_ext.function_version v
@@ -709,7 +709,7 @@ BEGIN
 	END IF;
 	PERFORM migration_ext.check_throttle_settings(batch_time_target, max_replica_lag, max_active_backends,
 												  max_wal_bytes_per_second);
-	IF NOT has_table_privilege(relation, 'SELECT, UPDATE') THEN
+	IF NOT (has_table_privilege(relation, 'SELECT') AND has_table_privilege(relation, 'UPDATE')) THEN
 		RAISE EXCEPTION 'permission denied to backfill %', relation USING ERRCODE = 'insufficient_privilege',
 			DETAIL = 'The backfill worker runs as the role that starts it, which needs SELECT and UPDATE on the table.';
 	END IF;
@@ -877,7 +877,7 @@ BEGIN
 	IF NOT pg_try_advisory_lock(1835365492, job::int) THEN
 		RETURN;
 	END IF;
-	IF NOT has_table_privilege(j.relation, 'SELECT, UPDATE') THEN
+	IF NOT (has_table_privilege(j.relation, 'SELECT') AND has_table_privilege(j.relation, 'UPDATE')) THEN
 		UPDATE migration_ext.backfill_job b SET state = 'failed', finished_at = now(), updated_at = now(),
 			last_error = format('permission denied: role %s may not update %s', CURRENT_USER, j.relation)
 		WHERE b.id = job;
@@ -1045,15 +1045,27 @@ DECLARE
 	j migration_ext.backfill_job := migration_ext.require_job(job);
 	job_state text := migration_ext.effective_state(j);
 BEGIN
+	IF job_state = 'failed' THEN
+		RAISE EXCEPTION 'backfill job % failed, it cannot be resumed', job
+			USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = j.last_error,
+				HINT = 'Fix the cause, then start a new backfill: converted rows are skipped.';
+	END IF;
 	IF job_state NOT IN ('queued', 'running', 'throttled', 'paused', 'interrupted') THEN
 		RAISE EXCEPTION 'backfill job % is %, it cannot be resumed', job, job_state
-			USING ERRCODE = 'object_not_in_prerequisite_state',
-				HINT = CASE WHEN job_state = 'failed' THEN 'Fix the cause in last_error, then start a new backfill: converted rows are skipped.' END;
+			USING ERRCODE = 'object_not_in_prerequisite_state';
 	END IF;
-	UPDATE migration_ext.backfill_job b SET requested = NULL, updated_at = now() WHERE b.id = job;
-	IF NOT migration_ext.worker_alive(j.pid) THEN
-		UPDATE migration_ext.backfill_job b SET state = 'queued', created_at = now(),
-			pid = migration_ext.launch_worker(job) WHERE b.id = job;
+	IF j.requested = 'cancel' THEN
+		RAISE EXCEPTION 'backfill job % is being cancelled', job USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	IF migration_ext.worker_alive(j.pid) THEN
+		-- Shown as running at once, so that wait_backfill() does not return on the old 'paused'.
+		UPDATE migration_ext.backfill_job b SET requested = NULL, updated_at = now(),
+			state = CASE WHEN b.state = 'paused' THEN 'running' ELSE b.state END,
+			throttle_reason = CASE WHEN b.state = 'paused' THEN NULL ELSE b.throttle_reason END
+		WHERE b.id = job;
+	ELSE
+		UPDATE migration_ext.backfill_job b SET requested = NULL, updated_at = now(), state = 'queued',
+			created_at = now(), pid = migration_ext.launch_worker(job) WHERE b.id = job;
 	END IF;
 END
 $$;
@@ -1088,7 +1100,10 @@ DECLARE
 BEGIN
 	PERFORM migration_ext.require_job(job);
 	LOOP
-		SELECT migration_ext.effective_state(b) INTO job_state FROM migration_ext.backfill_job b WHERE b.id = job;
+		-- A paused job whose pause was withdrawn (resume, cancel) is about to move: keep waiting.
+		SELECT migration_ext.effective_state(b) INTO job_state FROM migration_ext.backfill_job b
+		WHERE b.id = job AND (b.state <> 'paused' OR b.requested IS NOT DISTINCT FROM 'pause'
+							  OR migration_ext.effective_state(b) = 'interrupted');
 		EXIT WHEN job_state IN ('done', 'failed', 'cancelled', 'paused', 'interrupted');
 		EXIT WHEN deadline IS NOT NULL AND clock_timestamp() >= deadline;
 		PERFORM pg_sleep(0.05);
@@ -1097,7 +1112,7 @@ BEGIN
 END
 $$;
 
-CREATE VIEW @extschema@.backfill_status AS
+CREATE VIEW @extschema@.backfill_status WITH (security_invoker = true) AS
 	SELECT j.id AS job, j.relation, j.column_name, j.source_column, j.target_relation, j.codec, j.migration,
 		   migration_ext.effective_state(j) AS state, j.requested,
 		   j.rows_scanned, j.rows_converted, j.rows_skipped, j.conflicts, j.batches,
@@ -1293,6 +1308,7 @@ BEGIN
 		RAISE EXCEPTION 'relation, column_name and codec must not be NULL' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 	PERFORM migration_ext.require_codec(codec);
+	PERFORM migration_ext.checked_text_column(relation, column_name);
 	IF source_column IS NOT NULL THEN
 		PERFORM migration_ext.checked_text_column(relation, source_column);
 	END IF;
@@ -1552,11 +1568,21 @@ BEGIN
 END
 $$;
 
--- start_backfill('tokens') backfills a migration; start_backfill('accounts', 'token', 'v2') a column.
--- One text-first form serves both so that unknown literals never make the call ambiguous with the
--- regclass form; a SQL function without a pinned search_path, so that the table name resolves as
--- the caller's would.
-CREATE FUNCTION @extschema@.start_backfill(migration text, column_name name DEFAULT NULL, codec text DEFAULT NULL,
+-- The migration form, as DESIGN.md gives it: start_backfill('tokens', <the same options>).
+CREATE FUNCTION @extschema@.start_backfill(migration text, source_column name DEFAULT NULL, batch_size int DEFAULT NULL,
+										   max_rows_per_second int DEFAULT NULL, throttle boolean DEFAULT true,
+										   batch_time_target interval DEFAULT NULL,
+										   max_replica_lag interval DEFAULT NULL, max_active_backends int DEFAULT NULL,
+										   max_wal_bytes_per_second bigint DEFAULT NULL)
+	RETURNS bigint LANGUAGE sql
+	RETURN migration_ext.start_migration_backfill(migration, source_column, batch_size, max_rows_per_second, throttle,
+												   batch_time_target, max_replica_lag, max_active_backends,
+												   max_wal_bytes_per_second);
+
+-- start_backfill('accounts', 'token', 'v2'): with three untyped literals PostgreSQL would find the
+-- regclass form and the migration form equally good and refuse the call; this text form wins that
+-- tie (string category at every position) and resolves the name as the caller's search_path would.
+CREATE FUNCTION @extschema@.start_backfill(relation text, column_name name, codec text,
 										   source_column name DEFAULT NULL, batch_size int DEFAULT NULL,
 										   max_rows_per_second int DEFAULT NULL, throttle boolean DEFAULT true,
 										   batch_time_target interval DEFAULT NULL,
@@ -1564,14 +1590,9 @@ CREATE FUNCTION @extschema@.start_backfill(migration text, column_name name DEFA
 										   max_wal_bytes_per_second bigint DEFAULT NULL,
 										   target_relation regclass DEFAULT NULL)
 	RETURNS bigint LANGUAGE sql
-	RETURN CASE WHEN column_name IS NULL AND codec IS NULL
-		THEN migration_ext.start_migration_backfill(migration, source_column, batch_size, max_rows_per_second, throttle,
-													 batch_time_target, max_replica_lag, max_active_backends,
-													 max_wal_bytes_per_second)
-		ELSE migration_ext.start_backfill(migration::regclass, column_name, codec, source_column, batch_size,
-										  max_rows_per_second, throttle, NULL, true, batch_time_target,
-										  max_replica_lag, max_active_backends, max_wal_bytes_per_second,
-										  target_relation) END;
+	RETURN migration_ext.start_backfill(relation::regclass, column_name, codec, source_column, batch_size,
+										max_rows_per_second, throttle, NULL, true, batch_time_target, max_replica_lag,
+										max_active_backends, max_wal_bytes_per_second, target_relation);
 
 -- A writer swap of a migration is applied at its point of no return, never before: swap_function()
 -- refuses one while the migration has not passed it.
@@ -1592,7 +1613,7 @@ BEGIN
 END
 $$;
 
-CREATE VIEW @extschema@.migration_status AS
+CREATE VIEW @extschema@.migration_status WITH (security_invoker = true) AS
 	SELECT m.name, m.phase, s.settled, s.waiting_for, m.relation, m.column_name, m.source_column, m.codec, m.job,
 		   (SELECT migration_ext.effective_state(j) FROM migration_ext.backfill_job j WHERE j.id = m.job) AS job_state,
 		   (SELECT count(*) FROM migration_ext.planned_swap p WHERE p.migration = m.name AND p.role = 'reader') AS readers,
@@ -1600,7 +1621,7 @@ CREATE VIEW @extschema@.migration_status AS
 		   m.constraint_name, m.created_at, m.created_by
 	FROM migration_ext.migration m, LATERAL migration_ext.settle_state(m.name) s;
 
-CREATE VIEW @extschema@.migration_history AS
+CREATE VIEW @extschema@.migration_history WITH (security_invoker = true) AS
 	SELECT e.id, e.migration, e.event, e.from_phase, e.to_phase, e.fn, e.role, e.detail, e.at, e.by_role AS role_name,
 		   e.wal_lsn
 	FROM migration_ext.migration_event e;
@@ -1665,3 +1686,7 @@ BEGIN
 	EXECUTE format('DROP TRIGGER %I ON %s', migration_ext.mirror_name(source_column, target_column), relation);
 END
 $$;
+
+-- The views run as the caller: row-level security shows each role its own jobs only.
+GRANT SELECT ON @extschema@.backfill_status, @extschema@.migration_status, @extschema@.migration_history,
+	@extschema@.function_history TO PUBLIC;
