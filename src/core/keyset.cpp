@@ -53,7 +53,7 @@ std::string batch_statement(const BatchShape &shape, bool after_last_key)
 	const std::string order = joined(shape.key, "", "");
 
 	std::string sql;
-	sql += "WITH snap AS MATERIALIZED (SELECT " + order + ", " + needs_work("") + " AS was_legacy FROM ONLY " +
+	sql += "WITH snap AS MATERIALIZED (SELECT " + order + ", " + needs_work("") + " AS mext_was_legacy_ FROM ONLY " +
 		   shape.relation;
 	if (after_last_key)
 		sql += " WHERE " + lower_bound;
@@ -66,12 +66,12 @@ std::string batch_statement(const BatchShape &shape, bool after_last_key)
 	sql += key_tuple(shape.key, "t.") + " <= (" + joined(shape.key, "(SELECT ", " FROM bound)") + ") AND " +
 		   needs_work("t.") + " RETURNING " + joined(shape.key, "t.", "") + ") ";
 	sql += "SELECT (SELECT count(*) FROM snap)::bigint AS scanned, "
-		   "(SELECT count(*) FROM snap WHERE was_legacy)::bigint AS legacy_seen, "
+		   "(SELECT count(*) FROM snap WHERE mext_was_legacy_)::bigint AS legacy_seen, "
 		   "(SELECT count(*) FROM upd)::bigint AS converted, "
 		   "(SELECT count(*) FROM snap s FULL JOIN upd u ON ";
 	for (std::size_t i = 0; i < shape.key.size(); ++i)
 		sql += (i ? " AND s." : "s.") + shape.key[i].name + " = u." + shape.key[i].name;
-	sql += " WHERE s.was_legacy IS DISTINCT FROM (u." + shape.key[0].name + " IS NOT NULL))::bigint AS conflicts, ";
+	sql += " WHERE s.mext_was_legacy_ IS DISTINCT FROM (u." + shape.key[0].name + " IS NOT NULL))::bigint AS conflicts, ";
 	sql += "(SELECT ARRAY[" + joined(shape.key, "", "::text") + "] FROM bound) AS last_key";
 	return sql;
 }

@@ -77,6 +77,17 @@ double now_ms()
 	return static_cast<double>(GetCurrentTimestamp()) / 1000.0;
 }
 
+// A pg_cancel_backend() that arrives between batches has no statement to cancel. Left pending, the
+// next CHECK_FOR_INTERRUPTS outside a transaction would raise an ERROR nobody catches and end the
+// worker; drop it instead (a cancel during a batch is retried like a lock timeout).
+void drop_stray_cancel()
+{
+	if (QueryCancelPending) {
+		QueryCancelPending = false;
+		elog(LOG, "migration_ext: a cancel request between batches was ignored");
+	}
+}
+
 // Sleeps on the latch, waking for interrupts (SIGTERM ends the process here) and postmaster death.
 void wait_ms(double milliseconds)
 {
@@ -86,6 +97,7 @@ void wait_ms(double milliseconds)
 			break;
 		(void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, chunk, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
+		drop_stray_cancel();
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending) {
 			ConfigReloadPending = false;
@@ -358,6 +370,7 @@ void run_job(int64 job)
 	};
 
 	for (;;) {
+		drop_stray_cancel();
 		CHECK_FOR_INTERRUPTS();
 		MemoryContextReset(step_context);
 		MemoryContext old = MemoryContextSwitchTo(step_context);

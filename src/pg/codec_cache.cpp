@@ -125,7 +125,7 @@ void fetch_codec_row(const char *name, CodecRow *row)
 		elog(ERROR, "SPI_connect failed");
 	// The latest committed definition, whatever the transaction's snapshot: the cache outlives the
 	// transaction, so a REPEATABLE READ snapshot must not pin an old definition in it.
-	SPIPlanPtr plan = SPI_prepare("SELECT convert, marker, detect, shape FROM migration_ext.codec WHERE name = $1", 1,
+	SPIPlanPtr plan = SPI_prepare("SELECT convert, marker, detect, shape FROM migration_ext.codec WHERE name OPERATOR(pg_catalog.=) $1", 1,
 								  argtypes);
 	if (!plan)
 		elog(ERROR, "preparing the codec lookup failed: %s", SPI_result_code_string(SPI_result));

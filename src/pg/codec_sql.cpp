@@ -83,6 +83,10 @@ Datum mext_migrate_value(PG_FUNCTION_ARGS)
 	});
 	if (!converted)
 		PG_RETURN_DATUM(value);
+	if (converted->size() > MaxAllocSize - VARHDRSZ)
+		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED), errmsg("converted value is too large"),
+						errdetail("Codec \"%s\" produced %zu bytes; a text value holds at most 1 GB.", codec->name.c_str(),
+								  converted->size())));
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(converted->data(), static_cast<int>(converted->size())));
 }
 

@@ -23,6 +23,7 @@ extern "C" {
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -111,6 +112,26 @@ void mext_launcher_main(Datum)
 	}
 }
 
+// Plain C data only. The function migration_ext.resume_interrupted() of the installed extension, or
+// InvalidOid. It is found through pg_depend, never by name: this runs as a superuser in every
+// database, and a role that may create schemas there could otherwise plant a function of that name.
+Oid installed_resume_function()
+{
+	int rc = SPI_execute("SELECT p.oid FROM pg_catalog.pg_extension e "
+						 "JOIN pg_catalog.pg_depend d ON d.refclassid OPERATOR(pg_catalog.=) "
+						 "'pg_catalog.pg_extension'::pg_catalog.regclass AND d.refobjid OPERATOR(pg_catalog.=) e.oid "
+						 "AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass "
+						 "AND d.deptype OPERATOR(pg_catalog.=) 'e' "
+						 "JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) d.objid "
+						 "WHERE e.extname OPERATOR(pg_catalog.=) 'migration_ext' "
+						 "AND p.proname OPERATOR(pg_catalog.=) 'resume_interrupted'",
+						 true, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		return InvalidOid;
+	bool isnull;
+	return DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
 // Connects to one database as the bootstrap superuser (no role given) and relaunches its interrupted
 // jobs; each relaunched worker runs as its job's owner.
 void mext_resumer_main(Datum main_arg)
@@ -119,24 +140,18 @@ void mext_resumer_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(main_arg), InvalidOid, 0);
 	pgstat_report_appname("migration_ext resumer");
+	// Nothing a database owner put on its default search_path takes part in what follows.
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	int rc = SPI_execute("SELECT to_regclass('migration_ext.backfill_job') IS NOT NULL", true, 1);
-	bool installed = false;
-	if (rc == SPI_OK_SELECT && SPI_processed == 1) {
-		bool isnull;
-		installed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	}
-	if (installed) {
-		rc = SPI_execute("SELECT migration_ext.resume_interrupted()", false, 1);
-		if (rc == SPI_OK_SELECT && SPI_processed == 1) {
-			char *resumed = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-			if (resumed && std::strcmp(resumed, "0") != 0)
-				elog(LOG, "migration_ext: resumed %s interrupted backfill job(s)", resumed);
-		}
+	Oid resume = installed_resume_function();
+	if (OidIsValid(resume)) {
+		int resumed = DatumGetInt32(OidFunctionCall0(resume));
+		if (resumed > 0)
+			elog(LOG, "migration_ext: resumed %d interrupted backfill job(s)", resumed);
 	}
 	PopActiveSnapshot();
 	SPI_finish();

@@ -79,7 +79,17 @@ $$;
 CREATE FUNCTION @extschema@.drop_codec(name text) RETURNS void LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	user_migration text;
 BEGIN
+	IF to_regclass('migration_ext.migration') IS NOT NULL THEN
+		SELECT m.name INTO user_migration FROM migration_ext.migration m WHERE m.codec = drop_codec.name LIMIT 1;
+		IF FOUND THEN
+			RAISE EXCEPTION 'codec "%" is used by migration "%"', drop_codec.name, user_migration
+				USING ERRCODE = 'dependent_objects_still_exist',
+					HINT = 'A migration keeps its codec for its whole life, its contract included.';
+		END IF;
+	END IF;
 	DELETE FROM migration_ext.codec c WHERE c.name = drop_codec.name;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'codec "%" does not exist', drop_codec.name USING ERRCODE = 'undefined_object';
@@ -262,6 +272,9 @@ BEGIN
 		RAISE EXCEPTION 'function must not be NULL' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 	SELECT p.prokind, pg_has_role(p.proowner, 'USAGE') INTO kind, owner_ok FROM pg_proc p WHERE p.oid = fn;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'function with OID % does not exist', fn::oid USING ERRCODE = 'undefined_function';
+	END IF;
 	IF kind NOT IN ('f', 'p') THEN
 		RAISE EXCEPTION 'cannot freeze %: only functions and procedures can be frozen', fn
 			USING ERRCODE = 'wrong_object_type';
@@ -334,9 +347,12 @@ BEGIN
 			ELSE format('SET %I TO %L ', split_part(setting, '=', 1), substr(setting, strpos(setting, '=') + 1)) END;
 	END LOOP;
 	statement := statement || format('AS %L', body);
-	PERFORM set_config('search_path', caller_search_path, true);
 	INSERT INTO migration_ext.pending_swap (fn) VALUES (replace_body.fn);
+	-- Compile under the caller's schemas, behind pg_catalog so that nothing planted there can redefine
+	-- a built-in type or operator of the signature; then back to this function's own path at once.
+	PERFORM set_config('search_path', 'pg_catalog, ' || caller_search_path, true);
 	EXECUTE statement;
+	PERFORM set_config('search_path', 'pg_catalog, pg_temp', true);
 	DELETE FROM migration_ext.pending_swap s WHERE s.fn = replace_body.fn;
 END
 $$;
@@ -372,9 +388,10 @@ DECLARE
 BEGIN
 	SELECT v.definition INTO stored FROM migration_ext.function_version v
 	WHERE v.fn = restore_version.fn AND v.version = restore_version.version;
-	PERFORM set_config('search_path', caller_search_path, true);
 	INSERT INTO migration_ext.pending_swap (fn) VALUES (restore_version.fn);
+	PERFORM set_config('search_path', 'pg_catalog, ' || caller_search_path, true);
 	EXECUTE stored;
+	PERFORM set_config('search_path', 'pg_catalog, pg_temp', true);
 	DELETE FROM migration_ext.pending_swap s WHERE s.fn = restore_version.fn;
 END
 $$;
@@ -687,6 +704,10 @@ BEGIN
 		RAISE EXCEPTION 'relation, column_name and codec must not be NULL' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 	SELECT c.relkind INTO kind FROM pg_class c WHERE c.oid = relation;
+	IF (SELECT c.relpersistence FROM pg_class c WHERE c.oid = relation) = 't' THEN
+		RAISE EXCEPTION '% is a temporary table', relation USING ERRCODE = 'feature_not_supported',
+			DETAIL = 'The backfill worker is another session, and cannot see this session''s temporary tables.';
+	END IF;
 	IF kind NOT IN ('r', 'p') THEN
 		RAISE EXCEPTION '% is not a table', relation USING ERRCODE = 'wrong_object_type',
 			HINT = 'A backfill rewrites the rows of a table or a partitioned table.';
@@ -1095,7 +1116,7 @@ CREATE FUNCTION @extschema@.wait_backfill(job bigint, timeout interval DEFAULT N
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	deadline timestamptz := clock_timestamp() + timeout;
+	deadline timestamptz := CASE WHEN timeout < interval '100 years' THEN clock_timestamp() + timeout END;
 	job_state text;
 BEGIN
 	PERFORM migration_ext.require_job(job);
@@ -1650,7 +1671,8 @@ $$;
 
 CREATE FUNCTION migration_ext.mirror_name(source_column name, target_column name) RETURNS name
 	LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
-	RETURN left(format('migration_ext_mirror_%s_to_%s', source_column, target_column), 63);
+	RETURN left(format('migration_ext_mirror_%s_to_%s', source_column, target_column), 54) || '_'
+		   || left(md5(source_column || '>' || target_column), 8);
 
 CREATE FUNCTION @extschema@.create_mirror(relation regclass, source_column name, target_column name, codec text)
 	RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp

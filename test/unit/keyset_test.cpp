@@ -61,12 +61,12 @@ TEST(KeysetSingleKey, FirstBatch) {
 	std::string sql = mext::batch_statement(single_key_shape(), false);
 	EXPECT_TRUE(Contains(sql, "FROM ONLY public.accounts ORDER BY id LIMIT $2"));
 	EXPECT_TRUE(Contains(sql, "UPDATE ONLY public.accounts AS t SET payload = api.migrate_value($1, t.payload::text)"));
-	EXPECT_TRUE(Contains(sql, "api.is_legacy($1, payload::text) AS was_legacy"));
+	EXPECT_TRUE(Contains(sql, "api.is_legacy($1, payload::text) AS mext_was_legacy_"));
 	EXPECT_TRUE(Contains(sql, "api.is_legacy($1, t.payload::text) RETURNING t.id"));
 	EXPECT_TRUE(Contains(sql, "(t.id) <= ((SELECT id FROM bound))"));
 	EXPECT_TRUE(Contains(sql, "ORDER BY id DESC LIMIT 1"));
 	EXPECT_TRUE(Contains(sql, "FULL JOIN upd u ON s.id = u.id"));
-	EXPECT_TRUE(Contains(sql, "s.was_legacy IS DISTINCT FROM (u.id IS NOT NULL)"));
+	EXPECT_TRUE(Contains(sql, "s.mext_was_legacy_ IS DISTINCT FROM (u.id IS NOT NULL)"));
 	EXPECT_TRUE(Contains(sql, "ARRAY[id::text]"));
 	EXPECT_TRUE(Contains(sql, "AS last_key"));
 	for (const char *column : {"AS scanned", "AS legacy_seen", "AS converted", "AS conflicts"})
@@ -93,7 +93,7 @@ TEST(KeysetSingleKey, WithSourceColumn) {
 	shape.source = "legacy_payload";
 	std::string sql = mext::batch_statement(shape, false);
 	EXPECT_TRUE(Contains(sql, "UPDATE ONLY public.accounts AS t SET payload = api.migrate_value($1, t.legacy_payload::text)"));
-	EXPECT_TRUE(Contains(sql, "(payload IS NULL OR api.is_legacy($1, payload::text)) AS was_legacy"));
+	EXPECT_TRUE(Contains(sql, "(payload IS NULL OR api.is_legacy($1, payload::text)) AS mext_was_legacy_"));
 	EXPECT_TRUE(Contains(sql, "(t.payload IS NULL OR api.is_legacy($1, t.payload::text)) RETURNING t.id"));
 	EXPECT_TRUE(Lacks(sql, "migrate_value($1, t.payload::text)"));
 }
@@ -151,7 +151,7 @@ TEST(KeysetCompositeKey, WithSourceColumn) {
 	std::string sql = mext::batch_statement(shape, true);
 	EXPECT_TRUE(Contains(sql, "SET \"Payload\" = \"mext api\".migrate_value($1, t.\"Old Payload\"::text)"));
 	EXPECT_TRUE(Contains(sql, "(t.\"Payload\" IS NULL OR \"mext api\".is_legacy($1, t.\"Payload\"::text))"));
-	EXPECT_TRUE(Contains(sql, "(\"Payload\" IS NULL OR \"mext api\".is_legacy($1, \"Payload\"::text)) AS was_legacy"));
+	EXPECT_TRUE(Contains(sql, "(\"Payload\" IS NULL OR \"mext api\".is_legacy($1, \"Payload\"::text)) AS mext_was_legacy_"));
 	EXPECT_TRUE(Contains(sql, "(id, \"Sub\") > (($3[1])::bigint, ($3[2])::text)"));
 }
 

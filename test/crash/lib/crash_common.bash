@@ -1,0 +1,205 @@
+# Helpers shared by the crash tests in test/crash/*.sh (sourced, not run: run_all.sh only runs
+# test/crash/*.sh). Each test stays self-contained: it makes its own cluster or database and table,
+# and removes them on exit.
+#
+# Env (set by test/run_all.sh; set them yourself to run a test by hand):
+#   MEXT_CLUSTER_TOOLS  path of test/tools/cluster.sh (default: found next to this file)
+#   PGHOST/PGPORT/PGUSER  the shared cluster (only the tests that use it)
+
+CRASH_LIB_DIR=$(dirname "$(realpath "${BASH_SOURCE[0]}")")
+MEXT_CLUSTER_TOOLS=${MEXT_CLUSTER_TOOLS:-$CRASH_LIB_DIR/../../tools/cluster.sh}
+# shellcheck source=../../tools/cluster.sh disable=SC1091
+source "$MEXT_CLUSTER_TOOLS"
+
+unset PGDATABASE PGSERVICE PGOPTIONS
+export PGCONNECT_TIMEOUT=10
+TEST_NAME=${TEST_NAME:-$(basename "$0" .sh)}
+CHECK_FAILURES=0
+DB=${DB:-postgres}
+
+say() { printf '[%s +%ss] %s\n' "$TEST_NAME" "$SECONDS" "$*"; }
+die() { say "FAIL: $*"; exit 1; }
+
+# check <what> <actual> <expected>: records a failure, keeps going so every check is printed.
+check() {
+	if [[ $2 == "$3" ]]; then
+		say "ok   $1: $2"
+	else
+		say "FAIL $1: got '$2', expected '$3'"
+		CHECK_FAILURES=$((CHECK_FAILURES + 1))
+	fi
+}
+
+finish() {
+	if ((CHECK_FAILURES > 0)); then
+		say "$CHECK_FAILURES check(s) failed"
+		exit 1
+	fi
+	say "all checks passed"
+}
+
+# q <sql>: one statement in $DB, unaligned tuples only; fails the test on error.
+q() {
+	timeout 90 "$PG_BINDIR/psql" -X -q -At -v ON_ERROR_STOP=1 -d "$DB" -c "$1"
+}
+
+# q_try <sql>: like q but quiet on failure (for polling a server that may be restarting).
+q_try() {
+	timeout 20 "$PG_BINDIR/psql" -X -q -At -v ON_ERROR_STOP=1 -d "$DB" -c "$1" 2>/dev/null
+}
+
+# q_true <sql>: succeeds if the query (a boolean) returns true.
+q_true() { [[ $(q_try "$1") == t ]]; }
+
+# wait_for <seconds> <command...>: polls every 0.1 s until the command succeeds; 1 on timeout.
+wait_for() {
+	local limit=$1; shift
+	local deadline=$((SECONDS + limit))
+	while ! "$@"; do
+		((SECONDS < deadline)) || return 1
+		sleep 0.1
+	done
+}
+
+server_ready() { "$PG_BINDIR/pg_isready" -q -t 2 -d "$DB" >/dev/null 2>&1; }
+
+# ------------------------------------------------------------ own cluster
+
+OWN_TMP=
+OWN_CLUSTER=
+
+# own_cluster_start <port> [postgresql.conf lines...]: a throwaway cluster of this test only; exports
+# PGHOST/PGPORT/PGUSER for it. Removed (with its temp dir) on exit; its log is shown if the test fails.
+own_cluster_start() {
+	OWN_TMP=$(cluster_mktemp)
+	OWN_CLUSTER=$OWN_TMP/cluster
+	trap own_cluster_cleanup EXIT
+	local env
+	env=$(cluster_start "$OWN_CLUSTER" "$@") || die "could not start a cluster in $OWN_CLUSTER"
+	eval "$env"
+	export PGHOST PGPORT PGUSER
+	say "own cluster: $OWN_CLUSTER, port $PGPORT"
+}
+
+own_cluster_cleanup() {
+	local rc=$?
+	if ((rc != 0)) && [[ -f $OWN_CLUSTER/server.log ]]; then
+		echo "---- last 60 lines of $OWN_CLUSTER/server.log ----"
+		tail -n 60 "$OWN_CLUSTER/server.log" || true
+	fi
+	if [[ -n $OWN_CLUSTER ]]; then cluster_stop "$OWN_CLUSTER" >/dev/null 2>&1 || true; fi
+	[[ -n $OWN_TMP && -d $OWN_TMP ]] && rm -rf "$OWN_TMP"
+	exit "$rc"
+}
+
+postmaster_pid() { head -n 1 "$OWN_CLUSTER/data/postmaster.pid" 2>/dev/null; }
+
+# Lines of the server log that say a process died of a signal (beyond the ones a test caused).
+signal_deaths() { grep -c 'terminated by signal' "$OWN_CLUSTER/server.log" || true; }
+
+# ------------------------------------------------------------ the table and the job
+
+# setup_accounts <rows>: the bench table (as /work/shared/bench/setup.sql), all tokens legacy md5
+# text, and the extension with the 'v2' codec.
+setup_accounts() {
+	local n=$1
+	q "SET client_min_messages = warning; CREATE EXTENSION IF NOT EXISTS migration_ext" >/dev/null
+	q "SELECT create_codec('v2', 'reverse|add_prefix:v2:', 'v2:', 'absent')
+	   WHERE NOT EXISTS (SELECT FROM migration_ext.codec WHERE name = 'v2')" >/dev/null
+	q "SET client_min_messages = warning; DROP TABLE IF EXISTS accounts CASCADE" >/dev/null
+	q "CREATE TABLE accounts (id bigint PRIMARY KEY, token text NOT NULL, balance bigint NOT NULL DEFAULT 0, note text)" >/dev/null
+	q "INSERT INTO accounts SELECT g, md5(g::text), g % 1000, repeat('x', 60) FROM generate_series(1, $n) g" >/dev/null
+	q "VACUUM ANALYZE accounts" >/dev/null
+	say "accounts: $(q "SELECT count(*) FROM accounts") rows, all legacy"
+}
+
+job_field() { q "SELECT $2 FROM backfill_status WHERE job = $1"; }
+job_field_try() { q_try "SELECT $2 FROM backfill_status WHERE job = $1"; }
+
+# One line describing the job and whether its pid is a live backfill worker, read in one statement.
+job_line() {
+	q_try "SELECT format('state=%s scanned=%s converted=%s skipped=%s conflicts=%s pid=%s worker_alive=%s last_error=%s',
+	                     s.state, s.rows_scanned, s.rows_converted, s.rows_skipped, s.conflicts, s.pid,
+	                     EXISTS (SELECT FROM pg_stat_activity a
+	                             WHERE a.pid = s.pid AND a.backend_type = 'migration_ext backfill'),
+	                     coalesce(s.last_error, '-'))
+	       FROM backfill_status s WHERE s.job = $1"
+}
+
+# The invariant a DBA relies on: a job the view calls running/throttled has a live worker behind it.
+# Prints the offending row, if any.
+running_without_worker() {
+	q_try "SELECT format('state=%s pid=%s', s.state, s.pid) FROM backfill_status s
+	       WHERE s.job = $1 AND s.state IN ('running', 'throttled')
+	         AND NOT EXISTS (SELECT FROM pg_stat_activity a
+	                         WHERE a.pid = s.pid AND a.backend_type = 'migration_ext backfill')"
+}
+
+scanned_above() { # scanned_above <job> <rows>
+	local s
+	s=$(job_field_try "$1" rows_scanned) || return 1
+	[[ -n $s ]] && ((s > $2))
+}
+
+# A live worker pid for the job (from backfill_status, confirmed in pg_stat_activity), or fail.
+live_worker_pid() {
+	q_try "SELECT s.pid FROM backfill_status s JOIN pg_stat_activity a
+	         ON a.pid = s.pid AND a.backend_type = 'migration_ext backfill'
+	       WHERE s.job = $1 AND s.state IN ('queued', 'running', 'throttled')" | grep -E '^[0-9]+$'
+}
+
+# The worker's pid, but only while it is inside a batch (pg_stat_activity shows it converting), so
+# that a kill lands in the middle of a batch transaction rather than in the pause between batches.
+worker_pid_in_batch() {
+	q_try "SELECT s.pid FROM backfill_status s JOIN pg_stat_activity a
+	         ON a.pid = s.pid AND a.backend_type = 'migration_ext backfill'
+	       WHERE s.job = $1 AND a.state = 'active' AND a.query LIKE '%converting%'" | grep -E '^[0-9]+$'
+}
+
+# wait_resumed <job> <old pid> <seconds>: until the job has a live worker other than <old pid> (or
+# is done). Meanwhile checks that the view never shows running/throttled without a worker.
+wait_resumed() {
+	local job=$1 old=$2 limit=$3 deadline bad pid state
+	deadline=$((SECONDS + limit))
+	while ((SECONDS < deadline)); do
+		bad=$(running_without_worker "$job") || true
+		if [[ -n $bad ]]; then
+			# A worker that just started may not be in pg_stat_activity for an instant; look again.
+			sleep 0.5
+			bad=$(running_without_worker "$job") || true
+			if [[ -n $bad ]]; then
+				say "FAIL job $job shows '$bad' but no backfill worker has that pid"
+				CHECK_FAILURES=$((CHECK_FAILURES + 1))
+			fi
+		fi
+		state=$(job_field_try "$job" state) || state=
+		[[ $state == "done" ]] && return 0
+		pid=$(live_worker_pid "$job") || pid=
+		if [[ -n $pid && $pid != "$old" ]]; then
+			# shellcheck disable=SC2034 # read by the caller
+			RESUMED_PID=$pid
+			return 0
+		fi
+		sleep 0.2
+	done
+	return 1
+}
+
+# exactly_once <rows> <job>: every row converted once, none lost, none twice; the job's committed
+# counters are exact.
+exactly_once() {
+	local n=$1 job=$2
+	say "exactly-once check, job $job: $(job_line "$job")"
+	check "rows whose token <> 'v2:' || reverse(md5(id::text))" \
+		"$(q "SELECT count(*) FROM accounts WHERE token <> 'v2:' || reverse(md5(id::text))")" 0
+	check "rows still legacy (lost)" "$(q "SELECT count(*) FROM accounts WHERE token = md5(id::text)")" 0
+	check "rows converted twice" \
+		"$(q "SELECT count(*) FROM accounts WHERE token = 'v2:' || reverse('v2:' || reverse(md5(id::text)))")" 0
+	check "row count" "$(q "SELECT count(*) FROM accounts")" "$n"
+	check "backfill_status.state" "$(job_field "$job" state)" "done"
+	check "backfill_status.rows_scanned" "$(job_field "$job" rows_scanned)" "$n"
+	check "backfill_status.rows_converted" "$(job_field "$job" rows_converted)" "$n"
+	check "backfill_status.rows_skipped (a batch run twice would skip its rows)" \
+		"$(job_field "$job" rows_skipped)" 0
+	check "backfill_status.conflicts" "$(job_field "$job" conflicts)" 0
+}
