@@ -1410,7 +1410,10 @@ BEGIN
 	INTO old_transactions
 	FROM pg_stat_activity a
 	WHERE a.xact_start < swapped_at AND a.pid <> pg_backend_pid()
-	  AND a.backend_type IN ('client backend', 'background worker');
+	  -- Any process that may run a reader, custom background workers included; not the ones that never
+	  -- call user functions (autovacuum, WAL senders) nor this extension's own workers.
+	  AND a.backend_type NOT IN ('autovacuum worker', 'autovacuum launcher', 'walsender', 'migration_ext backfill',
+								 'migration_ext launcher', 'migration_ext resumer');
 	SELECT string_agg(format('prepared transaction %L', p.gid), ', ') INTO lagging
 	FROM pg_prepared_xacts p WHERE p.prepared < swapped_at;
 	old_transactions := concat_ws(', ', old_transactions, lagging);
