@@ -637,7 +637,9 @@ BEGIN
 		RAISE EXCEPTION 'permission denied to insert into %', target_relation USING ERRCODE = 'insufficient_privilege';
 	END IF;
 	SELECT * INTO walk FROM migration_ext.walk_key(relation);
+	-- Plain columns, immediate: ON CONFLICT DO NOTHING must recognise exactly the rows with the same key.
 	IF NOT EXISTS (SELECT FROM pg_index i WHERE i.indrelid = target_relation AND i.indisunique AND i.indpred IS NULL
+				   AND i.indexprs IS NULL AND i.indimmediate
 				   AND (SELECT array_agg(a.attname ORDER BY a.attname) FROM pg_attribute a
 						WHERE a.attrelid = target_relation AND a.attnum = ANY (i.indkey))
 					   = (SELECT array_agg(k ORDER BY k) FROM unnest(walk.key_columns) k)) THEN
@@ -1662,8 +1664,11 @@ AS $$
 DECLARE
 	source_value text := to_jsonb(NEW) ->> TG_ARGV[0];
 BEGIN
-	IF TG_OP = 'UPDATE' AND source_value IS NOT DISTINCT FROM (to_jsonb(OLD) ->> TG_ARGV[0])
-	   AND (to_jsonb(NEW) ->> TG_ARGV[1]) IS NOT NULL THEN
+	-- A writer that sets only the target (already flipped) keeps what it wrote: on INSERT when it gives
+	-- no source, on UPDATE when it leaves the source alone.
+	IF (to_jsonb(NEW) ->> TG_ARGV[1]) IS NOT NULL
+	   AND ((TG_OP = 'INSERT' AND source_value IS NULL)
+			OR (TG_OP = 'UPDATE' AND source_value IS NOT DISTINCT FROM (to_jsonb(OLD) ->> TG_ARGV[0]))) THEN
 		RETURN NEW;
 	END IF;
 	NEW := jsonb_populate_record(NEW, jsonb_build_object(TG_ARGV[1],
