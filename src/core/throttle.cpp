@@ -151,9 +151,20 @@ Decision ThrottleController::before_batch(const Signals &signals)
 	return decide(Decision{});
 }
 
-Pause ThrottleController::after_batch(long rows, double batch_ms)
+Pause ThrottleController::after_batch(long rows, double batch_ms, int blocked_sessions)
 {
 	const double target = settings_.batch_target_ms;
+	if (blocked_sessions > 0) {
+		batch_size_ = clamp(batch_size_ / 2.0);
+		stable_ = 0;
+		Pause rest = pace_for_rate_cap(settings_.max_rows_per_second, rows, batch_ms);
+		if (rest.milliseconds < batch_ms) {
+			rest.milliseconds = batch_ms;
+			rest.reason = std::to_string(blocked_sessions) + " live session" + (blocked_sessions > 1 ? "s" : "") +
+						  " waited on the batch's row locks";
+		}
+		return rest;
+	}
 	if (target > 0 && batch_ms > 2 * target) {
 		batch_size_ = clamp(batch_size_ / 2.0);
 		stable_ = 0;

@@ -99,8 +99,10 @@ class ThrottleController {
 	// Before a batch: hold (wait and look again) or go.
 	Decision before_batch(const Signals &signals);
 	// After a batch: sizes the next one (grow slowly after a stable window, shrink fast) and returns
-	// the pause the rate cap needs.
-	Pause after_batch(long rows, double batch_ms);
+	// the pause the rate cap needs. `blocked_sessions` are live sessions that were waiting on the
+	// batch's row locks when it was about to commit: the workload's own latency, felt. Then the batch
+	// halves and the worker rests as long as the batch took, so the workload catches up.
+	Pause after_batch(long rows, double batch_ms, int blocked_sessions = 0);
 	// A lock timeout or deadlock: halve at once.
 	void after_lock_conflict();
 

@@ -40,6 +40,7 @@ PG_FUNCTION_INFO_V1(mext_batch_statement);
 PG_FUNCTION_INFO_V1(mext_copy_statement);
 PG_FUNCTION_INFO_V1(mext_launch_worker);
 PG_FUNCTION_INFO_V1(mext_worker_alive);
+PG_FUNCTION_INFO_V1(mext_xid_is_mine);
 PGDLLEXPORT void mext_backfill_worker_main(Datum main_arg);
 }
 
@@ -58,6 +59,7 @@ struct StepResult {
 	char action[16];
 	long scanned;
 	long converted;
+	int blocked; // live sessions waiting on the batch's row locks just before it committed
 };
 
 struct StepError {
@@ -187,7 +189,7 @@ void worker_step(int64 job, int batch_size, double rate, StepResult *result)
 	Oid types[3] = {INT8OID, INT4OID, FLOAT8OID};
 	Datum values[3] = {int8_arg(job), Int32GetDatum(batch_size), Float8GetDatum(rate)};
 	const char nulls[3] = {' ', ' ', rate > 0 ? ' ' : 'n'};
-	int rc = SPI_execute_with_args("SELECT action, scanned, converted FROM migration_ext.worker_step($1, $2, $3)", 3,
+	int rc = SPI_execute_with_args("SELECT action, scanned, converted, blocked FROM migration_ext.worker_step($1, $2, $3)", 3,
 								   types, values, nulls, false, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "worker_step failed: %s", SPI_result_code_string(rc));
@@ -198,6 +200,7 @@ void worker_step(int64 job, int batch_size, double rate, StepResult *result)
 	strlcpy(result->action, action ? action : "stop", sizeof result->action);
 	result->scanned = DatumGetInt64(SPI_getbinval(row, desc, 2, &isnull));
 	result->converted = DatumGetInt64(SPI_getbinval(row, desc, 3, &isnull));
+	result->blocked = DatumGetInt32(SPI_getbinval(row, desc, 4, &isnull));
 }
 
 void worker_note(int64 job, double rate, const char *reason, const char *warning, int batch_size)
@@ -433,7 +436,7 @@ void run_job(int64 job)
 			continue;
 		}
 		double batch_ms = now_ms() - started;
-		mext::Pause pause = throttle ? controller.after_batch(step.scanned, batch_ms)
+		mext::Pause pause = throttle ? controller.after_batch(step.scanned, batch_ms, step.blocked)
 									 : mext::pace_for_rate_cap(rate_cap, step.scanned, batch_ms);
 		meter.add(step.scanned, (batch_ms + pause.milliseconds) / 1000.0);
 		publish(pause.reason, warning, pause.reason != published_reason);
@@ -626,4 +629,10 @@ Datum mext_worker_alive(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		PG_RETURN_BOOL(false);
 	PG_RETURN_BOOL(BackendPidGetProc(PG_GETARG_INT32(0)) != nullptr);
+}
+
+// xid_is_mine(xid): was this row version written by the current transaction (or a subtransaction)?
+Datum mext_xid_is_mine(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(TransactionIdIsCurrentTransactionId(DatumGetTransactionId(PG_GETARG_DATUM(0))));
 }

@@ -805,7 +805,7 @@ CREATE FUNCTION @extschema@.start_backfill(relation regclass, column_name name, 
 -- One step of a worker, in the worker's transaction: obey a pause or cancel request, or run one batch
 -- and commit its checkpoint with it. Returns what the worker should do next.
 CREATE FUNCTION migration_ext.worker_step(job bigint, batch_size int, rate double precision, OUT action text, OUT scanned bigint,
-										  OUT converted bigint, OUT conflicts bigint)
+										  OUT converted bigint, OUT conflicts bigint, OUT blocked int)
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -815,7 +815,7 @@ DECLARE
 	r record;
 	api text := quote_ident('@extschema@');
 BEGIN
-	scanned := 0; converted := 0; conflicts := 0;
+	scanned := 0; converted := 0; conflicts := 0; blocked := 0;
 	SELECT * INTO j FROM migration_ext.backfill_job b WHERE b.id = job FOR UPDATE;
 	IF NOT FOUND OR j.state IN ('done', 'failed', 'cancelled') THEN
 		action := 'stop';
@@ -855,6 +855,10 @@ BEGIN
 	END IF;
 	EXECUTE statement INTO r USING j.codec, batch_size, j.last_key;
 	scanned := r.scanned; converted := r.converted; conflicts := r.conflicts;
+	IF j.throttle AND r.converted > 0 THEN
+		-- Still holding the batch's row locks: is a live session waiting on them right now?
+		SELECT count(*) INTO blocked FROM pg_stat_activity a WHERE pg_backend_pid() = ANY (pg_blocking_pids(a.pid));
+	END IF;
 	IF r.scanned = 0 THEN
 		IF j.partition_index < array_length(j.partitions, 1) THEN
 			UPDATE migration_ext.backfill_job b SET partition_index = j.partition_index + 1, last_key = NULL,
@@ -1112,6 +1116,9 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION migration_ext.xid_is_mine(xid) RETURNS boolean
+	LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'mext_xid_is_mine';
+
 -- Waits until the job stops moving by itself (done, failed, cancelled, paused, interrupted) or the
 -- timeout passes; returns the state it is in then.
 CREATE FUNCTION @extschema@.wait_backfill(job bigint, timeout interval DEFAULT NULL) RETURNS text
@@ -1122,6 +1129,15 @@ DECLARE
 	job_state text;
 BEGIN
 	PERFORM migration_ext.require_job(job);
+	-- A worker that would have to see this transaction's change of the job waits for it to commit.
+	IF (SELECT migration_ext.xid_is_mine(b.xmin) AND b.pid IS NOT NULL
+			   AND b.state NOT IN ('done', 'failed', 'cancelled')
+		FROM migration_ext.backfill_job b WHERE b.id = job) THEN
+		RAISE EXCEPTION 'backfill job % was started or changed in this transaction', job
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				DETAIL = 'Its worker waits for this transaction to commit, so waiting here would wait for ever.',
+				HINT = 'Commit first, then call wait_backfill().';
+	END IF;
 	LOOP
 		-- A paused job whose pause was withdrawn (resume, cancel) is about to move: keep waiting.
 		SELECT migration_ext.effective_state(b) INTO job_state FROM migration_ext.backfill_job b
