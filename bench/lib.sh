@@ -24,8 +24,19 @@ source "$BENCH_REPO/test/tools/cluster.sh"
 
 bench_die() { echo "bench: $*" >&2; exit 1; }
 
+# Background helpers a script started (pgbench, samplers): stopped by pid before the server goes.
+BENCH_PIDS=()
+bench_track() { BENCH_PIDS+=("$1"); }
+bench_untrack() {  # <pid>: once waited for, so cleanup never signals a recycled pid
+    local keep=() pid
+    for pid in ${BENCH_PIDS[@]+"${BENCH_PIDS[@]}"}; do [[ $pid == "$1" ]] || keep+=("$pid"); done
+    BENCH_PIDS=(${keep[@]+"${keep[@]}"})
+}
+
 bench_cleanup() {
-    local rc=$?
+    local rc=$? pid
+    for pid in ${BENCH_PIDS[@]+"${BENCH_PIDS[@]}"}; do kill "$pid" 2>/dev/null || true; done
+    BENCH_PIDS=()
     if [[ -n $BENCH_CLUSTER ]]; then
         if [[ ${BENCH_KEEP:-0} == 1 ]]; then
             echo "bench: BENCH_KEEP=1, cluster left running in $BENCH_CLUSTER (stop: test/tools/cluster.sh stop $BENCH_CLUSTER)" >&2
@@ -100,3 +111,40 @@ time_rounds() {
 
 # median_ms <k> <sql> [setup sql]: median over k runs of one statement, in one session.
 median_ms() { time_rounds "$1" "${3:-}" "$2"; }
+
+# bench_rebuild <rows>: the baseline table from scratch, then a checkpoint, so every timed method starts
+# from the same heap and pays the same full-page writes.
+bench_rebuild() {
+    bench_psql -v N="$1" -f "$BENCH_SHARED/setup.sql"
+    bench_psql -c CHECKPOINT
+}
+
+# bench_meta: the report lines every result file starts with (date, server, host, source revision).
+bench_meta() {
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "- PostgreSQL $(bench_value "SHOW server_version"); shared_buffers=$(bench_value "SHOW shared_buffers"), jit=off"
+    # The installed .so is what ran; the commit only says roughly which sources it came from.
+    echo "- host: $(nproc) CPUs, $(uname -r), shared with other work; repo at $(git -C "$BENCH_REPO" describe --always --dirty 2>/dev/null || echo unknown)"
+}
+
+# bench_extension: migration_ext and the codec of the baselines' conversion, 'v2:' || reverse(token).
+bench_extension() {
+    bench_psql -c "CREATE EXTENSION IF NOT EXISTS migration_ext" \
+        -c "SELECT create_codec('v2', 'reverse|add_prefix:v2:', 'v2:', 'absent')" >/dev/null
+}
+
+# bench_verify <rows> <what>: every row holds exactly the baselines' conversion of its original token.
+bench_verify() {
+    local bad
+    bad=$(bench_value "SELECT count(*) FILTER (WHERE token IS DISTINCT FROM 'v2:' || reverse(md5(id::text)))
+                       || ' ' || count(*) FROM accounts")
+    [[ $bad == "0 $1" ]] || bench_die "$2: wrong result: <wrong rows> <total rows> = $bad, expected 0 $1"
+}
+
+# percentile <p> < numbers: nearest-rank percentile of one number per line.
+percentile() {
+    sort -g | awk -v p="$1" '{ v[NR] = $1 } END {
+        if (NR == 0) exit 1
+        i = int(p / 100 * NR); if (i < p / 100 * NR) i++; if (i < 1) i = 1
+        printf "%.3f\n", v[i] }'
+}

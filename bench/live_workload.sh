@@ -1,0 +1,254 @@
+#!/usr/bin/env bash
+# Live-workload benchmark: what a backfill at DEFAULT settings costs a fixed-rate application
+# (../shared/bench/live_txn.sql through pgbench), and how much of its unthrottled speed it keeps.
+#
+# Goals (issue): the workload's p99 latency while the default backfill runs is <= 1.5x its p99 alone,
+# and the default backfill still converts at >= 25 % of the unthrottled rate.
+#
+# BENCH_REPEAT (3) rounds of three phases, interleaved, each phase on a freshly built and CHECKPOINTed
+# table; medians over the rounds. One round is not enough on a shared box: a neighbour's burst in one
+# 30 s window moves a p99 by 10x.
+#   A  the workload alone for BENCH_SECONDS                             -> p50/p99
+#   B  the workload, and start_backfill('accounts','token','v2') in the middle of it; only transactions
+#      that completed while the job ran count                             -> p99 under backfill, default rate
+#   C  start_backfill(.., throttle => false, batch_size => BENCH_BATCH), no workload -> unthrottled rate
+# Latency is pgbench's per-transaction log: with -R it counts from the scheduled start, so a stall shows
+# up in full even when pgbench falls behind (no coordinated omission).
+#
+# Usage: bench/live_workload.sh   (BENCH_ROWS=1000000, BENCH_SECONDS=30, BENCH_RATE=1000, BENCH_BATCH=5000,
+#                                  BENCH_REPEAT=3)
+# Writes bench/results/live_workload.md and live_workload.png. Exits 0 whether the goals are met or
+# not; non-zero only when something breaks, including a wrong result.
+set -euo pipefail
+shopt -s inherit_errexit  # a failing psql inside $(..) stops the script, not just the substitution
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+
+ROWS=${BENCH_ROWS:-1000000}
+IDLE_SECONDS=${BENCH_SECONDS:-30}
+RATE=${BENCH_RATE:-1000}
+BATCH=${BENCH_BATCH:-5000}                # the unthrottled reference, as backfill.sh's headline
+REPEAT=${BENCH_REPEAT:-3}
+MAX_SECONDS=${BENCH_MAX_SECONDS:-1800}    # a backfill still running then counts as not finishing
+MARGIN=3                                  # workload seconds before the backfill starts and after it ends
+PGBENCH=$PG_BINDIR/pgbench
+for n in "$ROWS" "$IDLE_SECONDS" "$RATE" "$BATCH" "$REPEAT" "$MAX_SECONDS"; do
+    [[ $n =~ ^[1-9][0-9]*$ ]] || bench_die "BENCH_ROWS, _SECONDS, _RATE, _BATCH, _REPEAT and _MAX_SECONDS must be positive integers"
+done
+command -v gnuplot >/dev/null || bench_die "gnuplot not found (apt-get install gnuplot-nox)"
+
+# shellcheck disable=SC2119  # no extra server settings here
+bench_start
+WORK=$BENCH_CLUSTER/bench  # removed with the cluster
+mkdir -p "$WORK"
+bench_extension
+echo "bench: cluster in $PGHOST, $ROWS rows, workload $RATE tps" >&2
+
+# The baseline workload, its id range fitted to ROWS (it is written for 1,000,000).
+WORKLOAD=$WORK/live_txn.sql
+grep -q 'random(1, 1000000)' "$BENCH_SHARED/live_txn.sql" || bench_die "unexpected layout of $BENCH_SHARED/live_txn.sql"
+sed "s/random(1, 1000000)/random(1, $ROWS)/" "$BENCH_SHARED/live_txn.sql" >"$WORKLOAD"
+
+# start_workload <name> <seconds>: pgbench in the background, per-transaction log $WORK/<name>.<pid>[.<thread>].
+start_workload() {
+    "$PGBENCH" -n -f "$WORKLOAD" -R "$RATE" -c 4 -j 2 -T "$2" -l --log-prefix="$WORK/$1" "$BENCH_DB" \
+        >"$WORK/$1.out" 2>&1 &
+    WL_PID=$!
+    bench_track "$WL_PID"
+}
+
+# latencies <name>: "<completion epoch s> <latency ms>" per successful transaction. A line cut short
+# (the tail of a pgbench stopped by a signal) or a failed transaction has no numeric time field.
+latencies() {
+    cat "$WORK/$1".[0-9]* | awk 'NF >= 6 && $3 ~ /^[0-9]+$/ { printf "%.6f %.3f\n", $5 + $6 / 1e6, $3 / 1000 }'
+}
+
+# summary < "<t> <ms>": "<transactions> <p50> <p99> <mean>"
+summary() {
+    local data
+    data=$(cut -d' ' -f2)
+    [[ -n $data ]] || bench_die "no transactions to summarise"
+    echo "$(wc -l <<<"$data") $(percentile 50 <<<"$data") $(percentile 99 <<<"$data") $(awk '{ s += $1 } END { printf "%.3f", s / NR }' <<<"$data")"
+}
+
+# run_backfill <start_backfill extra args> <status file>: starts a job and polls backfill_status every
+# 0.5 s into <status file> ("epoch state rows_per_second batch_size rows_scanned throttle_reason", tab
+# separated) until it is done. Polling by short statements rather than wait_backfill: a waiting
+# wait_backfill() holds one snapshot for the whole job, which would hold back the xmin horizon (and
+# so HOT pruning) under the workload we are measuring.
+# Sets JOB, JOB_T0, JOB_T1 (created_at, finished_at as epoch s) and JOB_RATE (rows scanned / (T1 - T0)).
+run_backfill() {
+    local args=$1 status=$2 row state deadline=$((SECONDS + MAX_SECONDS))
+    JOB=$(bench_value "SELECT start_backfill('accounts', 'token', 'v2'$args)")
+    : >"$status"
+    while :; do
+        row=$(bench_psql -At -F $'\t' -c "SELECT extract(epoch FROM clock_timestamp()), state,
+                coalesce(rows_per_second, 0), coalesce(batch_size, 0), rows_scanned, coalesce(throttle_reason, '-')
+            FROM backfill_status WHERE job = $JOB")
+        echo "$row" >>"$status"
+        state=$(cut -f2 <<<"$row")
+        case $state in
+            done) break ;;
+            queued | running | throttled) ;;
+            *) bench_die "backfill job $JOB ended '$state': $(bench_value "SELECT * FROM backfill_status WHERE job = $JOB")
+reproduce: setup.sql with N=$ROWS, CREATE EXTENSION migration_ext, the v2 codec, SELECT start_backfill('accounts', 'token', 'v2'$args)" ;;
+        esac
+        ((SECONDS < deadline)) || bench_die "backfill job $JOB still '$state' after $MAX_SECONDS s: $row"
+        sleep 0.5
+    done
+    local account scanned converted conflicts
+    account=$(bench_psql -At -F ' ' -c "SELECT extract(epoch FROM created_at), extract(epoch FROM finished_at),
+        rows_scanned, rows_converted, conflicts, batches FROM backfill_status WHERE job = $JOB")
+    read -r JOB_T0 JOB_T1 scanned converted conflicts JOB_BATCHES <<<"$account"
+    ((scanned == ROWS && converted == ROWS)) ||
+        bench_die "backfill job $JOB: scanned/converted $scanned/$converted of $ROWS rows (conflicts $conflicts)"
+    JOB_CONFLICTS=$conflicts
+    JOB_RATE=$(awk -v n="$scanned" -v a="$JOB_T0" -v b="$JOB_T1" 'BEGIN { printf "%.0f", n / (b - a) }')
+    bench_verify "$ROWS" "backfill job $JOB (start_backfill('accounts', 'token', 'v2'$args)) at $ROWS rows"
+}
+
+# round <r>: phases A, B and C; appends one line to $ROUNDS:
+#   r A_n A_p50 A_p99 A_mean B_n B_p50 B_p99 B_mean B_t0 B_t1 B_rate B_batches B_conflicts C_s C_rate C_batches
+# and leaves B's latencies and status samples in $WORK/busy<r>.lat, busy<r>.status.
+round() {
+    local r=$1 a b job t0 t1 rate batches conflicts
+    # A: the workload alone.
+    bench_rebuild "$ROWS"
+    start_workload "idle$r" "$IDLE_SECONDS"
+    wait "$WL_PID" || bench_die "pgbench failed: $(cat "$WORK/idle$r.out")"
+    bench_untrack "$WL_PID"
+    a=$(latencies "idle$r" | summary)
+    echo "bench: round $r, A, workload alone: <transactions> <p50> <p99> <mean ms> = $a" >&2
+
+    # B: the same workload, a default backfill in its middle. pgbench runs "forever" and is stopped by
+    # a signal MARGIN s after the job ends; the tail of its log lost with it lies outside the window used.
+    bench_rebuild "$ROWS"
+    start_workload "busy$r" "$MAX_SECONDS"
+    sleep "$MARGIN"
+    run_backfill "" "$WORK/busy$r.status"
+    job=$JOB t0=$JOB_T0 t1=$JOB_T1 rate=$JOB_RATE batches=$JOB_BATCHES conflicts=$JOB_CONFLICTS
+    sleep "$MARGIN"
+    kill -0 "$WL_PID" 2>/dev/null || bench_die "pgbench stopped early: $(cat "$WORK/busy$r.out")"
+    kill "$WL_PID"
+    wait "$WL_PID" || true
+    bench_untrack "$WL_PID"
+    ! grep -qiE 'aborted|error' "$WORK/busy$r.out" || bench_die "workload errors during backfill job $job: $(cat "$WORK/busy$r.out")"
+    latencies "busy$r" >"$WORK/busy$r.lat"
+    b=$(awk -v a="$t0" -v b="$t1" '$1 >= a && $1 <= b' "$WORK/busy$r.lat" | summary)
+    echo "bench: round $r, B, workload + default backfill: <transactions> <p50> <p99> <mean ms> = $b; backfill $rate rows/s" >&2
+
+    # C: the unthrottled backfill, no workload.
+    bench_rebuild "$ROWS"
+    run_backfill ", throttle => false, batch_size => $BATCH" "$WORK/fast$r.status"
+    echo "bench: round $r, C, unthrottled backfill alone: $JOB_RATE rows/s" >&2
+    echo "$r $a $b $t0 $t1 $rate $batches $conflicts $(awk -v a="$JOB_T0" -v b="$JOB_T1" 'BEGIN { printf "%.3f", b - a }') $JOB_RATE $JOB_BATCHES" >>"$ROUNDS"
+}
+
+ROUNDS=$WORK/rounds
+: >"$ROUNDS"
+for ((r = 1; r <= REPEAT; r++)); do round "$r"; done
+# col <n>: the median of column n over the rounds.
+col() { cut -d' ' -f"$1" "$ROUNDS" | median; }
+idle_p99=$(col 4) busy_p99=$(col 8) busy_rate=$(col 12) fast_rate=$(col 16)
+
+# The plot shows the round whose p99 under backfill is the median one (the upper median if even).
+read -r plot_round busy_t0 busy_t1 <<<"$(sort -k8,8g "$ROUNDS" | sed -n "$(((REPEAT + 2) / 2))p" | cut -d' ' -f1,10,11)"
+cp "$WORK/busy$plot_round.lat" "$WORK/busy.lat"
+cp "$WORK/busy$plot_round.status" "$WORK/busy.status"
+
+# --- The plot: per-second p99 and mean latency of B, and the job's rate and batch size, on one clock
+# (seconds since start_backfill).
+awk -v t0="$busy_t0" '{ print int($1 - t0 + 1000) - 1000, $2 }' "$WORK/busy.lat" | sort -k1,1n -k2,2g |
+    awk 'function flush() { if (n) { i = int(0.99 * n); if (i < 0.99 * n) i++; printf "%d\t%.3f\t%.3f\t%d\n", s, v[i], sum / n, n } }
+         $1 != s && NR > 1 { flush(); n = 0; sum = 0 }
+         { s = $1; v[++n] = $2; sum += $2 } END { flush() }' >"$WORK/busy.persec"
+# Rate from rows_scanned over the last two samples (~1 s: a batch commits ~200 ms of work at once, so
+# one 0.5 s step is lumpy; the last sample ends at finished_at, not when the poll saw it), beside the
+# job's own smoothed rows_per_second.
+awk -F'\t' -v t0="$busy_t0" -v t1="$busy_t1" 'BEGIN { OFS = "\t"; t[0] = t[-1] = t0; s[0] = s[-1] = 0 } {
+        t[NR] = ($2 == "done" && $1 > t1) ? t1 : $1; s[NR] = $5
+        rate = t[NR] > t[NR - 2] ? (s[NR] - s[NR - 2]) / (t[NR] - t[NR - 2]) : 0
+        print t[NR] - t0, $3, $4, rate, ($2 == "throttled" ? 1 : 0) }' \
+    "$WORK/busy.status" >"$WORK/busy.plot"
+mkdir -p "$BENCH_RESULTS"
+png=$BENCH_RESULTS/live_workload.png
+duration=$(awk -v a="$busy_t0" -v b="$busy_t1" 'BEGIN { printf "%.2f", b - a }')
+gnuplot <<GNUPLOT
+set terminal pngcairo size 1200,800 font ",10" noenhanced
+set output "$png"
+set datafile separator "\t"
+set multiplot layout 2,1 title "live_txn.sql at $RATE tps (-c 4 -j 2) while start_backfill('accounts','token','v2') converts $ROWS rows at default settings (round $plot_round of $REPEAT)"
+set xrange [-$MARGIN - 1 : $duration + $MARGIN + 1]
+set grid
+set lmargin 10
+set rmargin 12   # the same in both panels, so their time axes line up
+set key top left opaque
+set arrow 1 from 0, graph 0 to 0, graph 1 nohead dashtype 2
+set arrow 2 from $duration, graph 0 to $duration, graph 1 nohead dashtype 2
+set ylabel "workload latency (ms)"
+set y2label "backfill rows/s"
+set ytics nomirror
+set y2tics
+set yrange [0:*]
+set y2range [0:*]
+plot "$WORK/busy.persec" using (\$1 + 0.5):2 with histeps lw 2 title "p99 latency per second", \
+     "$WORK/busy.persec" using (\$1 + 0.5):3 with histeps title "mean latency per second", \
+     $idle_p99 with lines dashtype 3 lc rgb "black" title "p99 of the workload alone (median of rounds)", \
+     "$WORK/busy.plot" using 1:4 axes x1y2 with fsteps lw 2 title "backfill rows/s (from rows_scanned, over ~1 s)", \
+     "$WORK/busy.plot" using 1:2 axes x1y2 with lines dashtype 2 title "backfill rows_per_second (reported)"
+set xlabel "seconds since start_backfill (dashed: job start and end)"
+set ylabel "batch size (rows)"
+unset y2label
+unset y2tics
+plot "$WORK/busy.plot" using 1:3 with steps lw 2 title "backfill batch size", \
+     "$WORK/busy.plot" using 1:(\$5 > 0 ? \$3 : 1/0) with points pt 7 ps 0.8 title "throttled (sample)"
+unset multiplot
+GNUPLOT
+# The samples behind the plot, kept beside it.
+{
+    printf 'epoch\tstate\trows_per_second\tbatch_size\trows_scanned\tthrottle_reason\n'
+    cat "$WORK/busy.status"
+} >"$BENCH_RESULTS/live_workload_status.tsv"
+
+# Why the jobs waited: reasons with their numbers masked, so one cause counts once.
+reasons=$(cat "$WORK"/busy[0-9]*.status | cut -f6 | grep -vx -- '-' | sed -E 's/[0-9]+(\.[0-9]+)?/N/g' |
+    sort | uniq -c | sort -rn | awk '{ n = $1; $1 = ""; printf "| %s | %d |\n", substr($0, 2), n }' || true)
+samples=$(cat "$WORK"/busy[0-9]*.status | wc -l)
+
+report=$(
+    echo "| round | A: p50 alone (ms) | A: p99 alone (ms) | B: p50 under backfill (ms) | B: p99 under backfill (ms) | B: transactions in window | B: default backfill (s) | B: rows/s | B: batches | C: unthrottled (s) | C: rows/s |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    awk '{ printf "| %d | %.2f | %.2f | %.2f | %.2f | %d | %.2f | %d | %d | %.2f | %d |\n", $1, $3, $4, $7, $8, $6, $11 - $10, $12, $13, $15, $16 }' "$ROUNDS"
+    awk -v a="$(col 3)" -v b="$idle_p99" -v c="$(col 7)" -v d="$busy_p99" -v e="$busy_rate" -v f="$fast_rate" 'BEGIN {
+        printf "| **median** | %.2f | %.2f | %.2f | %.2f | | | %d | | | %d |\n", a, b, c, d, e, f }'
+    echo
+    awk -v b="$busy_p99" -v a="$idle_p99" -v r="$busy_rate" -v f="$fast_rate" 'BEGIN {
+        x = sprintf("%.2f", b / a); y = sprintf("%.1f", 100 * r / f)
+        printf "p99 under the default backfill / p99 alone = %.2f ms / %.2f ms = %sx (goal <= 1.5x): %s\n", b, a, x, (x + 0 <= 1.5 ? "PASS" : "FAIL")
+        printf "default backfill rate under the workload = %s %% of the unthrottled rate (goal >= 25 %%): %s\n", y, (y + 0 >= 25 ? "PASS" : "FAIL") }'
+)
+echo "$report"
+{
+    echo "# live_workload: a default backfill beside a fixed-rate application"
+    echo
+    bench_meta
+    echo "- rows: $ROWS; workload: live_txn.sql via \`pgbench -n -R $RATE -c 4 -j 2 -l\`; latency counts from each transaction's scheduled start, so it includes schedule lag"
+    echo "- $REPEAT rounds, interleaved; each round: A: $IDLE_SECONDS s of workload alone. B: pgbench starts, ${MARGIN} s later start_backfill('accounts','token','v2'), pgbench stops ${MARGIN} s after the job is done; only transactions completed between the job's created_at and finished_at count. C: start_backfill(.., throttle => false, batch_size => $BATCH), no workload. Every phase on a freshly built, CHECKPOINTed table; every backfill verified (0 rows differ from 'v2:' || reverse(md5(id::text)), 0 conflicts expected and counted)."
+    echo "- backfill rate = rows / (finished_at - created_at); jobs polled every 0.5 s (backfill_status) rather than waited for with wait_backfill(), whose snapshot would hold back the xmin horizon during the run"
+    echo
+    echo "$report"
+    echo
+    echo "![workload latency and backfill rate over time](live_workload.png)"
+    echo
+    echo "The plot is round $plot_round (median p99 under backfill); its status samples are in live_workload_status.tsv."
+    echo "Throttle reasons over all rounds ($samples status samples, every 0.5 s; numbers masked as N):"
+    echo
+    if [[ -n $reasons ]]; then
+        echo "| throttle_reason | samples |"
+        echo "|---|---:|"
+        echo "$reasons"
+    else
+        echo "none: no job ever reported a throttle reason."
+    fi
+} >"$BENCH_RESULTS/live_workload.md"
+echo "bench: wrote $BENCH_RESULTS/live_workload.md and $png" >&2
