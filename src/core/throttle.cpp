@@ -60,6 +60,11 @@ double LagClock::lag_seconds(double now_s, std::uint64_t replay_lsn) const
 
 double LagClock::wal_bytes_per_second(double now_s, double window_s) const
 {
+	return units_per_second(now_s, window_s);
+}
+
+double LagClock::units_per_second(double now_s, double window_s) const
+{
 	// Samples are only recorded when the position moves, so the rate is over the time up to now: a burst
 	// followed by silence fades as the silence grows.
 	const Sample *first = nullptr;
@@ -95,6 +100,9 @@ int ThrottleController::clamp(double size) const
 Decision ThrottleController::before_batch(const Signals &signals)
 {
 	lag_clock_.record(signals.now_s, signals.wal_lsn);
+	transaction_clock_.record(signals.now_s, static_cast<std::uint64_t>(signals.transactions));
+	// The job's own commits (about one a batch) are in the counter too.
+	workload_tps_ = std::max(0.0, transaction_clock_.units_per_second(signals.now_s) - batches_per_s_);
 	const double wait = settings_.check_interval_ms;
 
 	// Signals that cannot be read are reported with whatever is decided, never fatal.
@@ -152,6 +160,22 @@ Decision ThrottleController::before_batch(const Signals &signals)
 }
 
 Pause ThrottleController::after_batch(long rows, double batch_ms, int blocked_sessions)
+{
+	batches_per_s_ = batch_ms > 0 ? 1000.0 / batch_ms : 0;
+	Pause pause = size_next_batch(rows, batch_ms, blocked_sessions);
+	const double duty = settings_.live_duty_cycle;
+	if (duty > 0 && duty < 1 && workload_tps_ >= settings_.live_tps_threshold) {
+		double share = batch_ms * (1 / duty - 1);
+		if (share > pause.milliseconds) {
+			pause.milliseconds = share;
+			pause.reason = "sharing with a live workload (" + fixed(workload_tps_, 0) + " tx/s): working " +
+						   fixed(duty * 100, 0) + " % of the time";
+		}
+	}
+	return pause;
+}
+
+Pause ThrottleController::size_next_batch(long rows, double batch_ms, int blocked_sessions)
 {
 	const double target = settings_.batch_target_ms;
 	if (blocked_sessions > 0) {

@@ -39,6 +39,8 @@ class LagClock {
 	double lag_seconds(double now_s, std::uint64_t replay_lsn) const;
 	// WAL bytes per second over the last `window_s` seconds; 0 without two samples in it.
 	double wal_bytes_per_second(double now_s, double window_s = 5.0) const;
+	// The same for any cumulative counter recorded in place of the LSN (transactions, say).
+	double units_per_second(double now_s, double window_s = 5.0) const;
 
   private:
 	struct Sample {
@@ -58,6 +60,10 @@ struct ThrottleSettings {
 	int max_active_backends = 25; // 0: ignore
 	bool hold_on_vacuum = true;
 	double max_wal_bytes_per_s = 0; // 0: no cap
+	// With a live workload (other transactions committing at least live_tps_threshold a second), the job
+	// works at most this fraction of the time, so the CPU and the disk keep room for the application.
+	double live_duty_cycle = 0.5; // 1: no sharing
+	double live_tps_threshold = 20;
 	std::optional<int> max_rows_per_second;
 	double check_interval_ms = 250; // how often a held job looks again
 };
@@ -74,6 +80,7 @@ struct Signals {
 	std::vector<Standby> standbys;
 	bool standbys_readable = true; // false: pg_stat_replication could not be read
 	int active_backends = 0;
+	double transactions = 0; // committed + rolled back, cluster-wide, cumulative
 	bool vacuum_on_table = false;
 };
 
@@ -107,15 +114,21 @@ class ThrottleController {
 	void after_lock_conflict();
 
 	int batch_size() const { return batch_size_; }
+	// Transactions per second of everything but this job, as last seen.
+	double workload_tps() const { return workload_tps_; }
 
   private:
 	int clamp(double size) const;
+	Pause size_next_batch(long rows, double batch_ms, int blocked_sessions);
 
 	ThrottleSettings settings_;
 	int batch_size_;
 	int stable_ = 0;
 	bool lag_holding_ = false;
 	LagClock lag_clock_;
+	LagClock transaction_clock_; // the same sampler, over the transaction counter
+	double workload_tps_ = 0;
+	double batches_per_s_ = 0;
 };
 
 // The fixed-rate cap: after a batch of `rows` that took `batch_ms`, wait long enough that the job never

@@ -226,6 +226,7 @@ struct Poll {
 	double wal_bytes;
 	int active_backends;
 	bool vacuum_on_table;
+	double transactions;
 	int standbys;
 	char standby_name[kMaxStandbys][64];
 	double standby_replay[kMaxStandbys];
@@ -245,7 +246,7 @@ void worker_poll(int64 job, Poll *poll)
 	Datum values[1] = {int8_arg(job)};
 	int rc = SPI_execute_with_args(
 		"SELECT requested, throttle, max_rows_per_second, batch_time_target_ms, max_replica_lag_s, "
-		"max_active_backends, max_wal_bytes_per_second, wal_bytes, active_backends, vacuum_on_table "
+		"max_active_backends, max_wal_bytes_per_second, wal_bytes, active_backends, vacuum_on_table, transactions "
 		"FROM migration_ext.worker_poll($1)",
 		1, types, values, nullptr, false, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
@@ -265,6 +266,7 @@ void worker_poll(int64 job, Poll *poll)
 	poll->wal_bytes = double_column(row, desc, 8, &isnull);
 	poll->active_backends = DatumGetInt32(SPI_getbinval(row, desc, 9, &isnull));
 	poll->vacuum_on_table = DatumGetBool(SPI_getbinval(row, desc, 10, &isnull));
+	poll->transactions = double_column(row, desc, 11, &isnull);
 
 	rc = SPI_execute("SELECT name, replay_bytes FROM migration_ext.standby_positions()", false, kMaxStandbys);
 	poll->standbys = 0;
@@ -320,6 +322,7 @@ mext::Signals signals_from(const Poll &poll, double now_s)
 	signals.wal_lsn = static_cast<std::uint64_t>(poll.wal_bytes);
 	signals.active_backends = poll.active_backends;
 	signals.vacuum_on_table = poll.vacuum_on_table;
+	signals.transactions = poll.transactions;
 	for (int i = 0; i < poll.standbys; ++i) {
 		mext::Standby standby{poll.standby_name[i], std::nullopt};
 		if (poll.standby_readable[i])

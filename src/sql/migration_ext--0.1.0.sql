@@ -925,7 +925,7 @@ $$;
 -- pg_stat_replication and pg_stat_progress_vacuum hide these columns from roles without
 -- pg_read_all_stats, and a backfill runs as an ordinary role; nothing private is returned.
 CREATE FUNCTION migration_ext.server_signals(relations regclass[], OUT wal_bytes numeric, OUT active_backends int,
-											 OUT vacuum_on_table boolean)
+											 OUT vacuum_on_table boolean, OUT transactions numeric)
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -934,6 +934,7 @@ BEGIN
 	SELECT count(*) INTO active_backends FROM pg_stat_activity a
 	WHERE a.state = 'active' AND a.backend_type = 'client backend' AND a.pid <> pg_backend_pid();
 	SELECT EXISTS (SELECT FROM pg_stat_progress_vacuum v WHERE v.relid = ANY (relations)) INTO vacuum_on_table;
+	SELECT coalesce(sum(d.xact_commit + d.xact_rollback), 0) INTO transactions FROM pg_stat_database d;
 END
 $$;
 
@@ -951,7 +952,7 @@ CREATE FUNCTION migration_ext.worker_poll(job bigint, OUT requested text, OUT th
 										  OUT max_rows_per_second int, OUT batch_time_target_ms double precision,
 										  OUT max_replica_lag_s double precision, OUT max_active_backends int,
 										  OUT max_wal_bytes_per_second bigint, OUT wal_bytes numeric,
-										  OUT active_backends int, OUT vacuum_on_table boolean)
+										  OUT active_backends int, OUT vacuum_on_table boolean, OUT transactions numeric)
 	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -970,6 +971,7 @@ BEGIN
 	wal_bytes := signals.wal_bytes;
 	active_backends := signals.active_backends;
 	vacuum_on_table := signals.vacuum_on_table;
+	transactions := signals.transactions;
 END
 $$;
 

@@ -785,3 +785,45 @@ TEST(ThrottleSignals, HoldNeverSticks) {
 }
 
 } // namespace
+
+// The live workload's share: with other transactions committing, the job works at most
+// live_duty_cycle of the time; without them it runs flat out.
+TEST(ThrottleLiveWorkload, SharesTheMachineWithALiveWorkload)
+{
+	mext::ThrottleSettings settings;
+	settings.live_duty_cycle = 0.5;
+	mext::ThrottleController controller(settings, 1000);
+	mext::Signals signals;
+	double tx = 0;
+	for (int second = 0; second <= 5; ++second) {
+		signals.now_s = second;
+		signals.transactions = tx;
+		tx += 500; // 500 transactions a second besides the job
+		controller.before_batch(signals);
+	}
+	EXPECT_GT(controller.workload_tps(), 400);
+	mext::Pause pause = controller.after_batch(1000, 100);
+	EXPECT_DOUBLE_EQ(pause.milliseconds, 100);
+	EXPECT_NE(pause.reason.find("live workload"), std::string::npos) << pause.reason;
+}
+
+TEST(ThrottleLiveWorkload, AnIdleServerGetsNoPause)
+{
+	mext::ThrottleController controller(mext::ThrottleSettings{}, 1000);
+	mext::Signals signals;
+	for (int second = 0; second <= 5; ++second) {
+		signals.now_s = second;
+		signals.transactions = 7; // nothing commits
+		controller.before_batch(signals);
+	}
+	EXPECT_DOUBLE_EQ(controller.after_batch(1000, 100).milliseconds, 0);
+}
+
+TEST(ThrottleLiveWorkload, BlockedSessionsHalveTheBatchAndRest)
+{
+	mext::ThrottleController controller(mext::ThrottleSettings{}, 8000);
+	mext::Pause pause = controller.after_batch(8000, 40, 2);
+	EXPECT_EQ(controller.batch_size(), 4000);
+	EXPECT_DOUBLE_EQ(pause.milliseconds, 40);
+	EXPECT_NE(pause.reason.find("2 live sessions waited"), std::string::npos) << pause.reason;
+}
