@@ -701,6 +701,7 @@ DECLARE
 	estimate bigint;
 	job bigint;
 	can_login boolean;
+	new_pid int;
 BEGIN
 	IF relation IS NULL OR column_name IS NULL OR codec IS NULL THEN
 		RAISE EXCEPTION 'relation, column_name and codec must not be NULL' USING ERRCODE = 'null_value_not_allowed';
@@ -784,7 +785,8 @@ BEGIN
 	END;
 	-- launch => false leaves the job queued for a caller that runs worker_step() itself (the isolation tests).
 	IF launch THEN
-		UPDATE migration_ext.backfill_job b SET pid = migration_ext.launch_worker(job) WHERE b.id = job;
+		new_pid := migration_ext.launch_worker(job);
+		UPDATE migration_ext.backfill_job b SET pid = new_pid WHERE b.id = job;
 	END IF;
 	RETURN job;
 END
@@ -836,6 +838,10 @@ BEGIN
 		RETURN;
 	END IF;
 	leaf := j.partitions[j.partition_index];
+	IF NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = leaf) THEN
+		RAISE EXCEPTION 'table % was dropped during the backfill', coalesce(j.relation::text, leaf::text)
+			USING ERRCODE = 'undefined_table';
+	END IF;
 	IF j.target_relation IS NULL THEN
 		statement := migration_ext.batch_statement(
 			leaf::text,
@@ -1073,6 +1079,7 @@ AS $$
 DECLARE
 	j migration_ext.backfill_job := migration_ext.require_job(job);
 	job_state text := migration_ext.effective_state(j);
+	new_pid int;
 BEGIN
 	IF job_state = 'failed' THEN
 		RAISE EXCEPTION 'backfill job % failed, it cannot be resumed', job
@@ -1093,8 +1100,10 @@ BEGIN
 			throttle_reason = CASE WHEN b.state = 'paused' THEN NULL ELSE b.throttle_reason END
 		WHERE b.id = job;
 	ELSE
+		PERFORM FROM migration_ext.backfill_job b WHERE b.id = job FOR UPDATE; -- see resume_interrupted()
+		new_pid := migration_ext.launch_worker(job);
 		UPDATE migration_ext.backfill_job b SET requested = NULL, updated_at = now(), state = 'queued',
-			created_at = now(), pid = migration_ext.launch_worker(job) WHERE b.id = job;
+			created_at = now(), pid = new_pid WHERE b.id = job;
 	END IF;
 END
 $$;
@@ -1179,12 +1188,17 @@ AS $$
 DECLARE
 	j migration_ext.backfill_job;
 	resumed int := 0;
+	new_pid int;
 BEGIN
+	-- The row is locked first (which also gives this transaction an id the new worker waits for), and
+	-- the worker launched in a statement of its own: inside an UPDATE's SET list a concurrent change of
+	-- the row would make PostgreSQL evaluate it, and so launch a worker, twice.
 	FOR j IN SELECT * FROM migration_ext.backfill_job b
-			 WHERE b.state IN ('queued', 'running', 'throttled', 'paused', 'interrupted') ORDER BY b.id LOOP
+			 WHERE b.state IN ('queued', 'running', 'throttled', 'paused', 'interrupted') ORDER BY b.id
+			 FOR UPDATE LOOP
 		CONTINUE WHEN migration_ext.worker_alive(j.pid);
-		UPDATE migration_ext.backfill_job b SET state = 'queued', created_at = now(),
-			pid = migration_ext.launch_worker(j.id) WHERE b.id = j.id;
+		new_pid := migration_ext.launch_worker(j.id);
+		UPDATE migration_ext.backfill_job b SET state = 'queued', created_at = now(), pid = new_pid WHERE b.id = j.id;
 		resumed := resumed + 1;
 	END LOOP;
 	RETURN resumed;
