@@ -202,19 +202,19 @@ if [[ $MODE == full ]]; then
     )
     ratio() { awk -v a="$(stats "$1" "$ROWS" | cut -d' ' -f1)" -v b="$(stats "$2" "$ROWS" | cut -d' ' -f1)" 'BEGIN { printf "%.2f", b / a }'; }
     verdicts=$(
-        for key in bf50000 bf20000; do
+        for key in bf20000 bf50000; do
             x=$(ratio "$key" update)
-            name="backfill (throttle => false, batch_size 50000)"
-            [[ $key == bf50000 ]] || name="backfill (throttle => false, batch_size 20000)"
+            name="backfill (throttle => false, batch_size 20000)"
+            [[ $key == bf20000 ]] || name="backfill (throttle => false, batch_size 50000)"
             echo "$name throughput = ${x}x of one UPDATE (goal >= 0.90x): $(awk -v x="$x" 'BEGIN { print (x + 0 >= 0.90 ? "PASS" : "FAIL") }')"
         done
         for key in plpgsql pgroll; do
-            x=$(ratio bf50000 "$key")
+            x=$(ratio bf20000 "$key")
             echo "backfill (throttle => false) vs ${LABEL[$key]%% (*}: ${x}x its throughput, $(awk -v x="$x" 'BEGIN { print (x + 0 > 1 ? "beats it" : "does NOT beat it") }')"
         done
         echo "backfill at default settings (throttle on) throughput = $(ratio bfdefault update)x of one UPDATE (no goal: it yields to load by design)"
         read -r _ wu _ <<<"$(stats update "$ROWS")"
-        read -r _ wb _ <<<"$(stats bf50000 "$ROWS")"
+        read -r _ wb _ <<<"$(stats bf20000 "$ROWS")"
         awk -v u="$wu" -v b="$wb" -v n="$ROWS" 'BEGIN {
             printf "WAL per converted row: one UPDATE %.0f B, backfill (throttle => false) %.0f B = %.2fx\n", u / n, b / n, b / u }'
         peak=$(for key in bf50000 bf20000 bfdefault; do stats "$key" "$ROWS" | cut -d' ' -f3; done | grep -v '^-$' | sort -g | tail -n1 || true)
@@ -235,13 +235,13 @@ else
     sizes=("$ROWS" "$SCALE_ROWS")
     echo "bench: cluster in $PGHOST, scale: $(short "$ROWS") vs $(short "$SCALE_ROWS") rows, $REPEAT rounds" >&2
     for ((round = 1; round <= REPEAT; round++)); do
-        for n in "${sizes[@]}"; do run_method bf50000 "$n" "$round"; done
+        for n in "${sizes[@]}"; do run_method bf20000 "$n" "$round"; done
     done
     table=$(
         echo "| rows | median wall (s) | runs (s) | rows/s | WAL bytes/row | batches | worker peak RssAnon (MB) | worker VmHWM (MB) |"
         echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
         for n in "${sizes[@]}"; do
-            read -r s w r h b runs <<<"$(stats bf50000 "$n")"
+            read -r s w r h b runs <<<"$(stats bf20000 "$n")"
             awk -v s="$s" -v w="$w" -v r="$r" -v h="$h" -v b="$b" -v runs="$runs" -v n="$n" 'BEGIN {
                 printf "| %d | %.2f | %s | %.0f | %.0f | %.0f | %s | %s |\n", n, s, runs, n / s, w / n, b,
                     r == "-" ? "-" : sprintf("%.1f", r / 1024), h == "-" ? "-" : sprintf("%.1f", h / 1024) }'
@@ -264,7 +264,7 @@ else
     report="$table
 
 $verdicts"
-    title="# backfill --scale: our backfill (throttle => false, batch_size 50000) at $(short "$ROWS") and $(short "$SCALE_ROWS") rows"
+    title="# backfill --scale: our backfill (throttle => false, batch_size 20000) at $(short "$ROWS") and $(short "$SCALE_ROWS") rows"
     file=$BENCH_RESULTS/backfill_scale.md
     params="- rows: $ROWS and $SCALE_ROWS; $REPEAT interleaved rounds, median per size; the table is rebuilt with setup.sql and CHECKPOINTed before every run"
 fi

@@ -15,7 +15,7 @@
 # Latency is pgbench's per-transaction log: with -R it counts from the scheduled start, so a stall shows
 # up in full even when pgbench falls behind (no coordinated omission).
 #
-# Usage: bench/live_workload.sh   (BENCH_ROWS=1000000, BENCH_SECONDS=30, BENCH_RATE=1000, BENCH_BATCH=50000,
+# Usage: bench/live_workload.sh   (BENCH_ROWS=1000000, BENCH_SECONDS=30, BENCH_RATE=1000, BENCH_BATCH=20000,
 #                                  BENCH_REPEAT=3)
 # Writes bench/results/live_workload.md and live_workload.png. Exits 0 whether the goals are met or
 # not; non-zero only when something breaks, including a wrong result.
@@ -27,7 +27,7 @@ source "$(dirname "$0")/lib.sh"
 ROWS=${BENCH_ROWS:-1000000}
 IDLE_SECONDS=${BENCH_SECONDS:-30}
 RATE=${BENCH_RATE:-1000}
-BATCH=${BENCH_BATCH:-50000}               # the unthrottled reference, as backfill.sh's headline
+BATCH=${BENCH_BATCH:-20000}               # the unthrottled reference, as backfill.sh's headline
 REPEAT=${BENCH_REPEAT:-3}
 MAX_SECONDS=${BENCH_MAX_SECONDS:-1800}    # a backfill still running then counts as not finishing
 MARGIN=3                                  # workload seconds before the backfill starts and after it ends

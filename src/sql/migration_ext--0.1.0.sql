@@ -767,9 +767,11 @@ BEGIN
 												rows_estimated, current_batch_size, batch_time_target_ms,
 												max_replica_lag_s, max_active_backends, max_wal_bytes_per_second)
 		VALUES (relation, column_name, source_column, target_relation, codec, migration, walk.key_columns, walk.key_types, leaves,
-				coalesce(batch_size, migration_ext.setting_int('migration_ext.batch_size', 1000)), max_rows_per_second,
+				coalesce(batch_size, CASE WHEN throttle THEN migration_ext.setting_int('migration_ext.batch_size', 1000)
+										  ELSE 20000 END), max_rows_per_second,
 				coalesce(throttle, true), estimate,
-				coalesce(batch_size, migration_ext.setting_int('migration_ext.batch_size', 1000)),
+				coalesce(batch_size, CASE WHEN throttle THEN migration_ext.setting_int('migration_ext.batch_size', 1000)
+										  ELSE 20000 END),
 				coalesce(extract(epoch FROM batch_time_target) * 1000,
 						 migration_ext.setting_ms('migration_ext.batch_time_target', 200)),
 				coalesce(extract(epoch FROM max_replica_lag),
