@@ -247,8 +247,8 @@ else
                     r == "-" ? "-" : sprintf("%.1f", r / 1024), h == "-" ? "-" : sprintf("%.1f", h / 1024) }'
         done
     )
-    read -r s1 _ <<<"$(stats bf50000 "$ROWS")"
-    read -r s2 _ r2 _ <<<"$(stats bf50000 "$SCALE_ROWS")"
+    read -r s1 _ <<<"$(stats bf20000 "$ROWS")"
+    read -r s2 _ r2 _ <<<"$(stats bf20000 "$SCALE_ROWS")"
     verdicts=$(
         awk -v s1="$s1" -v s2="$s2" -v n1="$ROWS" -v n2="$SCALE_ROWS" -v a="$(short "$SCALE_ROWS")" -v b="$(short "$ROWS")" 'BEGIN {
             x = sprintf("%.2f", (n2 / s2) / (n1 / s1))
