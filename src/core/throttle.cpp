@@ -177,7 +177,9 @@ Pause ThrottleController::after_batch(long rows, double batch_ms, int blocked_se
 
 Pause ThrottleController::size_next_batch(long rows, double batch_ms, int blocked_sessions)
 {
-	const double target = settings_.batch_target_ms;
+	const bool live = settings_.live_duty_cycle < 1 && workload_tps_ >= settings_.live_tps_threshold;
+	const double target = live ? std::min(settings_.batch_target_ms, settings_.live_batch_target_ms)
+							   : settings_.batch_target_ms;
 	if (blocked_sessions > 0) {
 		batch_size_ = clamp(batch_size_ / 2.0);
 		stable_ = 0;

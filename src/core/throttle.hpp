@@ -64,6 +64,9 @@ struct ThrottleSettings {
 	// works at most this fraction of the time, so the CPU and the disk keep room for the application.
 	double live_duty_cycle = 0.5; // 1: no sharing
 	double live_tps_threshold = 20;
+	// ... and its batches are kept this short: a batch's row locks and its burst of WAL (which every
+	// synchronous commit of the application must flush first) then delay the application by little.
+	double live_batch_target_ms = 20;
 	std::optional<int> max_rows_per_second;
 	double check_interval_ms = 250; // how often a held job looks again
 };
