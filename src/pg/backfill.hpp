@@ -17,4 +17,7 @@ void launch_backfill_worker(int64 job, Oid owner, TransactionId starter, pid_t *
 // From _PG_init under shared_preload_libraries.
 void register_launcher();
 
+// A background worker of this library: the fields every one of its workers shares.
+BackgroundWorker library_worker(const char *function, const char *type, int restart_time);
+
 } // namespace mext::pg

@@ -478,15 +478,8 @@ namespace mext::pg {
 
 void launch_backfill_worker(int64 job, Oid owner, TransactionId starter, pid_t *pid)
 {
-	BackgroundWorker worker;
-	std::memset(&worker, 0, sizeof worker);
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	strlcpy(worker.bgw_library_name, "migration_ext", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "mext_backfill_worker_main", BGW_MAXLEN);
+	BackgroundWorker worker = library_worker("mext_backfill_worker_main", "migration_ext backfill", BGW_NEVER_RESTART);
 	snprintf(worker.bgw_name, BGW_MAXLEN, "migration_ext backfill job %lld", static_cast<long long>(job));
-	strlcpy(worker.bgw_type, "migration_ext backfill", BGW_MAXLEN);
 	worker.bgw_main_arg = Int64GetDatum(job);
 	WorkerExtra extra{MyDatabaseId, owner, starter};
 	static_assert(sizeof extra <= BGW_EXTRALEN, "worker arguments must fit in bgw_extra");

@@ -57,15 +57,8 @@ int connectable_databases(Oid *out, int capacity)
 
 void start_resumer(Oid database)
 {
-	BackgroundWorker worker;
-	std::memset(&worker, 0, sizeof worker);
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	strlcpy(worker.bgw_library_name, "migration_ext", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "mext_resumer_main", BGW_MAXLEN);
+	BackgroundWorker worker = mext::pg::library_worker("mext_resumer_main", "migration_ext resumer", BGW_NEVER_RESTART);
 	snprintf(worker.bgw_name, BGW_MAXLEN, "migration_ext resumer for database %u", database);
-	strlcpy(worker.bgw_type, "migration_ext resumer", BGW_MAXLEN);
 	worker.bgw_main_arg = ObjectIdGetDatum(database);
 	worker.bgw_notify_pid = MyProcPid;
 	BackgroundWorkerHandle *handle;
@@ -163,16 +156,23 @@ namespace mext::pg {
 
 void register_launcher()
 {
+	// A restart time brings the launcher back after a crash restart, when interrupted jobs need it most.
+	BackgroundWorker worker = library_worker("mext_launcher_main", "migration_ext launcher", 5);
+	RegisterBackgroundWorker(&worker);
+}
+
+BackgroundWorker library_worker(const char *function, const char *type, int restart_time)
+{
 	BackgroundWorker worker;
 	std::memset(&worker, 0, sizeof worker);
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 5;
+	worker.bgw_restart_time = restart_time;
 	strlcpy(worker.bgw_library_name, "migration_ext", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "mext_launcher_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "migration_ext launcher", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "migration_ext launcher", BGW_MAXLEN);
-	RegisterBackgroundWorker(&worker);
+	strlcpy(worker.bgw_function_name, function, BGW_MAXLEN);
+	strlcpy(worker.bgw_name, type, BGW_MAXLEN);
+	strlcpy(worker.bgw_type, type, BGW_MAXLEN);
+	return worker;
 }
 
 } // namespace mext::pg
