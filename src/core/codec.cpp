@@ -7,18 +7,20 @@
 #include <array>
 #include <utility>
 
-namespace mext {
+namespace mext
+{
 
 CodecError::CodecError(ErrorKind k, const std::string &message, std::string d, std::string h)
-	: std::runtime_error(message), kind(k), detail(std::move(d)), hint(std::move(h))
+    : std::runtime_error(message), kind(k), detail(std::move(d)), hint(std::move(h))
 {
 }
 
-namespace {
+namespace
+{
 
 const char *const kStepsHint = "Steps are reverse, strip_prefix:P, add_prefix:P, hex_encode, hex_decode, "
-							   "base64_encode, base64_decode, lower, upper, const:V and fn:schema.name, "
-							   "joined with '|'.";
+                               "base64_encode, base64_decode, lower, upper, const:V and fn:schema.name, "
+                               "joined with '|'.";
 
 struct StepName {
 	const char *name;
@@ -27,17 +29,17 @@ struct StepName {
 };
 
 constexpr std::array<StepName, 11> kStepNames{{
-	{"reverse", StepKind::Reverse, false},
-	{"strip_prefix", StepKind::StripPrefix, true},
-	{"add_prefix", StepKind::AddPrefix, true},
-	{"hex_encode", StepKind::HexEncode, false},
-	{"hex_decode", StepKind::HexDecode, false},
-	{"base64_encode", StepKind::Base64Encode, false},
-	{"base64_decode", StepKind::Base64Decode, false},
-	{"lower", StepKind::Lower, false},
-	{"upper", StepKind::Upper, false},
-	{"const", StepKind::Const, true},
-	{"fn", StepKind::Function, true},
+    {"reverse", StepKind::Reverse, false},
+    {"strip_prefix", StepKind::StripPrefix, true},
+    {"add_prefix", StepKind::AddPrefix, true},
+    {"hex_encode", StepKind::HexEncode, false},
+    {"hex_decode", StepKind::HexDecode, false},
+    {"base64_encode", StepKind::Base64Encode, false},
+    {"base64_decode", StepKind::Base64Decode, false},
+    {"lower", StepKind::Lower, false},
+    {"upper", StepKind::Upper, false},
+    {"const", StepKind::Const, true},
+    {"fn", StepKind::Function, true},
 }};
 
 CodecError bad_definition(const std::string &message, std::string detail = {})
@@ -56,9 +58,9 @@ void check_function_name(const std::string &arg)
 {
 	auto dot = arg.find('.');
 	if (arg.empty() || dot == std::string::npos || dot == 0 || dot + 1 == arg.size() ||
-		arg.find('.', dot + 1) != std::string::npos)
+	    arg.find('.', dot + 1) != std::string::npos)
 		throw bad_definition("step \"fn:" + arg + "\" does not name a function as schema.name",
-							 "An fn: step calls a SQL function text -> text and must be schema-qualified.");
+		                     "An fn: step calls a SQL function text -> text and must be schema-qualified.");
 }
 
 Step parse_step(const std::string &raw)
@@ -247,7 +249,7 @@ DetectMode parse_detect_mode(std::string_view text)
 	if (text == "null")
 		return DetectMode::Null;
 	throw CodecError(ErrorKind::InvalidParameter, "unknown detect mode \"" + std::string(text) + "\"", {},
-					 "Use 'converted', 'absent' or 'null'.");
+	                 "Use 'converted', 'absent' or 'null'.");
 }
 
 const char *detect_mode_name(DetectMode mode)
@@ -331,7 +333,8 @@ void apply_builtin_step(const Step &step, std::string_view in, std::string &out,
 		try {
 			boost::algorithm::unhex(in.begin(), in.end(), std::back_inserter(out));
 		} catch (const boost::algorithm::hex_decode_error &) {
-			throw bad_value("invalid hexadecimal data", "hex_decode needs an even number of hexadecimal digits, two per byte.");
+			throw bad_value("invalid hexadecimal data",
+			                "hex_decode needs an even number of hexadecimal digits, two per byte.");
 		}
 		check_text(out, utf8, "hex_decode");
 		return;
@@ -361,12 +364,12 @@ Codec::Codec(const CodecSpec &spec) : spec_(spec), steps_(parse_pipeline(spec.co
 {
 	if (spec_.marker && spec_.marker->empty())
 		throw CodecError(ErrorKind::InvalidParameter, "codec marker is empty", {},
-						 "Pass NULL for no marker, or the fixed prefix every target value starts with.");
+		                 "Pass NULL for no marker, or the fixed prefix every target value starts with.");
 	if (spec_.detect != DetectMode::Null && !spec_.marker)
 		throw CodecError(ErrorKind::InvalidParameter,
-						 std::string("detect mode \"") + detect_mode_name(spec_.detect) + "\" needs a marker",
-						 "Without a fixed prefix there is no way to tell a target value from a legacy one.",
-						 "Give marker => the prefix every target-format value starts with.");
+		                 std::string("detect mode \"") + detect_mode_name(spec_.detect) + "\" needs a marker",
+		                 "Without a fixed prefix there is no way to tell a target value from a legacy one.",
+		                 "Give marker => the prefix every target-format value starts with.");
 	probe_convergence();
 }
 
@@ -407,9 +410,9 @@ void Codec::probe_convergence() const
 		}
 		if (!has_marker(out))
 			throw CodecError(ErrorKind::NotConverging, "codec output is still detected as legacy",
-							 "Converting \"" + std::string(probe) + "\" gives \"" + out +
-								 "\", which does not start with the marker \"" + *spec_.marker + "\".",
-							 "End the pipeline with add_prefix:" + *spec_.marker + " or similar.");
+			                 "Converting \"" + std::string(probe) + "\" gives \"" + out +
+			                     "\", which does not start with the marker \"" + *spec_.marker + "\".",
+			                 "End the pipeline with add_prefix:" + *spec_.marker + " or similar.");
 	}
 }
 
@@ -476,8 +479,8 @@ std::optional<std::string_view> Codec::migrate(const std::string_view *value, Ho
 		std::string_view out = run_into_scratch(*value, host);
 		if (!has_marker(out))
 			throw CodecError(ErrorKind::NotConverging, "codec output is still detected as legacy",
-							 "The converted value does not start with the marker \"" + *spec_.marker + "\".",
-							 "Fix the codec's conversion so that it produces the marker.");
+			                 "The converted value does not start with the marker \"" + *spec_.marker + "\".",
+			                 "Fix the codec's conversion so that it produces the marker.");
 		return out;
 	}
 	std::string_view out;

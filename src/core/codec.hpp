@@ -10,7 +10,8 @@
 #include <string_view>
 #include <vector>
 
-namespace mext {
+namespace mext
+{
 
 enum class ErrorKind {
 	InvalidParameter, // the codec definition is wrong (unknown step, bad argument, bad detect mode)
@@ -18,7 +19,8 @@ enum class ErrorKind {
 	NotConverging,    // a converted value would still be detected as legacy
 };
 
-class CodecError : public std::runtime_error {
+class CodecError : public std::runtime_error
+{
   public:
 	CodecError(ErrorKind kind, const std::string &message, std::string detail = {}, std::string hint = {});
 	ErrorKind kind;
@@ -62,7 +64,8 @@ enum class Verdict { Null, Target, Legacy, Ambiguous, Other };
 const char *verdict_name(Verdict verdict);
 
 // What only the database can do. Implementations may throw any C++ exception; it propagates.
-class Host {
+class Host
+{
   public:
 	virtual ~Host() = default;
 	// Calls the SQL function named by an `fn:` step (index = position of the step in the pipeline).
@@ -79,7 +82,8 @@ struct CodecSpec {
 	bool utf8 = true; // server encoding is UTF-8: reverse and validation work on characters
 };
 
-class Codec {
+class Codec
+{
   public:
 	// Parses and validates; throws CodecError(InvalidParameter) for a bad definition, and
 	// CodecError(NotConverging) when a probe value provably never converges.

@@ -2,12 +2,14 @@
 
 #include <stdexcept>
 
-namespace mext {
+namespace mext
+{
 
-namespace {
+namespace
+{
 
 std::string joined(const std::vector<KeyColumn> &key, const std::string &before, const std::string &after,
-				   const std::string &separator = ", ")
+                   const std::string &separator = ", ")
 {
 	std::string out;
 	for (std::size_t i = 0; i < key.size(); ++i) {
@@ -46,7 +48,7 @@ std::string batch_statement(const BatchShape &shape, bool after_last_key)
 	auto needs_work = [&](const std::string &alias) {
 		if (shape.source)
 			return "(" + alias + shape.target + " IS NULL OR " + api + ".is_legacy($1, " + alias + shape.target +
-				   "::text))";
+			       "::text))";
 		return api + ".is_legacy($1, " + alias + shape.target + "::text)";
 	};
 	const std::string lower_bound = after_last_key ? key_tuple(shape.key, "") + " > " + last_key_tuple(shape.key) : "";
@@ -54,17 +56,17 @@ std::string batch_statement(const BatchShape &shape, bool after_last_key)
 
 	std::string sql;
 	sql += "WITH snap AS MATERIALIZED (SELECT " + order + ", " + needs_work("") + " AS mext_was_legacy_ FROM ONLY " +
-		   shape.relation;
+	       shape.relation;
 	if (after_last_key)
 		sql += " WHERE " + lower_bound;
 	sql += " ORDER BY " + order + " LIMIT $2), ";
 	sql += "bound AS (SELECT " + order + " FROM snap ORDER BY " + joined(shape.key, "", " DESC") + " LIMIT 1), ";
 	sql += "upd AS (UPDATE ONLY " + shape.relation + " AS t SET " + shape.target + " = " + api +
-		   ".migrate_value($1, t." + read_column + "::text) WHERE ";
+	       ".migrate_value($1, t." + read_column + "::text) WHERE ";
 	if (after_last_key)
 		sql += key_tuple(shape.key, "t.") + " > " + last_key_tuple(shape.key) + " AND ";
 	sql += key_tuple(shape.key, "t.") + " <= (" + joined(shape.key, "(SELECT ", " FROM bound)") + ") AND " +
-		   needs_work("t.") + " RETURNING " + joined(shape.key, "t.", "") + "), ";
+	       needs_work("t.") + " RETURNING " + joined(shape.key, "t.", "") + "), ";
 	// Conflicts: rows whose state at write time differs from the read. The exact count needs a join of
 	// what was read with what was written; it runs only when the two counts differ, so a batch no live
 	// writer touched pays nothing for it. (Changes that cancel out within one batch, such as a key
@@ -72,12 +74,12 @@ std::string batch_statement(const BatchShape &shape, bool after_last_key)
 	sql += "tally AS (SELECT count(*) AS scanned, count(*) FILTER (WHERE mext_was_legacy_) AS legacy_seen FROM snap), ";
 	sql += "written AS (SELECT count(*) AS converted FROM upd) ";
 	sql += "SELECT tally.scanned::bigint, tally.legacy_seen::bigint, written.converted::bigint, "
-		   "CASE WHEN tally.legacy_seen = written.converted THEN 0 "
-		   "ELSE (SELECT count(*) FROM snap s FULL JOIN upd u ON ";
+	       "CASE WHEN tally.legacy_seen = written.converted THEN 0 "
+	       "ELSE (SELECT count(*) FROM snap s FULL JOIN upd u ON ";
 	for (std::size_t i = 0; i < shape.key.size(); ++i)
 		sql += (i ? " AND s." : "s.") + shape.key[i].name + " = u." + shape.key[i].name;
 	sql += " WHERE s.mext_was_legacy_ IS DISTINCT FROM (u." + shape.key[0].name +
-		   " IS NOT NULL)) END::bigint AS conflicts, ";
+	       " IS NOT NULL)) END::bigint AS conflicts, ";
 	sql += "(SELECT ARRAY[" + joined(shape.key, "", "::text") + "] FROM bound) AS last_key FROM tally, written";
 	return sql;
 }
@@ -102,13 +104,15 @@ std::string copy_statement(const CopyShape &shape, bool after_last_key)
 	sql += " ORDER BY " + order + " LIMIT $2), ";
 	sql += "bound AS (SELECT " + order + " FROM snap ORDER BY " + joined(b.key, "", " DESC") + " LIMIT 1), ";
 	sql += "ins AS (INSERT INTO " + shape.target_relation + " (" + columns + ") SELECT " + values + " FROM ONLY " +
-		   b.relation + " AS t WHERE ";
+	       b.relation + " AS t WHERE ";
 	if (after_last_key)
 		sql += key_tuple(b.key, "t.") + " > " + last_key_tuple(b.key) + " AND ";
-	sql += key_tuple(b.key, "t.") + " <= (" + joined(b.key, "(SELECT ", " FROM bound)") + ") ON CONFLICT DO NOTHING RETURNING 1) ";
+	sql += key_tuple(b.key, "t.") + " <= (" + joined(b.key, "(SELECT ", " FROM bound)") +
+	       ") ON CONFLICT DO NOTHING RETURNING 1) ";
 	sql += "SELECT (SELECT count(*) FROM snap)::bigint AS scanned, (SELECT count(*) FROM ins)::bigint AS legacy_seen, "
-		   "(SELECT count(*) FROM ins)::bigint AS converted, 0::bigint AS conflicts, "
-		   "(SELECT ARRAY[" + joined(b.key, "", "::text") + "] FROM bound) AS last_key";
+	       "(SELECT count(*) FROM ins)::bigint AS converted, 0::bigint AS conflicts, "
+	       "(SELECT ARRAY[" +
+	       joined(b.key, "", "::text") + "] FROM bound) AS last_key";
 	return sql;
 }
 

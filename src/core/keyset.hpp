@@ -8,7 +8,8 @@
 #include <string>
 #include <vector>
 
-namespace mext {
+namespace mext
+{
 
 struct KeyColumn {
 	std::string name; // quoted identifier

@@ -7,7 +7,8 @@
 #include <string>
 #include <string_view>
 
-namespace mext {
+namespace mext
+{
 
 enum class Phase { Planned, Tolerant, Producing, Backfilling, Converted, Contracted };
 
@@ -31,8 +32,8 @@ struct DoorState {
 	int reader_swaps = 0;
 	int readers_applied = 0;
 	bool settled = false;
-	std::string waiting_for;     // the old transactions and lagging standbys, when not settled
-	bool confirmed = false;      // confirm => equals the migration's name
+	std::string waiting_for; // the old transactions and lagging standbys, when not settled
+	bool confirmed = false;  // confirm => equals the migration's name
 	std::string migration_name;
 };
 

@@ -4,9 +4,11 @@
 #include <cmath>
 #include <cstdio>
 
-namespace mext {
+namespace mext
+{
 
-namespace {
+namespace
+{
 
 std::string fixed(double value, int decimals = 1)
 {
@@ -79,7 +81,7 @@ double LagClock::units_per_second(double now_s, double window_s) const
 }
 
 ThrottleController::ThrottleController(ThrottleSettings settings, int initial_batch)
-	: settings_(std::move(settings)), batch_size_(0)
+    : settings_(std::move(settings)), batch_size_(0)
 {
 	batch_size_ = clamp(initial_batch);
 }
@@ -94,7 +96,7 @@ int ThrottleController::clamp(double size) const
 {
 	// Rounded down, so that growth never exceeds its factor.
 	return static_cast<int>(std::clamp(std::floor(size), static_cast<double>(settings_.min_batch),
-									   static_cast<double>(settings_.max_batch)));
+	                                   static_cast<double>(settings_.max_batch)));
 }
 
 Decision ThrottleController::before_batch(const Signals &signals)
@@ -131,8 +133,8 @@ Decision ThrottleController::before_batch(const Signals &signals)
 
 	if (settings_.max_active_backends > 0 && signals.active_backends > settings_.max_active_backends)
 		return decide(hold("active backends " + std::to_string(signals.active_backends) + " > " +
-							   std::to_string(settings_.max_active_backends),
-						   wait));
+		                       std::to_string(settings_.max_active_backends),
+		                   wait));
 
 	if (settings_.max_replica_lag_s > 0 && !worst_name.empty()) {
 		// Hysteresis: pause above the limit, resume only below half of it, so the job does not flap.
@@ -140,11 +142,11 @@ Decision ThrottleController::before_batch(const Signals &signals)
 		double limit = was_holding ? settings_.max_replica_lag_s / 2 : settings_.max_replica_lag_s;
 		lag_holding_ = worst > limit;
 		if (lag_holding_)
-			return decide(hold(was_holding ? "replica lag " + fixed(worst) + " s on " + worst_name +
-												 " (resumes below " + fixed(limit, 2) + " s)"
-										   : "replica lag " + fixed(worst) + " s > " + fixed(limit) + " s on " +
-												 worst_name,
-							   wait));
+			return decide(hold(was_holding
+			                       ? "replica lag " + fixed(worst) + " s on " + worst_name + " (resumes below " +
+			                             fixed(limit, 2) + " s)"
+			                       : "replica lag " + fixed(worst) + " s > " + fixed(limit) + " s on " + worst_name,
+			                   wait));
 	} else {
 		lag_holding_ = false;
 	}
@@ -153,8 +155,8 @@ Decision ThrottleController::before_batch(const Signals &signals)
 		double rate = lag_clock_.wal_bytes_per_second(signals.now_s);
 		if (rate > settings_.max_wal_bytes_per_s)
 			return decide(hold("WAL rate " + fixed(rate / 1048576.0) + " MB/s > " +
-								   fixed(settings_.max_wal_bytes_per_s / 1048576.0) + " MB/s",
-							   wait));
+			                       fixed(settings_.max_wal_bytes_per_s / 1048576.0) + " MB/s",
+			                   wait));
 	}
 	return decide(Decision{});
 }
@@ -169,7 +171,7 @@ Pause ThrottleController::after_batch(long rows, double batch_ms, int blocked_se
 		if (share > pause.milliseconds) {
 			pause.milliseconds = share;
 			pause.reason = "sharing with a live workload (" + fixed(workload_tps_, 0) + " tx/s): working " +
-						   fixed(duty * 100, 0) + " % of the time";
+			               fixed(duty * 100, 0) + " % of the time";
 		}
 	}
 	return pause;
@@ -178,8 +180,8 @@ Pause ThrottleController::after_batch(long rows, double batch_ms, int blocked_se
 Pause ThrottleController::size_next_batch(long rows, double batch_ms, int blocked_sessions)
 {
 	const bool live = settings_.live_duty_cycle < 1 && workload_tps_ >= settings_.live_tps_threshold;
-	const double target = live ? std::min(settings_.batch_target_ms, settings_.live_batch_target_ms)
-							   : settings_.batch_target_ms;
+	const double target =
+	    live ? std::min(settings_.batch_target_ms, settings_.live_batch_target_ms) : settings_.batch_target_ms;
 	if (blocked_sessions > 0) {
 		batch_size_ = clamp(batch_size_ / 2.0);
 		stable_ = 0;
@@ -187,7 +189,7 @@ Pause ThrottleController::size_next_batch(long rows, double batch_ms, int blocke
 		if (rest.milliseconds < batch_ms) {
 			rest.milliseconds = batch_ms;
 			rest.reason = std::to_string(blocked_sessions) + " live session" + (blocked_sessions > 1 ? "s" : "") +
-						  " waited on the batch's row locks";
+			              " waited on the batch's row locks";
 		}
 		return rest;
 	}

@@ -11,11 +11,13 @@
 #include <string>
 #include <vector>
 
-namespace mext {
+namespace mext
+{
 
 // Rows per second over the last few batches, counting the waits between them: the rate a DBA sees
 // and the basis of the ETA.
-class RateMeter {
+class RateMeter
+{
   public:
 	explicit RateMeter(std::size_t window = 16) : samples_(window) {}
 	void add(long rows, double seconds);
@@ -31,7 +33,8 @@ class RateMeter {
 
 // Replay lag in seconds, measured from the primary: how long ago the primary's WAL position was the
 // one a standby has replayed now. The worker records the primary's position before every batch.
-class LagClock {
+class LagClock
+{
   public:
 	explicit LagClock(std::size_t window = 4096) : samples_(window) {}
 	void record(double now_s, std::uint64_t primary_lsn);
@@ -55,9 +58,9 @@ struct ThrottleSettings {
 	int min_batch = 10;
 	int max_batch = 100000;
 	double grow_factor = 1.2;
-	int stable_batches = 3;       // batches under target before the size grows
+	int stable_batches = 3;         // batches under target before the size grows
 	double max_replica_lag_s = 1.5; // pause above, resume below half of it
-	int max_active_backends = 25; // 0: ignore
+	int max_active_backends = 25;   // 0: ignore
 	bool hold_on_vacuum = true;
 	double max_wal_bytes_per_s = 0; // 0: no cap
 	// With a live workload (other transactions committing at least live_tps_threshold a second), the job
@@ -90,7 +93,7 @@ struct Signals {
 struct Decision {
 	bool hold = false;
 	double wait_ms = 0;
-	std::string reason;    // the signal and its value; empty when nothing throttles
+	std::string reason;     // the signal and its value; empty when nothing throttles
 	std::string unreadable; // a signal that could not be read: reported, never fatal
 };
 
@@ -99,7 +102,8 @@ struct Pause {
 	std::string reason; // empty when not throttled
 };
 
-class ThrottleController {
+class ThrottleController
+{
   public:
 	explicit ThrottleController(ThrottleSettings settings, int initial_batch);
 

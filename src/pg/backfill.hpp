@@ -8,7 +8,8 @@ extern "C" {
 #include "postmaster/bgworker.h"
 }
 
-namespace mext::pg {
+namespace mext::pg
+{
 
 // Registers a dynamic worker for the job, running as `owner`, and waits until it has started. The
 // worker first waits for `starter` (the transaction that created or re-queued the job) to end.

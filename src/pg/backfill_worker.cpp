@@ -44,7 +44,8 @@ PG_FUNCTION_INFO_V1(mext_xid_is_mine);
 PGDLLEXPORT void mext_backfill_worker_main(Datum main_arg);
 }
 
-namespace {
+namespace
+{
 
 struct WorkerExtra {
 	Oid database;
@@ -163,8 +164,9 @@ void worker_begin(int64 job, WorkerConfig *config)
 {
 	Oid types[1] = {INT8OID};
 	Datum values[1] = {int8_arg(job)};
-	int rc = SPI_execute_with_args("SELECT batch_size, max_rows_per_second, throttle FROM migration_ext.worker_begin($1)",
-								   1, types, values, nullptr, false, 1);
+	int rc =
+	    SPI_execute_with_args("SELECT batch_size, max_rows_per_second, throttle FROM migration_ext.worker_begin($1)", 1,
+	                          types, values, nullptr, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "worker_begin failed: %s", SPI_result_code_string(rc));
 	config->found = SPI_processed == 1;
@@ -189,8 +191,9 @@ void worker_step(int64 job, int batch_size, double rate, StepResult *result)
 	Oid types[3] = {INT8OID, INT4OID, FLOAT8OID};
 	Datum values[3] = {int8_arg(job), Int32GetDatum(batch_size), Float8GetDatum(rate)};
 	const char nulls[3] = {' ', ' ', rate > 0 ? ' ' : 'n'};
-	int rc = SPI_execute_with_args("SELECT action, scanned, converted, blocked FROM migration_ext.worker_step($1, $2, $3)", 3,
-								   types, values, nulls, false, 1);
+	int rc =
+	    SPI_execute_with_args("SELECT action, scanned, converted, blocked FROM migration_ext.worker_step($1, $2, $3)",
+	                          3, types, values, nulls, false, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "worker_step failed: %s", SPI_result_code_string(rc));
 	bool isnull;
@@ -207,7 +210,7 @@ void worker_note(int64 job, double rate, const char *reason, const char *warning
 {
 	Oid types[5] = {INT8OID, FLOAT8OID, TEXTOID, TEXTOID, INT4OID};
 	Datum values[5] = {int8_arg(job), Float8GetDatum(rate), reason ? CStringGetTextDatum(reason) : Datum(0),
-					   warning ? CStringGetTextDatum(warning) : Datum(0), Int32GetDatum(batch_size)};
+	                   warning ? CStringGetTextDatum(warning) : Datum(0), Int32GetDatum(batch_size)};
 	const char nulls[5] = {' ', rate > 0 ? ' ' : 'n', reason ? ' ' : 'n', warning ? ' ' : 'n', ' '};
 	SPI_execute_with_args("SELECT migration_ext.worker_note($1, $2, $3, $4, $5)", 5, types, values, nulls, false, 0);
 }
@@ -245,10 +248,10 @@ void worker_poll(int64 job, Poll *poll)
 	Oid types[1] = {INT8OID};
 	Datum values[1] = {int8_arg(job)};
 	int rc = SPI_execute_with_args(
-		"SELECT requested, throttle, max_rows_per_second, batch_time_target_ms, max_replica_lag_s, "
-		"max_active_backends, max_wal_bytes_per_second, wal_bytes, active_backends, vacuum_on_table, transactions "
-		"FROM migration_ext.worker_poll($1)",
-		1, types, values, nullptr, false, 1);
+	    "SELECT requested, throttle, max_rows_per_second, batch_time_target_ms, max_replica_lag_s, "
+	    "max_active_backends, max_wal_bytes_per_second, wal_bytes, active_backends, vacuum_on_table, transactions "
+	    "FROM migration_ext.worker_poll($1)",
+	    1, types, values, nullptr, false, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "worker_poll failed: %s", SPI_result_code_string(rc));
 	HeapTuple row = SPI_tuptable->vals[0];
@@ -286,12 +289,12 @@ void worker_failed(int64 job, const StepError &error, char *verdict, std::size_t
 {
 	Oid types[4] = {INT8OID, TEXTOID, TEXTOID, INT4OID};
 	Datum values[4] = {int8_arg(job), CStringGetTextDatum(error.sqlstate), CStringGetTextDatum(error.message),
-					   Int32GetDatum(kMaxLockRetries)};
+	                   Int32GetDatum(kMaxLockRetries)};
 	int rc = SPI_execute_with_args("SELECT migration_ext.worker_failed($1, $2, $3, $4)", 4, types, values, nullptr,
-								   false, 1);
-	char *value = (rc == SPI_OK_SELECT && SPI_processed == 1) ? SPI_getvalue(SPI_tuptable->vals[0],
-																			   SPI_tuptable->tupdesc, 1)
-															  : nullptr;
+	                               false, 1);
+	char *value = (rc == SPI_OK_SELECT && SPI_processed == 1)
+	                  ? SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)
+	                  : nullptr;
 	strlcpy(verdict, value ? value : "stop", verdict_size);
 }
 
@@ -299,7 +302,7 @@ void report_activity(int64 job, const char *what, long batch_size)
 {
 	char activity[128];
 	snprintf(activity, sizeof activity, "backfill job %lld: %s (batch %ld)", static_cast<long long>(job), what,
-			 batch_size);
+	         batch_size);
 	pgstat_report_activity(STATE_RUNNING, activity);
 }
 
@@ -370,9 +373,12 @@ void run_job(int64 job)
 		published_at = now;
 		double rate = meter.rows_per_second();
 		int size = throttle ? controller.batch_size() : fixed_batch;
-		in_transaction([&] { worker_note(job, rate, reason.empty() ? nullptr : reason.c_str(),
-										 warning.empty() ? nullptr : warning.c_str(), size); },
-					   nullptr);
+		in_transaction(
+		    [&] {
+			    worker_note(job, rate, reason.empty() ? nullptr : reason.c_str(),
+			                warning.empty() ? nullptr : warning.c_str(), size);
+		    },
+		    nullptr);
 	};
 
 	for (;;) {
@@ -440,7 +446,7 @@ void run_job(int64 job)
 		}
 		double batch_ms = now_ms() - started;
 		mext::Pause pause = throttle ? controller.after_batch(step.scanned, batch_ms, step.blocked)
-									 : mext::pace_for_rate_cap(rate_cap, step.scanned, batch_ms);
+		                             : mext::pace_for_rate_cap(rate_cap, step.scanned, batch_ms);
 		meter.add(step.scanned, (batch_ms + pause.milliseconds) / 1000.0);
 		publish(pause.reason, warning, pause.reason != published_reason);
 		if (pause.milliseconds > 0) {
@@ -474,7 +480,8 @@ void mext_backfill_worker_main(Datum main_arg)
 	proc_exit(0);
 }
 
-namespace mext::pg {
+namespace mext::pg
+{
 
 void launch_backfill_worker(int64 job, Oid owner, TransactionId starter, pid_t *pid)
 {
@@ -489,12 +496,12 @@ void launch_backfill_worker(int64 job, Oid owner, TransactionId starter, pid_t *
 	BackgroundWorkerHandle *handle;
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
 		ereport(ERROR, (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED), errmsg("could not start a backfill worker"),
-						errdetail("All background worker slots are in use."),
-						errhint("Raise max_worker_processes (a restart is needed), or wait for other jobs.")));
+		                errdetail("All background worker slots are in use."),
+		                errhint("Raise max_worker_processes (a restart is needed), or wait for other jobs.")));
 	BgwHandleStatus status = WaitForBackgroundWorkerStartup(handle, pid);
 	if (status != BGWH_STARTED)
 		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE), errmsg("the backfill worker did not start"),
-						errhint(status == BGWH_POSTMASTER_DIED ? "The postmaster died." : "See the server log.")));
+		                errhint(status == BGWH_POSTMASTER_DIED ? "The postmaster died." : "See the server log.")));
 }
 
 } // namespace mext::pg
@@ -510,21 +517,23 @@ Datum mext_launch_worker(PG_FUNCTION_ARGS)
 	// Row-level security on the job table hides other roles' jobs, so this finds only jobs the caller
 	// may act for.
 	int rc = SPI_execute_with_args("SELECT owner FROM migration_ext.backfill_job WHERE id = $1", 1, types, values,
-								   nullptr, true, 1);
+	                               nullptr, true, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("backfill job %lld does not exist", (long long)job)));
 	bool isnull;
 	Oid owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
 	if (!has_privs_of_role(GetUserId(), owner))
-		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-						errmsg("must be a member of role \"%s\" to run its backfill", GetUserNameFromId(owner, false))));
+		ereport(ERROR,
+		        (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+		         errmsg("must be a member of role \"%s\" to run its backfill", GetUserNameFromId(owner, false))));
 	pid_t pid = 0;
 	mext::pg::launch_backfill_worker(job, owner, GetTopTransactionIdIfAny(), &pid);
 	PG_RETURN_INT32(pid);
 }
 
-namespace {
+namespace
+{
 
 // The shape shared by batch_statement() and copy_statement(), from their first six arguments.
 struct ShapeArgs {
@@ -551,13 +560,15 @@ ShapeArgs shape_args(FunctionCallInfo fcinfo)
 {
 	for (int i : {0, 1, 2, 3, 5, 6})
 		if (PG_ARGISNULL(i))
-			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("batch statement: argument %d is NULL", i + 1)));
+			ereport(ERROR,
+			        (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("batch statement: argument %d is NULL", i + 1)));
 	ShapeArgs args;
 	int type_count;
 	args.key_names = text_array_items(PG_GETARG_ARRAYTYPE_P(1), &args.keys);
 	args.key_types = text_array_items(PG_GETARG_ARRAYTYPE_P(2), &type_count);
 	if (args.keys != type_count || args.keys == 0)
-		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("batch statement: key names and types differ")));
+		ereport(ERROR,
+		        (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("batch statement: key names and types differ")));
 	args.relation = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	args.target = text_to_cstring(PG_GETARG_TEXT_PP(3));
 	args.source = PG_ARGISNULL(4) ? nullptr : text_to_cstring(PG_GETARG_TEXT_PP(4));
@@ -593,7 +604,8 @@ Datum mext_batch_statement(PG_FUNCTION_ARGS)
 {
 	ShapeArgs args = shape_args(fcinfo);
 	bool after_last_key = PG_GETARG_BOOL(6);
-	char *statement = mext::pg::guard([&] { return palloc_copy(mext::batch_statement(batch_shape(args), after_last_key)); });
+	char *statement =
+	    mext::pg::guard([&] { return palloc_copy(mext::batch_statement(batch_shape(args), after_last_key)); });
 	PG_RETURN_TEXT_P(cstring_to_text(statement));
 }
 
@@ -604,7 +616,8 @@ Datum mext_copy_statement(PG_FUNCTION_ARGS)
 	ShapeArgs args = shape_args(fcinfo);
 	bool after_last_key = PG_GETARG_BOOL(6);
 	if (PG_ARGISNULL(7) || PG_ARGISNULL(8))
-		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("copy_statement: NULL target relation or columns")));
+		ereport(ERROR,
+		        (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("copy_statement: NULL target relation or columns")));
 	const char *target_relation = text_to_cstring(PG_GETARG_TEXT_PP(7));
 	int column_count;
 	char **columns = text_array_items(PG_GETARG_ARRAYTYPE_P(8), &column_count);

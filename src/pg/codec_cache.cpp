@@ -24,9 +24,11 @@ extern "C" {
 #include "utils/syscache.h"
 }
 
-namespace mext::pg {
+namespace mext::pg
+{
 
-namespace {
+namespace
+{
 
 using CodecMap = std::unordered_map<std::string, std::shared_ptr<LoadedCodec>>;
 
@@ -48,7 +50,7 @@ mext::CodecSpec spec_from(const CodecDefinition &definition)
 	int encoding = GetDatabaseEncoding();
 	if (encoding != PG_UTF8 && pg_database_encoding_max_length() > 1)
 		throw SqlError(ERRCODE_FEATURE_NOT_SUPPORTED, "migration_ext codecs need a UTF-8 or single-byte database",
-					   std::string("The database encoding is ") + GetDatabaseEncodingName() + ".");
+		               std::string("The database encoding is ") + GetDatabaseEncodingName() + ".");
 	mext::CodecSpec spec;
 	spec.convert = definition.convert;
 	spec.marker = definition.marker;
@@ -64,14 +66,15 @@ Oid lookup_text_function(const char *schema, const char *name)
 	Oid argtypes[1] = {TEXTOID};
 	Oid fn = LookupFuncName(list_make2(makeString(pstrdup(schema)), makeString(pstrdup(name))), 1, argtypes, true);
 	if (!OidIsValid(fn))
-		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_FUNCTION), errmsg("function %s.%s(text) does not exist", schema, name),
-						errhint("An fn: step names a SQL function taking text and returning text.")));
+		ereport(ERROR,
+		        (errcode(ERRCODE_UNDEFINED_FUNCTION), errmsg("function %s.%s(text) does not exist", schema, name),
+		         errhint("An fn: step names a SQL function taking text and returning text.")));
 	if (get_func_rettype(fn) != TEXTOID)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
-						errmsg("function %s.%s(text) does not return text", schema, name)));
+		                errmsg("function %s.%s(text) does not return text", schema, name)));
 	if (pg_proc_aclcheck(fn, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
 		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-						errmsg("permission denied for function %s.%s(text)", schema, name)));
+		                errmsg("permission denied for function %s.%s(text)", schema, name)));
 	return fn;
 }
 
@@ -95,7 +98,7 @@ void on_function_invalidation(Datum, int, uint32)
 void on_transaction_end(XactEvent event, void *)
 {
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_COMMIT ||
-		event == XACT_EVENT_PARALLEL_ABORT)
+	    event == XACT_EVENT_PARALLEL_ABORT)
 		retired_codecs.clear();
 }
 
@@ -125,8 +128,9 @@ void fetch_codec_row(const char *name, CodecRow *row)
 		elog(ERROR, "SPI_connect failed");
 	// The latest committed definition, whatever the transaction's snapshot: the cache outlives the
 	// transaction, so a REPEATABLE READ snapshot must not pin an old definition in it.
-	SPIPlanPtr plan = SPI_prepare("SELECT convert, marker, detect, shape FROM migration_ext.codec WHERE name OPERATOR(pg_catalog.=) $1", 1,
-								  argtypes);
+	SPIPlanPtr plan = SPI_prepare(
+	    "SELECT convert, marker, detect, shape FROM migration_ext.codec WHERE name OPERATOR(pg_catalog.=) $1", 1,
+	    argtypes);
 	if (!plan)
 		elog(ERROR, "preparing the codec lookup failed: %s", SPI_result_code_string(SPI_result));
 	// Parallel mode forbids taking a new snapshot; the active one is the statement's, current enough.
@@ -152,7 +156,7 @@ std::shared_ptr<LoadedCodec> load_codec(const std::string &name)
 	pg_call([&] { fetch_codec_row(name.c_str(), &row); });
 	if (!row.found)
 		throw SqlError(ERRCODE_UNDEFINED_OBJECT, "codec \"" + name + "\" does not exist", {},
-					   "Create it with create_codec(name, convert, marker, detect, shape).");
+		               "Create it with create_codec(name, convert, marker, detect, shape).");
 	CodecDefinition definition;
 	definition.convert = row.convert;
 	if (row.marker)
@@ -184,11 +188,9 @@ LoadedCodec &lookup_codec(const std::string &name)
 } // namespace
 
 LoadedCodec::LoadedCodec(std::string codec_name, const CodecDefinition &definition)
-	: name(std::move(codec_name)), codec(spec_from(definition)), context_(nullptr)
+    : name(std::move(codec_name)), codec(spec_from(definition)), context_(nullptr)
 {
-	pg_call([&] {
-		context_ = AllocSetContextCreate(CacheMemoryContext, "migration_ext codec", ALLOCSET_SMALL_SIZES);
-	});
+	pg_call([&] { context_ = AllocSetContextCreate(CacheMemoryContext, "migration_ext codec", ALLOCSET_SMALL_SIZES); });
 	const auto &steps = codec.steps();
 	functions_.assign(steps.size(), nullptr);
 	for (std::size_t i = 0; i < steps.size(); ++i) {
@@ -230,8 +232,8 @@ std::string LoadedCodec::call_function(std::size_t step_index, std::string_view 
 		// check the privilege on every call, as calling the function directly would.
 		if (pg_proc_aclcheck(info->fn_oid, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
 			ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-							errmsg("permission denied for function %s", get_func_name(info->fn_oid)),
-							errdetail("Codec \"%s\" calls it in an fn: step.", name.c_str())));
+			                errmsg("permission denied for function %s", get_func_name(info->fn_oid)),
+			                errdetail("Codec \"%s\" calls it in an fn: step.", name.c_str())));
 		text *argument = cstring_to_text_with_len(input.data(), static_cast<int>(input.size()));
 		result = DatumGetTextPP(FunctionCall1Coll(info, DEFAULT_COLLATION_OID, PointerGetDatum(argument)));
 	});
@@ -243,7 +245,7 @@ bool LoadedCodec::matches_shape(std::string_view value)
 	bool matched = false;
 	pg_call([&] {
 		matched = RE_compile_and_execute(shape_, const_cast<char *>(value.data()), static_cast<int>(value.size()),
-										 REG_ADVANCED, C_COLLATION_OID, 0, nullptr);
+		                                 REG_ADVANCED, C_COLLATION_OID, 0, nullptr);
 	});
 	return matched;
 }
@@ -254,12 +256,12 @@ LoadedCodec &codec_for_call(FunctionCallInfo fcinfo, const text *name)
 	int name_length = VARSIZE_ANY_EXHDR(name);
 	auto *site = fcinfo->flinfo ? static_cast<CallSite *>(fcinfo->flinfo->fn_extra) : nullptr;
 	if (site && site->generation == cache_generation && site->name_length == name_length &&
-		std::memcmp(site->name, name_data, name_length) == 0)
+	    std::memcmp(site->name, name_data, name_length) == 0)
 		return *site->codec;
 
 	if (name_length == 0 || name_length >= NAMEDATALEN)
 		throw SqlError(ERRCODE_UNDEFINED_OBJECT, "codec \"" + std::string(name_data, name_length) + "\" does not exist",
-					   {}, "Create it with create_codec(name, convert, marker, detect, shape).");
+		               {}, "Create it with create_codec(name, convert, marker, detect, shape).");
 	LoadedCodec &codec = lookup_codec(std::string(name_data, name_length));
 	if (fcinfo->flinfo) {
 		if (!site)

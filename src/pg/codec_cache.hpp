@@ -17,7 +17,8 @@ extern "C" {
 #include "fmgr.h"
 }
 
-namespace mext::pg {
+namespace mext::pg
+{
 
 struct CodecDefinition {
 	std::string convert;
@@ -26,7 +27,8 @@ struct CodecDefinition {
 	std::optional<std::string> shape;
 };
 
-class LoadedCodec : public mext::Host {
+class LoadedCodec : public mext::Host
+{
   public:
 	LoadedCodec(std::string name, const CodecDefinition &definition);
 	~LoadedCodec() override;

@@ -19,7 +19,8 @@ PG_FUNCTION_INFO_V1(mext_codec_changed);
 using mext::pg::guard;
 using mext::pg::LoadedCodec;
 
-namespace {
+namespace
+{
 
 std::string_view view_of(const text *value)
 {
@@ -33,8 +34,8 @@ bool starts_with_marker(Datum value, const std::string &marker)
 	struct varlena *raw = reinterpret_cast<struct varlena *>(DatumGetPointer(value));
 	// Short (1-byte header) values are read in place; only toasted or compressed ones are sliced.
 	const text *head = VARATT_IS_EXTERNAL(raw) || VARATT_IS_COMPRESSED(raw)
-						   ? DatumGetTextPSlice(value, 0, static_cast<int32>(marker.size()))
-						   : reinterpret_cast<const text *>(raw);
+	                       ? DatumGetTextPSlice(value, 0, static_cast<int32>(marker.size()))
+	                       : reinterpret_cast<const text *>(raw);
 	std::string_view prefix = view_of(head);
 	return prefix.size() >= marker.size() && prefix.compare(0, marker.size(), marker) == 0;
 }
@@ -85,8 +86,8 @@ Datum mext_migrate_value(PG_FUNCTION_ARGS)
 		PG_RETURN_DATUM(value);
 	if (converted->size() > MaxAllocSize - VARHDRSZ)
 		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED), errmsg("converted value is too large"),
-						errdetail("Codec \"%s\" produced %zu bytes; a text value holds at most 1 GB.", codec->name.c_str(),
-								  converted->size())));
+		                errdetail("Codec \"%s\" produced %zu bytes; a text value holds at most 1 GB.",
+		                          codec->name.c_str(), converted->size())));
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(converted->data(), static_cast<int>(converted->size())));
 }
 
@@ -110,7 +111,8 @@ Datum mext_classify(PG_FUNCTION_ARGS)
 Datum mext_codec_check(PG_FUNCTION_ARGS)
 {
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
-		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("codec conversion and detect mode must not be NULL")));
+		ereport(ERROR,
+		        (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("codec conversion and detect mode must not be NULL")));
 	const text *convert = PG_GETARG_TEXT_PP(0);
 	const text *marker = PG_ARGISNULL(1) ? nullptr : PG_GETARG_TEXT_PP(1);
 	const text *detect = PG_GETARG_TEXT_PP(2);

@@ -1,6 +1,7 @@
 #include "pg/guard.hpp"
 
-namespace mext::pg {
+namespace mext::pg
+{
 
 int sqlstate_for(const mext::CodecError &error)
 {
@@ -16,7 +17,7 @@ int sqlstate_for(const mext::CodecError &error)
 }
 
 void set_pending(PendingError &pending, int sqlstate, const char *message, const std::string &detail,
-				 const std::string &hint)
+                 const std::string &hint)
 {
 	pending.sqlstate = sqlstate;
 	pending.message = pstrdup(message);
@@ -29,8 +30,8 @@ void raise_pending(const PendingError &pending)
 	if (pending.rethrow)
 		ReThrowError(pending.rethrow);
 	ereport(ERROR, (errcode(pending.sqlstate), errmsg_internal("%s", pending.message),
-					pending.detail ? errdetail_internal("%s", pending.detail) : 0,
-					pending.hint ? errhint("%s", pending.hint) : 0));
+	                pending.detail ? errdetail_internal("%s", pending.detail) : 0,
+	                pending.hint ? errhint("%s", pending.hint) : 0));
 	pg_unreachable();
 }
 

@@ -24,9 +24,11 @@ extern "C" {
 #include "utils/memutils.h"
 }
 
-namespace mext::pg {
+namespace mext::pg
+{
 
-class PgError : public std::exception {
+class PgError : public std::exception
+{
   public:
 	explicit PgError(ErrorData *data) : edata(data) {}
 	const char *what() const noexcept override { return edata->message ? edata->message : "PostgreSQL error"; }
@@ -34,10 +36,11 @@ class PgError : public std::exception {
 };
 
 // An error the extension raises itself, with the SQLSTATE a DBA can match on.
-class SqlError : public std::exception {
+class SqlError : public std::exception
+{
   public:
 	SqlError(int code, std::string msg, std::string det = {}, std::string h = {})
-		: sqlstate(code), message(std::move(msg)), detail(std::move(det)), hint(std::move(h))
+	    : sqlstate(code), message(std::move(msg)), detail(std::move(det)), hint(std::move(h))
 	{
 	}
 	const char *what() const noexcept override { return message.c_str(); }
@@ -78,7 +81,7 @@ struct PendingError {
 };
 
 void set_pending(PendingError &pending, int sqlstate, const char *message, const std::string &detail,
-				 const std::string &hint);
+                 const std::string &hint);
 [[noreturn]] void raise_pending(const PendingError &pending);
 
 template <typename Fn> auto guard(Fn &&fn) -> decltype(fn())

@@ -33,8 +33,8 @@ PGDLLEXPORT void mext_launcher_main(Datum main_arg);
 PGDLLEXPORT void mext_resumer_main(Datum main_arg);
 }
 
-namespace {
-
+namespace
+{
 
 // Plain C data only: this runs between PostgreSQL calls that may longjmp.
 int connectable_databases(Oid *out, int capacity)
@@ -87,11 +87,12 @@ void mext_launcher_main(Datum)
 			start_resumer(databases[i]);
 		// Sleep until the next look. The latch is also set whenever a resumer starts or stops
 		// (bgw_notify_pid), so wake-ups alone never trigger a scan: only the clock does.
-		TimestampTz next_scan = GetCurrentTimestamp() + static_cast<TimestampTz>(mext::pg::resume_interval_seconds) * 1000000;
+		TimestampTz next_scan =
+		    GetCurrentTimestamp() + static_cast<TimestampTz>(mext::pg::resume_interval_seconds) * 1000000;
 		for (;;) {
 			long wait_ms = mext::pg::resume_interval_seconds > 0
-							   ? static_cast<long>((next_scan - GetCurrentTimestamp()) / 1000)
-							   : 60000;
+			                   ? static_cast<long>((next_scan - GetCurrentTimestamp()) / 1000)
+			                   : 60000;
 			if (mext::pg::resume_interval_seconds > 0 && wait_ms <= 0)
 				break;
 			(void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, wait_ms, PG_WAIT_EXTENSION);
@@ -111,14 +112,14 @@ void mext_launcher_main(Datum)
 Oid installed_resume_function()
 {
 	int rc = SPI_execute("SELECT p.oid FROM pg_catalog.pg_extension e "
-						 "JOIN pg_catalog.pg_depend d ON d.refclassid OPERATOR(pg_catalog.=) "
-						 "'pg_catalog.pg_extension'::pg_catalog.regclass AND d.refobjid OPERATOR(pg_catalog.=) e.oid "
-						 "AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass "
-						 "AND d.deptype OPERATOR(pg_catalog.=) 'e' "
-						 "JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) d.objid "
-						 "WHERE e.extname OPERATOR(pg_catalog.=) 'migration_ext' "
-						 "AND p.proname OPERATOR(pg_catalog.=) 'resume_interrupted'",
-						 true, 1);
+	                     "JOIN pg_catalog.pg_depend d ON d.refclassid OPERATOR(pg_catalog.=) "
+	                     "'pg_catalog.pg_extension'::pg_catalog.regclass AND d.refobjid OPERATOR(pg_catalog.=) e.oid "
+	                     "AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass "
+	                     "AND d.deptype OPERATOR(pg_catalog.=) 'e' "
+	                     "JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) d.objid "
+	                     "WHERE e.extname OPERATOR(pg_catalog.=) 'migration_ext' "
+	                     "AND p.proname OPERATOR(pg_catalog.=) 'resume_interrupted'",
+	                     true, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		return InvalidOid;
 	bool isnull;
@@ -152,7 +153,8 @@ void mext_resumer_main(Datum main_arg)
 	proc_exit(0);
 }
 
-namespace mext::pg {
+namespace mext::pg
+{
 
 void register_launcher()
 {

@@ -9,7 +9,8 @@ PG_FUNCTION_INFO_V1(mext_phase_after);
 PG_FUNCTION_INFO_V1(mext_door_check);
 }
 
-namespace {
+namespace
+{
 
 std::string text_argument(FunctionCallInfo fcinfo, int n)
 {
@@ -20,8 +21,8 @@ std::string text_argument(FunctionCallInfo fcinfo, int n)
 [[noreturn]] void refuse(const mext::Transition &t, const std::string &migration, const char *direction)
 {
 	throw mext::pg::SqlError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-							 "cannot " + std::string(direction) + " migration \"" + migration + "\": " + t.refusal,
-							 t.detail, t.hint);
+	                         "cannot " + std::string(direction) + " migration \"" + migration + "\": " + t.refusal,
+	                         t.detail, t.hint);
 }
 
 } // namespace

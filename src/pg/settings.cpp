@@ -8,12 +8,14 @@ extern "C" {
 #include <climits>
 }
 
-namespace mext::pg {
+namespace mext::pg
+{
 
 int lock_timeout_ms = 500;
 int resume_interval_seconds = 60;
 
-namespace {
+namespace
+{
 int batch_size = 1000;
 int batch_time_target_ms = 200;
 int max_replica_lag_ms = 1500;
@@ -23,27 +25,29 @@ int max_wal_bytes_per_second = 0;
 
 void register_settings()
 {
-	DefineCustomIntVariable("migration_ext.batch_size", "Initial (or, with throttle => false, fixed) backfill batch size.",
-							nullptr, &batch_size, 1000, 1, 100000, PGC_USERSET, 0, nullptr, nullptr, nullptr);
-	DefineCustomIntVariable("migration_ext.batch_time_target", "Time a backfill batch should take; batches are sized to it.",
-							nullptr, &batch_time_target_ms, 200, 1, 60000, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr,
-							nullptr);
+	DefineCustomIntVariable("migration_ext.batch_size",
+	                        "Initial (or, with throttle => false, fixed) backfill batch size.", nullptr, &batch_size,
+	                        1000, 1, 100000, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("migration_ext.batch_time_target",
+	                        "Time a backfill batch should take; batches are sized to it.", nullptr,
+	                        &batch_time_target_ms, 200, 1, 60000, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("migration_ext.max_replica_lag",
-							"Replica replay lag above which a backfill pauses (0: ignore); it resumes below half.", nullptr,
-							&max_replica_lag_ms, 1500, 0, 3600000, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+	                        "Replica replay lag above which a backfill pauses (0: ignore); it resumes below half.",
+	                        nullptr, &max_replica_lag_ms, 1500, 0, 3600000, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr,
+	                        nullptr);
 	DefineCustomIntVariable("migration_ext.max_active_backends",
-							"Active client backends above which a backfill pauses (0: ignore).", nullptr,
-							&max_active_backends, 25, 0, 100000, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+	                        "Active client backends above which a backfill pauses (0: ignore).", nullptr,
+	                        &max_active_backends, 25, 0, 100000, PGC_USERSET, 0, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("migration_ext.max_wal_bytes_per_second",
-							"WAL generation rate above which a backfill pauses (0: no cap).", nullptr,
-							&max_wal_bytes_per_second, 0, 0, INT_MAX, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+	                        "WAL generation rate above which a backfill pauses (0: no cap).", nullptr,
+	                        &max_wal_bytes_per_second, 0, 0, INT_MAX, PGC_USERSET, 0, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("migration_ext.lock_timeout",
-							"lock_timeout of each backfill batch; a timed-out batch is retried smaller.", nullptr,
-							&lock_timeout_ms, 500, 1, 600000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+	                        "lock_timeout of each backfill batch; a timed-out batch is retried smaller.", nullptr,
+	                        &lock_timeout_ms, 500, 1, 600000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("migration_ext.resume_interval",
-							"Seconds between the launcher's looks for interrupted backfill jobs (0: only at start).",
-							nullptr, &resume_interval_seconds, 60, 0, 86400, PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr,
-							nullptr);
+	                        "Seconds between the launcher's looks for interrupted backfill jobs (0: only at start).",
+	                        nullptr, &resume_interval_seconds, 60, 0, 86400, PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr,
+	                        nullptr);
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("migration_ext");
 #else

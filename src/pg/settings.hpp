@@ -1,7 +1,8 @@
 // The migration_ext.* settings: defaults for the thresholds a job can also be given directly.
 #pragma once
 
-namespace mext::pg {
+namespace mext::pg
+{
 
 extern int lock_timeout_ms;         // each batch runs with this lock_timeout
 extern int resume_interval_seconds; // the launcher's period

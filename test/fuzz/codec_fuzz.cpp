@@ -11,7 +11,8 @@
 #include <cstdlib>
 #include <string>
 
-namespace {
+namespace
+{
 
 struct NoDatabase : mext::Host {
 	std::string call_function(std::size_t, std::string_view input) override { return "v2:" + std::string(input); }

@@ -23,13 +23,15 @@ using mext::Step;
 using mext::StepKind;
 using mext::Verdict;
 
-namespace {
+namespace
+{
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-const char *error_kind_name(ErrorKind kind) {
+const char *error_kind_name(ErrorKind kind)
+{
 	switch (kind) {
 	case ErrorKind::InvalidParameter:
 		return "InvalidParameter";
@@ -42,7 +44,8 @@ const char *error_kind_name(ErrorKind kind) {
 }
 
 // Runs f and checks it throws a CodecError of exactly the given kind.
-template <class F> ::testing::AssertionResult ThrowsCodecError(F &&f, ErrorKind kind) {
+template <class F>::testing::AssertionResult ThrowsCodecError(F &&f, ErrorKind kind)
+{
 	try {
 		f();
 	} catch (const CodecError &e) {
@@ -56,7 +59,8 @@ template <class F> ::testing::AssertionResult ThrowsCodecError(F &&f, ErrorKind 
 	return ::testing::AssertionFailure() << "did not throw, expected CodecError " << error_kind_name(kind);
 }
 
-std::string hex_of(std::string_view s) {
+std::string hex_of(std::string_view s)
+{
 	static const char digits[] = "0123456789abcdef";
 	std::string out;
 	for (unsigned char c : s) {
@@ -66,15 +70,17 @@ std::string hex_of(std::string_view s) {
 	return out;
 }
 
-std::string apply(StepKind kind, std::string arg, std::string_view in, bool utf8 = true) {
+std::string apply(StepKind kind, std::string arg, std::string_view in, bool utf8 = true)
+{
 	Step step{kind, std::move(arg)};
 	std::string out;
 	mext::apply_builtin_step(step, in, out, utf8);
 	return out;
 }
 
-CodecSpec make_spec(std::string convert, std::optional<std::string> marker, DetectMode detect,
-                    bool has_shape = false, bool utf8 = true) {
+CodecSpec make_spec(std::string convert, std::optional<std::string> marker, DetectMode detect, bool has_shape = false,
+                    bool utf8 = true)
+{
 	CodecSpec s;
 	s.convert = std::move(convert);
 	s.marker = std::move(marker);
@@ -85,7 +91,8 @@ CodecSpec make_spec(std::string convert, std::optional<std::string> marker, Dete
 }
 
 // A Host for tests: fn: steps dispatch to lambdas by step index; shapes use std::regex.
-class TestHost : public mext::Host {
+class TestHost : public mext::Host
+{
   public:
 	std::map<std::size_t, std::function<std::string(std::string_view)>> functions;
 	std::optional<std::regex> shape;
@@ -96,7 +103,8 @@ class TestHost : public mext::Host {
 	int shape_calls = 0;
 	std::vector<std::string> shape_inputs;
 
-	std::string call_function(std::size_t step_index, std::string_view input) override {
+	std::string call_function(std::size_t step_index, std::string_view input) override
+	{
 		++function_calls;
 		called_indices.push_back(step_index);
 		function_inputs.emplace_back(input);
@@ -106,7 +114,8 @@ class TestHost : public mext::Host {
 		return it->second(input);
 	}
 
-	bool matches_shape(std::string_view value) override {
+	bool matches_shape(std::string_view value) override
+	{
 		++shape_calls;
 		shape_inputs.emplace_back(value);
 		if (!shape) {
@@ -117,7 +126,8 @@ class TestHost : public mext::Host {
 	}
 };
 
-std::string ascii_upper(std::string_view in) {
+std::string ascii_upper(std::string_view in)
+{
 	std::string out(in);
 	for (char &c : out)
 		if (c >= 'a' && c <= 'z')
@@ -125,7 +135,8 @@ std::string ascii_upper(std::string_view in) {
 	return out;
 }
 
-Verdict classify(const Codec &codec, mext::Host &host, std::optional<std::string_view> value) {
+Verdict classify(const Codec &codec, mext::Host &host, std::optional<std::string_view> value)
+{
 	if (!value)
 		return codec.classify(nullptr, host);
 	std::string_view v = *value;
@@ -133,7 +144,8 @@ Verdict classify(const Codec &codec, mext::Host &host, std::optional<std::string
 }
 
 // Calls migrate and copies the result immediately (the view is only valid until the next call).
-std::optional<std::string> migrate(const Codec &codec, mext::Host &host, std::optional<std::string_view> value) {
+std::optional<std::string> migrate(const Codec &codec, mext::Host &host, std::optional<std::string_view> value)
+{
 	std::optional<std::string_view> r;
 	if (!value) {
 		r = codec.migrate(nullptr, host);
@@ -146,10 +158,14 @@ std::optional<std::string> migrate(const Codec &codec, mext::Host &host, std::op
 	return std::string(*r);
 }
 
-std::string verdict_str(Verdict v) { return mext::verdict_name(v); }
+std::string verdict_str(Verdict v)
+{
+	return mext::verdict_name(v);
+}
 
 // A ~1 MB string of mixed 1-, 2-, 3- and 4-byte UTF-8 characters.
-std::string big_utf8_string() {
+std::string big_utf8_string()
+{
 	const std::string chunk = "abcXYZ 0123 h\xC3\xA9llo \xE2\x86\x92 \xF0\x9F\x98\x80 \xE4\xB8\xAD|\\=+/\n";
 	std::string s;
 	s.reserve(1024 * 1024 + chunk.size());
@@ -162,7 +178,8 @@ std::string big_utf8_string() {
 // CodecError
 // ---------------------------------------------------------------------------------------------
 
-TEST(CodecErrorTest, CarriesKindMessageDetailHint) {
+TEST(CodecErrorTest, CarriesKindMessageDetailHint)
+{
 	CodecError e(ErrorKind::InvalidData, "bad value", "the detail", "the hint");
 	EXPECT_EQ(e.kind, ErrorKind::InvalidData);
 	EXPECT_STREQ(e.what(), "bad value");
@@ -182,9 +199,12 @@ struct StepCase {
 	const char *arg;
 };
 
-class ParseSingleStep : public ::testing::TestWithParam<StepCase> {};
+class ParseSingleStep : public ::testing::TestWithParam<StepCase>
+{
+};
 
-TEST_P(ParseSingleStep, ParsesKindAndArg) {
+TEST_P(ParseSingleStep, ParsesKindAndArg)
+{
 	const StepCase &c = GetParam();
 	std::vector<Step> steps = mext::parse_pipeline(c.spec);
 	ASSERT_EQ(steps.size(), 1u) << c.spec;
@@ -194,24 +214,21 @@ TEST_P(ParseSingleStep, ParsesKindAndArg) {
 
 INSTANTIATE_TEST_SUITE_P(
     Builtins, ParseSingleStep,
-    ::testing::Values(StepCase{"reverse", StepKind::Reverse, ""},
-                      StepCase{"strip_prefix:P", StepKind::StripPrefix, "P"},
-                      StepCase{"add_prefix:P", StepKind::AddPrefix, "P"},
-                      StepCase{"hex_encode", StepKind::HexEncode, ""},
-                      StepCase{"hex_decode", StepKind::HexDecode, ""},
-                      StepCase{"base64_encode", StepKind::Base64Encode, ""},
-                      StepCase{"base64_decode", StepKind::Base64Decode, ""},
-                      StepCase{"lower", StepKind::Lower, ""}, StepCase{"upper", StepKind::Upper, ""},
-                      StepCase{"const:V", StepKind::Const, "V"},
-                      StepCase{"const:active", StepKind::Const, "active"},
-                      StepCase{"fn:schema.name", StepKind::Function, "schema.name"},
-                      StepCase{"fn:public.up", StepKind::Function, "public.up"},
-                      // arguments run to the next '|', colons included
-                      StepCase{"strip_prefix:v1:", StepKind::StripPrefix, "v1:"},
-                      StepCase{"const:a:b:c", StepKind::Const, "a:b:c"},
-                      StepCase{"add_prefix:\xC3\xA9\xE2\x86\x92", StepKind::AddPrefix, "\xC3\xA9\xE2\x86\x92"}));
+    ::testing::Values(
+        StepCase{"reverse", StepKind::Reverse, ""}, StepCase{"strip_prefix:P", StepKind::StripPrefix, "P"},
+        StepCase{"add_prefix:P", StepKind::AddPrefix, "P"}, StepCase{"hex_encode", StepKind::HexEncode, ""},
+        StepCase{"hex_decode", StepKind::HexDecode, ""}, StepCase{"base64_encode", StepKind::Base64Encode, ""},
+        StepCase{"base64_decode", StepKind::Base64Decode, ""}, StepCase{"lower", StepKind::Lower, ""},
+        StepCase{"upper", StepKind::Upper, ""}, StepCase{"const:V", StepKind::Const, "V"},
+        StepCase{"const:active", StepKind::Const, "active"},
+        StepCase{"fn:schema.name", StepKind::Function, "schema.name"},
+        StepCase{"fn:public.up", StepKind::Function, "public.up"},
+        // arguments run to the next '|', colons included
+        StepCase{"strip_prefix:v1:", StepKind::StripPrefix, "v1:"}, StepCase{"const:a:b:c", StepKind::Const, "a:b:c"},
+        StepCase{"add_prefix:\xC3\xA9\xE2\x86\x92", StepKind::AddPrefix, "\xC3\xA9\xE2\x86\x92"}));
 
-TEST(ParsePipeline, ThreeStepPipeline) {
+TEST(ParsePipeline, ThreeStepPipeline)
+{
 	std::vector<Step> steps = mext::parse_pipeline("strip_prefix:v1:|base64_decode|add_prefix:v2:");
 	ASSERT_EQ(steps.size(), 3u);
 	EXPECT_EQ(steps[0].kind, StepKind::StripPrefix);
@@ -222,7 +239,8 @@ TEST(ParsePipeline, ThreeStepPipeline) {
 	EXPECT_EQ(steps[2].arg, "v2:");
 }
 
-TEST(ParsePipeline, ManyStepsKeepOrder) {
+TEST(ParsePipeline, ManyStepsKeepOrder)
+{
 	std::vector<Step> steps = mext::parse_pipeline("lower|reverse|hex_encode|hex_decode|upper|fn:s.f|const:z");
 	ASSERT_EQ(steps.size(), 7u);
 	EXPECT_EQ(steps[0].kind, StepKind::Lower);
@@ -236,7 +254,8 @@ TEST(ParsePipeline, ManyStepsKeepOrder) {
 	EXPECT_EQ(steps[6].arg, "z");
 }
 
-TEST(ParsePipeline, EscapedPipeIsLiteral) {
+TEST(ParsePipeline, EscapedPipeIsLiteral)
+{
 	std::vector<Step> steps = mext::parse_pipeline("add_prefix:a\\|b|upper");
 	ASSERT_EQ(steps.size(), 2u);
 	EXPECT_EQ(steps[0].kind, StepKind::AddPrefix);
@@ -244,20 +263,23 @@ TEST(ParsePipeline, EscapedPipeIsLiteral) {
 	EXPECT_EQ(steps[1].kind, StepKind::Upper);
 }
 
-TEST(ParsePipeline, EscapedPipeOnlyArgument) {
+TEST(ParsePipeline, EscapedPipeOnlyArgument)
+{
 	std::vector<Step> steps = mext::parse_pipeline("const:\\|");
 	ASSERT_EQ(steps.size(), 1u);
 	EXPECT_EQ(steps[0].kind, StepKind::Const);
 	EXPECT_EQ(steps[0].arg, "|");
 }
 
-TEST(ParsePipeline, EscapedBackslashIsLiteral) {
+TEST(ParsePipeline, EscapedBackslashIsLiteral)
+{
 	std::vector<Step> steps = mext::parse_pipeline("add_prefix:a\\\\b");
 	ASSERT_EQ(steps.size(), 1u);
 	EXPECT_EQ(steps[0].arg, "a\\b");
 }
 
-TEST(ParsePipeline, EscapedBackslashBeforeSeparator) {
+TEST(ParsePipeline, EscapedBackslashBeforeSeparator)
+{
 	// 'x\\' is x followed by a literal backslash; the following '|' then separates steps.
 	std::vector<Step> steps = mext::parse_pipeline("add_prefix:x\\\\|upper");
 	ASSERT_EQ(steps.size(), 2u);
@@ -266,7 +288,8 @@ TEST(ParsePipeline, EscapedBackslashBeforeSeparator) {
 	EXPECT_EQ(steps[1].kind, StepKind::Upper);
 }
 
-TEST(ParsePipeline, EscapedBackslashThenEscapedPipe) {
+TEST(ParsePipeline, EscapedBackslashThenEscapedPipe)
+{
 	std::vector<Step> steps = mext::parse_pipeline("strip_prefix:\\\\\\|v1|reverse");
 	ASSERT_EQ(steps.size(), 2u);
 	EXPECT_EQ(steps[0].kind, StepKind::StripPrefix);
@@ -274,9 +297,12 @@ TEST(ParsePipeline, EscapedBackslashThenEscapedPipe) {
 	EXPECT_EQ(steps[1].kind, StepKind::Reverse);
 }
 
-class ParseInvalid : public ::testing::TestWithParam<const char *> {};
+class ParseInvalid : public ::testing::TestWithParam<const char *>
+{
+};
 
-TEST_P(ParseInvalid, ThrowsInvalidParameter) {
+TEST_P(ParseInvalid, ThrowsInvalidParameter)
+{
 	const char *spec = GetParam();
 	EXPECT_TRUE(ThrowsCodecError([&] { mext::parse_pipeline(spec); }, ErrorKind::InvalidParameter))
 	    << "spec: '" << spec << "'";
@@ -307,54 +333,76 @@ INSTANTIATE_TEST_SUITE_P(Errors, ParseInvalid,
 // apply_builtin_step
 // ---------------------------------------------------------------------------------------------
 
-TEST(ApplyStep, ReverseAscii) { EXPECT_EQ(apply(StepKind::Reverse, "", "abc123"), "321cba"); }
+TEST(ApplyStep, ReverseAscii)
+{
+	EXPECT_EQ(apply(StepKind::Reverse, "", "abc123"), "321cba");
+}
 
-TEST(ApplyStep, ReverseEmpty) { EXPECT_EQ(apply(StepKind::Reverse, "", ""), ""); }
+TEST(ApplyStep, ReverseEmpty)
+{
+	EXPECT_EQ(apply(StepKind::Reverse, "", ""), "");
+}
 
-TEST(ApplyStep, ReverseUtf8ReversesCharacters) {
+TEST(ApplyStep, ReverseUtf8ReversesCharacters)
+{
 	// "héllo→" -> "→olléh"
 	EXPECT_EQ(apply(StepKind::Reverse, "", "h\xC3\xA9llo\xE2\x86\x92"), "\xE2\x86\x92oll\xC3\xA9h");
 }
 
-TEST(ApplyStep, ReverseUtf8Emoji) {
+TEST(ApplyStep, ReverseUtf8Emoji)
+{
 	// "a😀b🎉" -> "🎉b😀a"
-	std::string out = apply(StepKind::Reverse, "", "a\xF0\x9F\x98\x80" "b\xF0\x9F\x8E\x89");
-	EXPECT_EQ(out, "\xF0\x9F\x8E\x89" "b\xF0\x9F\x98\x80" "a");
+	std::string out = apply(StepKind::Reverse, "",
+	                        "a\xF0\x9F\x98\x80"
+	                        "b\xF0\x9F\x8E\x89");
+	EXPECT_EQ(out, "\xF0\x9F\x8E\x89"
+	               "b\xF0\x9F\x98\x80"
+	               "a");
 	EXPECT_TRUE(mext::is_valid_utf8(out));
 }
 
-TEST(ApplyStep, ReverseBytesWhenNotUtf8) {
+TEST(ApplyStep, ReverseBytesWhenNotUtf8)
+{
 	EXPECT_EQ(apply(StepKind::Reverse, "", "h\xC3\xA9", /*utf8=*/false), "\xA9\xC3h");
-	EXPECT_EQ(apply(StepKind::Reverse, "", "ab\xE9", /*utf8=*/false), "\xE9" "ba");
+	EXPECT_EQ(apply(StepKind::Reverse, "", "ab\xE9", /*utf8=*/false), "\xE9"
+	                                                                  "ba");
 }
 
-TEST(ApplyStep, StripPrefix) {
+TEST(ApplyStep, StripPrefix)
+{
 	EXPECT_EQ(apply(StepKind::StripPrefix, "v1:", "v1:abc"), "abc");
 	EXPECT_EQ(apply(StepKind::StripPrefix, "v1:", "v1:"), "");
-	EXPECT_EQ(apply(StepKind::StripPrefix, "\xC3\xA9", "\xC3\xA9" "a"), "a");
+	EXPECT_EQ(apply(StepKind::StripPrefix, "\xC3\xA9",
+	                "\xC3\xA9"
+	                "a"),
+	          "a");
 }
 
-TEST(ApplyStep, StripPrefixMissingThrowsInvalidData) {
+TEST(ApplyStep, StripPrefixMissingThrowsInvalidData)
+{
 	EXPECT_TRUE(ThrowsCodecError([] { apply(StepKind::StripPrefix, "v1:", "abc"); }, ErrorKind::InvalidData));
 	EXPECT_TRUE(ThrowsCodecError([] { apply(StepKind::StripPrefix, "v1:", "v1"); }, ErrorKind::InvalidData));
 	EXPECT_TRUE(ThrowsCodecError([] { apply(StepKind::StripPrefix, "v1:", ""); }, ErrorKind::InvalidData));
 	EXPECT_TRUE(ThrowsCodecError([] { apply(StepKind::StripPrefix, "v1:", "xv1:abc"); }, ErrorKind::InvalidData));
 }
 
-TEST(ApplyStep, AddPrefix) {
+TEST(ApplyStep, AddPrefix)
+{
 	EXPECT_EQ(apply(StepKind::AddPrefix, "v2:", "abc"), "v2:abc");
 	EXPECT_EQ(apply(StepKind::AddPrefix, "v2:", ""), "v2:");
 	EXPECT_EQ(apply(StepKind::AddPrefix, "a|b", "c"), "a|bc");
 }
 
-TEST(ApplyStep, HexEncodeIsLowercase) {
+TEST(ApplyStep, HexEncodeIsLowercase)
+{
 	EXPECT_EQ(apply(StepKind::HexEncode, "", "\x01\xff"), "01ff");
 	EXPECT_EQ(apply(StepKind::HexEncode, "", "JK"), "4a4b");
 	EXPECT_EQ(apply(StepKind::HexEncode, "", "\xC3\xA9"), "c3a9");
 	EXPECT_EQ(apply(StepKind::HexEncode, "", ""), "");
 }
 
-TEST(ApplyStep, HexDecodeAcceptsBothCases) {
+TEST(ApplyStep, HexDecodeAcceptsBothCases)
+{
 	EXPECT_EQ(apply(StepKind::HexDecode, "", "4a4b"), "JK");
 	EXPECT_EQ(apply(StepKind::HexDecode, "", "4A4B"), "JK");
 	EXPECT_EQ(apply(StepKind::HexDecode, "", "4A4b"), "JK");
@@ -363,24 +411,28 @@ TEST(ApplyStep, HexDecodeAcceptsBothCases) {
 	EXPECT_EQ(apply(StepKind::HexDecode, "", ""), "");
 }
 
-TEST(ApplyStep, HexDecodeOddLengthThrowsInvalidData) {
+TEST(ApplyStep, HexDecodeOddLengthThrowsInvalidData)
+{
 	EXPECT_TRUE(ThrowsCodecError([] { apply(StepKind::HexDecode, "", "abc"); }, ErrorKind::InvalidData));
 	EXPECT_TRUE(ThrowsCodecError([] { apply(StepKind::HexDecode, "", "4"); }, ErrorKind::InvalidData));
 }
 
-TEST(ApplyStep, HexDecodeNonHexThrowsInvalidData) {
+TEST(ApplyStep, HexDecodeNonHexThrowsInvalidData)
+{
 	EXPECT_TRUE(ThrowsCodecError([] { apply(StepKind::HexDecode, "", "zz"); }, ErrorKind::InvalidData));
 	EXPECT_TRUE(ThrowsCodecError([] { apply(StepKind::HexDecode, "", "4g"); }, ErrorKind::InvalidData));
 	EXPECT_TRUE(ThrowsCodecError([] { apply(StepKind::HexDecode, "", "0x41"); }, ErrorKind::InvalidData));
 	EXPECT_TRUE(ThrowsCodecError([] { apply(StepKind::HexDecode, "", "4a 4b"); }, ErrorKind::InvalidData));
 }
 
-TEST(ApplyStep, HexDecodeNulThrowsInvalidData) {
+TEST(ApplyStep, HexDecodeNulThrowsInvalidData)
+{
 	EXPECT_TRUE(ThrowsCodecError([] { apply(StepKind::HexDecode, "", "00"); }, ErrorKind::InvalidData));
 	EXPECT_TRUE(ThrowsCodecError([] { apply(StepKind::HexDecode, "", "410042"); }, ErrorKind::InvalidData));
 }
 
-TEST(ApplyStep, HexDecodeInvalidUtf8ThrowsInvalidData) {
+TEST(ApplyStep, HexDecodeInvalidUtf8ThrowsInvalidData)
+{
 	EXPECT_TRUE(ThrowsCodecError([] { apply(StepKind::HexDecode, "", "ff"); }, ErrorKind::InvalidData));
 	EXPECT_TRUE(ThrowsCodecError([] { apply(StepKind::HexDecode, "", "41c3"); }, ErrorKind::InvalidData));
 	EXPECT_TRUE(ThrowsCodecError([] { apply(StepKind::HexDecode, "", "a941"); }, ErrorKind::InvalidData));
@@ -391,13 +443,17 @@ struct B64Case {
 	const char *encoded;
 };
 
-class Base64Rfc4648 : public ::testing::TestWithParam<B64Case> {};
+class Base64Rfc4648 : public ::testing::TestWithParam<B64Case>
+{
+};
 
-TEST_P(Base64Rfc4648, Encode) {
+TEST_P(Base64Rfc4648, Encode)
+{
 	EXPECT_EQ(apply(StepKind::Base64Encode, "", GetParam().plain), GetParam().encoded);
 }
 
-TEST_P(Base64Rfc4648, Decode) {
+TEST_P(Base64Rfc4648, Decode)
+{
 	EXPECT_EQ(apply(StepKind::Base64Decode, "", GetParam().encoded), GetParam().plain);
 }
 
@@ -406,7 +462,8 @@ INSTANTIATE_TEST_SUITE_P(Vectors, Base64Rfc4648,
                                            B64Case{"foo", "Zm9v"}, B64Case{"foob", "Zm9vYg=="},
                                            B64Case{"fooba", "Zm9vYmE="}, B64Case{"foobar", "Zm9vYmFy"}));
 
-TEST(ApplyStep, Base64UsesStandardAlphabet) {
+TEST(ApplyStep, Base64UsesStandardAlphabet)
+{
 	// bytes fb ff bf encode to "+/+/" in the standard (not URL-safe) alphabet; not valid UTF-8, so
 	// only encode is checked here.
 	EXPECT_EQ(apply(StepKind::Base64Encode, "", "\xfb\xff\xbf"), "+/+/");
@@ -415,7 +472,8 @@ TEST(ApplyStep, Base64UsesStandardAlphabet) {
 	EXPECT_EQ(apply(StepKind::Base64Decode, "", "w6k/Pg=="), "\xC3\xA9?>");
 }
 
-TEST(ApplyStep, Base64DecodeIgnoresWhitespace) {
+TEST(ApplyStep, Base64DecodeIgnoresWhitespace)
+{
 	EXPECT_EQ(apply(StepKind::Base64Decode, "", "Zm9v\nYmFy"), "foobar");
 	EXPECT_EQ(apply(StepKind::Base64Decode, "", "Zm9v\r\nYmFy\n"), "foobar");
 	EXPECT_EQ(apply(StepKind::Base64Decode, "", " Zm9v YmE= "), "fooba");
@@ -423,13 +481,15 @@ TEST(ApplyStep, Base64DecodeIgnoresWhitespace) {
 	EXPECT_EQ(apply(StepKind::Base64Decode, "", "\n"), "");
 }
 
-TEST(ApplyStep, Base64DecodeInvalidCharacterThrowsInvalidData) {
+TEST(ApplyStep, Base64DecodeInvalidCharacterThrowsInvalidData)
+{
 	EXPECT_TRUE(ThrowsCodecError([] { apply(StepKind::Base64Decode, "", "Zm9v!mFy"); }, ErrorKind::InvalidData));
 	EXPECT_TRUE(ThrowsCodecError([] { apply(StepKind::Base64Decode, "", "Zm9-"); }, ErrorKind::InvalidData));
 	EXPECT_TRUE(ThrowsCodecError([] { apply(StepKind::Base64Decode, "", "Zm9\xC3\xA9"); }, ErrorKind::InvalidData));
 }
 
-TEST(ApplyStep, Base64DecodeBadPaddingThrowsInvalidData) {
+TEST(ApplyStep, Base64DecodeBadPaddingThrowsInvalidData)
+{
 	// incomplete final quantum
 	EXPECT_TRUE(ThrowsCodecError([] { apply(StepKind::Base64Decode, "", "Zg="); }, ErrorKind::InvalidData));
 	EXPECT_TRUE(ThrowsCodecError([] { apply(StepKind::Base64Decode, "", "Zm9vY"); }, ErrorKind::InvalidData));
@@ -439,44 +499,51 @@ TEST(ApplyStep, Base64DecodeBadPaddingThrowsInvalidData) {
 	EXPECT_TRUE(ThrowsCodecError([] { apply(StepKind::Base64Decode, "", "Zm9vY==="); }, ErrorKind::InvalidData));
 }
 
-TEST(ApplyStep, Base64DecodeRejectsMissingPadding) {
+TEST(ApplyStep, Base64DecodeRejectsMissingPadding)
+{
 	// PostgreSQL's decode(..., 'base64') rejects an unpadded final quantum ("invalid base64 end sequence").
 	EXPECT_TRUE(ThrowsCodecError([] { apply(StepKind::Base64Decode, "", "Zg"); }, ErrorKind::InvalidData));
 	EXPECT_TRUE(ThrowsCodecError([] { apply(StepKind::Base64Decode, "", "Zm8"); }, ErrorKind::InvalidData));
 }
 
-TEST(ApplyStep, Base64DecodeNulThrowsInvalidData) {
+TEST(ApplyStep, Base64DecodeNulThrowsInvalidData)
+{
 	EXPECT_TRUE(ThrowsCodecError([] { apply(StepKind::Base64Decode, "", "AA=="); }, ErrorKind::InvalidData));
 	EXPECT_TRUE(ThrowsCodecError([] { apply(StepKind::Base64Decode, "", "QQBC"); }, ErrorKind::InvalidData));
 }
 
-TEST(ApplyStep, Base64DecodeInvalidUtf8ThrowsInvalidData) {
+TEST(ApplyStep, Base64DecodeInvalidUtf8ThrowsInvalidData)
+{
 	EXPECT_TRUE(ThrowsCodecError([] { apply(StepKind::Base64Decode, "", "/w=="); }, ErrorKind::InvalidData));
 	EXPECT_TRUE(ThrowsCodecError([] { apply(StepKind::Base64Decode, "", "+/+/"); }, ErrorKind::InvalidData));
 	EXPECT_TRUE(ThrowsCodecError([] { apply(StepKind::Base64Decode, "", "QcM="); }, ErrorKind::InvalidData));
 }
 
-TEST(ApplyStep, LowerChangesOnlyAsciiLetters) {
+TEST(ApplyStep, LowerChangesOnlyAsciiLetters)
+{
 	EXPECT_EQ(apply(StepKind::Lower, "", "HeLLo 123_XYZ"), "hello 123_xyz");
 	// "HÉLLO é" -> "hÉllo é": multibyte characters are left alone
 	EXPECT_EQ(apply(StepKind::Lower, "", "H\xC3\x89LLO \xC3\xA9"), "h\xC3\x89llo \xC3\xA9");
 	EXPECT_EQ(apply(StepKind::Lower, "", ""), "");
 }
 
-TEST(ApplyStep, UpperChangesOnlyAsciiLetters) {
+TEST(ApplyStep, UpperChangesOnlyAsciiLetters)
+{
 	EXPECT_EQ(apply(StepKind::Upper, "", "HeLLo 123_xyz"), "HELLO 123_XYZ");
 	// "héllo →" -> "HéLLO →"
 	EXPECT_EQ(apply(StepKind::Upper, "", "h\xC3\xA9llo \xE2\x86\x92"), "H\xC3\xA9LLO \xE2\x86\x92");
 	EXPECT_EQ(apply(StepKind::Upper, "", ""), "");
 }
 
-TEST(ApplyStep, ConstIgnoresInput) {
+TEST(ApplyStep, ConstIgnoresInput)
+{
 	EXPECT_EQ(apply(StepKind::Const, "active", "whatever"), "active");
 	EXPECT_EQ(apply(StepKind::Const, "active", ""), "active");
 	EXPECT_EQ(apply(StepKind::Const, "active", "\xE2\x86\x92"), "active");
 }
 
-TEST(ApplyStep, RoundTripsOnUtf8Strings) {
+TEST(ApplyStep, RoundTripsOnUtf8Strings)
+{
 	const std::vector<std::string> inputs = {
 	    "",
 	    "a",
@@ -495,7 +562,8 @@ TEST(ApplyStep, RoundTripsOnUtf8Strings) {
 	}
 }
 
-TEST(ApplyStep, RoundTripsOnOneMegabyteString) {
+TEST(ApplyStep, RoundTripsOnOneMegabyteString)
+{
 	const std::string x = big_utf8_string();
 	ASSERT_GE(x.size(), 1024u * 1024u);
 	ASSERT_TRUE(mext::is_valid_utf8(x));
@@ -518,7 +586,8 @@ TEST(ApplyStep, RoundTripsOnOneMegabyteString) {
 // is_valid_utf8
 // ---------------------------------------------------------------------------------------------
 
-TEST(IsValidUtf8, AcceptsValid) {
+TEST(IsValidUtf8, AcceptsValid)
+{
 	EXPECT_TRUE(mext::is_valid_utf8(""));
 	EXPECT_TRUE(mext::is_valid_utf8("hello"));
 	EXPECT_TRUE(mext::is_valid_utf8("h\xC3\xA9llo\xE2\x86\x92"));
@@ -526,34 +595,38 @@ TEST(IsValidUtf8, AcceptsValid) {
 	EXPECT_TRUE(mext::is_valid_utf8("\xF4\x8F\xBF\xBF")); // U+10FFFF
 }
 
-TEST(IsValidUtf8, RejectsInvalid) {
+TEST(IsValidUtf8, RejectsInvalid)
+{
 	EXPECT_FALSE(mext::is_valid_utf8("\xff"));
-	EXPECT_FALSE(mext::is_valid_utf8("a\xC3"));             // truncated
-	EXPECT_FALSE(mext::is_valid_utf8("\xA9"));              // lone continuation byte
-	EXPECT_FALSE(mext::is_valid_utf8("\xE2\x86"));          // truncated 3-byte
-	EXPECT_FALSE(mext::is_valid_utf8("\xC0\xAF"));          // overlong
-	EXPECT_FALSE(mext::is_valid_utf8("\xED\xA0\x80"));      // UTF-16 surrogate
-	EXPECT_FALSE(mext::is_valid_utf8("\xF4\x90\x80\x80"));  // above U+10FFFF
+	EXPECT_FALSE(mext::is_valid_utf8("a\xC3"));            // truncated
+	EXPECT_FALSE(mext::is_valid_utf8("\xA9"));             // lone continuation byte
+	EXPECT_FALSE(mext::is_valid_utf8("\xE2\x86"));         // truncated 3-byte
+	EXPECT_FALSE(mext::is_valid_utf8("\xC0\xAF"));         // overlong
+	EXPECT_FALSE(mext::is_valid_utf8("\xED\xA0\x80"));     // UTF-16 surrogate
+	EXPECT_FALSE(mext::is_valid_utf8("\xF4\x90\x80\x80")); // above U+10FFFF
 }
 
 // ---------------------------------------------------------------------------------------------
 // Detect modes and verdict names
 // ---------------------------------------------------------------------------------------------
 
-TEST(DetectModeTest, ParsesKnownNames) {
+TEST(DetectModeTest, ParsesKnownNames)
+{
 	EXPECT_EQ(mext::parse_detect_mode("converted"), DetectMode::Converted);
 	EXPECT_EQ(mext::parse_detect_mode("absent"), DetectMode::Absent);
 	EXPECT_EQ(mext::parse_detect_mode("null"), DetectMode::Null);
 }
 
-TEST(DetectModeTest, RejectsUnknownNames) {
+TEST(DetectModeTest, RejectsUnknownNames)
+{
 	for (const char *bad : {"maybe", "", "convert", "nul", "absent "}) {
 		EXPECT_TRUE(ThrowsCodecError([&] { mext::parse_detect_mode(bad); }, ErrorKind::InvalidParameter))
 		    << "'" << bad << "'";
 	}
 }
 
-TEST(DetectModeTest, NameRoundTrips) {
+TEST(DetectModeTest, NameRoundTrips)
+{
 	EXPECT_STREQ(mext::detect_mode_name(DetectMode::Converted), "converted");
 	EXPECT_STREQ(mext::detect_mode_name(DetectMode::Absent), "absent");
 	EXPECT_STREQ(mext::detect_mode_name(DetectMode::Null), "null");
@@ -561,7 +634,8 @@ TEST(DetectModeTest, NameRoundTrips) {
 		EXPECT_EQ(mext::parse_detect_mode(mext::detect_mode_name(m)), m);
 }
 
-TEST(VerdictTest, Names) {
+TEST(VerdictTest, Names)
+{
 	EXPECT_STREQ(mext::verdict_name(Verdict::Null), "null");
 	EXPECT_STREQ(mext::verdict_name(Verdict::Target), "target");
 	EXPECT_STREQ(mext::verdict_name(Verdict::Legacy), "legacy");
@@ -573,51 +647,59 @@ TEST(VerdictTest, Names) {
 // Codec construction
 // ---------------------------------------------------------------------------------------------
 
-TEST(CodecConstruction, ConvertedWithoutMarkerIsInvalid) {
+TEST(CodecConstruction, ConvertedWithoutMarkerIsInvalid)
+{
 	EXPECT_TRUE(ThrowsCodecError([] { Codec c(make_spec("reverse", std::nullopt, DetectMode::Converted)); },
 	                             ErrorKind::InvalidParameter));
 }
 
-TEST(CodecConstruction, AbsentWithoutMarkerIsInvalid) {
-	EXPECT_TRUE(ThrowsCodecError(
-	    [] { Codec c(make_spec("reverse|add_prefix:v2:", std::nullopt, DetectMode::Absent)); },
-	    ErrorKind::InvalidParameter));
+TEST(CodecConstruction, AbsentWithoutMarkerIsInvalid)
+{
+	EXPECT_TRUE(ThrowsCodecError([] { Codec c(make_spec("reverse|add_prefix:v2:", std::nullopt, DetectMode::Absent)); },
+	                             ErrorKind::InvalidParameter));
 }
 
-TEST(CodecConstruction, EmptyMarkerIsInvalid) {
+TEST(CodecConstruction, EmptyMarkerIsInvalid)
+{
 	EXPECT_TRUE(ThrowsCodecError([] { Codec c(make_spec("reverse", std::string(), DetectMode::Converted)); },
 	                             ErrorKind::InvalidParameter));
-	EXPECT_TRUE(ThrowsCodecError(
-	    [] { Codec c(make_spec("reverse|add_prefix:v2:", std::string(), DetectMode::Absent)); },
-	    ErrorKind::InvalidParameter));
+	EXPECT_TRUE(
+	    ThrowsCodecError([] { Codec c(make_spec("reverse|add_prefix:v2:", std::string(), DetectMode::Absent)); },
+	                     ErrorKind::InvalidParameter));
 }
 
-TEST(CodecConstruction, BadPipelineIsInvalid) {
+TEST(CodecConstruction, BadPipelineIsInvalid)
+{
 	EXPECT_TRUE(ThrowsCodecError([] { Codec c(make_spec("rot13", std::string("tok_"), DetectMode::Converted)); },
 	                             ErrorKind::InvalidParameter));
 	EXPECT_TRUE(ThrowsCodecError([] { Codec c(make_spec("", std::string("tok_"), DetectMode::Converted)); },
 	                             ErrorKind::InvalidParameter));
 }
 
-TEST(CodecConstruction, AbsentThatNeverConvergesIsRejected) {
+TEST(CodecConstruction, AbsentThatNeverConvergesIsRejected)
+{
 	EXPECT_TRUE(ThrowsCodecError([] { Codec c(make_spec("reverse", std::string("v2:"), DetectMode::Absent)); },
 	                             ErrorKind::NotConverging));
 }
 
-TEST(CodecConstruction, AbsentThatConvergesIsAccepted) {
+TEST(CodecConstruction, AbsentThatConvergesIsAccepted)
+{
 	EXPECT_NO_THROW({ Codec c(make_spec("reverse|add_prefix:v2:", std::string("v2:"), DetectMode::Absent)); });
 }
 
-TEST(CodecConstruction, AbsentWithFunctionStepIsAcceptedWithoutHost) {
+TEST(CodecConstruction, AbsentWithFunctionStepIsAcceptedWithoutHost)
+{
 	// The probe cannot call a host at construction time; fn: pipelines are checked at run time.
 	EXPECT_NO_THROW({ Codec c(make_spec("fn:public.f", std::string("v2:"), DetectMode::Absent)); });
 }
 
-TEST(CodecConstruction, NullModeWithoutMarkerIsAccepted) {
+TEST(CodecConstruction, NullModeWithoutMarkerIsAccepted)
+{
 	EXPECT_NO_THROW({ Codec c(make_spec("const:active", std::nullopt, DetectMode::Null)); });
 }
 
-TEST(CodecConstruction, ExposesStepsSpecAndFunctionFlag) {
+TEST(CodecConstruction, ExposesStepsSpecAndFunctionFlag)
+{
 	Codec c(make_spec("strip_prefix:v1:|base64_decode|add_prefix:v2:", std::string("v2:"), DetectMode::Absent));
 	ASSERT_EQ(c.steps().size(), 3u);
 	EXPECT_EQ(c.steps()[0].kind, StepKind::StripPrefix);
@@ -639,61 +721,72 @@ TEST(CodecConstruction, ExposesStepsSpecAndFunctionFlag) {
 // Codec semantics: converted mode (the seed's codec)
 // ---------------------------------------------------------------------------------------------
 
-class SeedCodec : public ::testing::Test {
+class SeedCodec : public ::testing::Test
+{
   protected:
 	Codec codec{make_spec("reverse", std::string("tok_"), DetectMode::Converted)};
 	TestHost host;
 };
 
-TEST_F(SeedCodec, LegacyValueMigrates) {
+TEST_F(SeedCodec, LegacyValueMigrates)
+{
 	EXPECT_EQ(verdict_str(classify(codec, host, "321cba_kot")), "legacy");
 	EXPECT_EQ(migrate(codec, host, "321cba_kot"), std::optional<std::string>("tok_abc123"));
 }
 
-TEST_F(SeedCodec, TargetValuePassesThrough) {
+TEST_F(SeedCodec, TargetValuePassesThrough)
+{
 	EXPECT_EQ(verdict_str(classify(codec, host, "tok_abc123")), "target");
 	EXPECT_EQ(migrate(codec, host, "tok_abc123"), std::nullopt);
 }
 
-TEST_F(SeedCodec, OtherValuePassesThrough) {
+TEST_F(SeedCodec, OtherValuePassesThrough)
+{
 	EXPECT_EQ(verdict_str(classify(codec, host, "hello")), "other");
 	EXPECT_EQ(migrate(codec, host, "hello"), std::nullopt);
 }
 
-TEST_F(SeedCodec, NullPassesThrough) {
+TEST_F(SeedCodec, NullPassesThrough)
+{
 	EXPECT_EQ(verdict_str(classify(codec, host, std::nullopt)), "null");
 	EXPECT_EQ(migrate(codec, host, std::nullopt), std::nullopt);
 }
 
-TEST_F(SeedCodec, AmbiguousValuePassesThrough) {
+TEST_F(SeedCodec, AmbiguousValuePassesThrough)
+{
 	// "tok__kot" starts with the marker and so does its reverse (it is a palindrome).
 	EXPECT_EQ(verdict_str(classify(codec, host, "tok__kot")), "ambiguous");
 	EXPECT_EQ(migrate(codec, host, "tok__kot"), std::nullopt);
 }
 
-TEST_F(SeedCodec, EmptyStringIsOther) {
+TEST_F(SeedCodec, EmptyStringIsOther)
+{
 	EXPECT_EQ(verdict_str(classify(codec, host, "")), "other");
 	EXPECT_EQ(migrate(codec, host, ""), std::nullopt);
 }
 
-TEST_F(SeedCodec, MarkerAloneReversedIsLegacy) {
+TEST_F(SeedCodec, MarkerAloneReversedIsLegacy)
+{
 	EXPECT_EQ(verdict_str(classify(codec, host, "_kot")), "legacy");
 	EXPECT_EQ(migrate(codec, host, "_kot"), std::optional<std::string>("tok_"));
 }
 
-TEST_F(SeedCodec, Utf8LegacyValue) {
+TEST_F(SeedCodec, Utf8LegacyValue)
+{
 	// "→é_kot" reversed is "tok_é→"
 	EXPECT_EQ(verdict_str(classify(codec, host, "\xE2\x86\x92\xC3\xA9_kot")), "legacy");
 	EXPECT_EQ(migrate(codec, host, "\xE2\x86\x92\xC3\xA9_kot"), std::optional<std::string>("tok_\xC3\xA9\xE2\x86\x92"));
 }
 
-TEST_F(SeedCodec, RunAppliesPipelineUnconditionally) {
+TEST_F(SeedCodec, RunAppliesPipelineUnconditionally)
+{
 	EXPECT_EQ(codec.run("hello", host), "olleh");
 	EXPECT_EQ(codec.run("tok_abc", host), "cba_kot");
 	EXPECT_EQ(codec.run("", host), "");
 }
 
-TEST_F(SeedCodec, NoHostCallsWithoutShapeOrFunctions) {
+TEST_F(SeedCodec, NoHostCallsWithoutShapeOrFunctions)
+{
 	classify(codec, host, "321cba_kot");
 	classify(codec, host, "tok_abc123");
 	classify(codec, host, "hello");
@@ -702,7 +795,8 @@ TEST_F(SeedCodec, NoHostCallsWithoutShapeOrFunctions) {
 	EXPECT_EQ(host.shape_calls, 0);
 }
 
-TEST_F(SeedCodec, MigratedViewValidUntilNextCall) {
+TEST_F(SeedCodec, MigratedViewValidUntilNextCall)
+{
 	std::string_view a = "321cba_kot";
 	std::optional<std::string_view> ra = codec.migrate(&a, host);
 	ASSERT_TRUE(ra.has_value());
@@ -725,7 +819,8 @@ TEST_F(SeedCodec, MigratedViewValidUntilNextCall) {
 	EXPECT_EQ(std::string(*rd), "tok_789");
 }
 
-TEST_F(SeedCodec, MigrateDoesNotModifyInput) {
+TEST_F(SeedCodec, MigrateDoesNotModifyInput)
+{
 	std::string input = "321cba_kot";
 	std::string_view v = input;
 	std::optional<std::string_view> r = codec.migrate(&v, host);
@@ -734,7 +829,8 @@ TEST_F(SeedCodec, MigrateDoesNotModifyInput) {
 	EXPECT_EQ(input, "321cba_kot");
 }
 
-TEST(ConvertedMode, ConversionErrorIsOtherNotAnError) {
+TEST(ConvertedMode, ConversionErrorIsOtherNotAnError)
+{
 	Codec codec(make_spec("hex_decode", std::string("tok_"), DetectMode::Converted));
 	TestHost host;
 	Verdict v = Verdict::Legacy;
@@ -750,7 +846,8 @@ TEST(ConvertedMode, ConversionErrorIsOtherNotAnError) {
 	EXPECT_EQ(verdict_str(classify(codec, host, "41")), "other");
 }
 
-TEST(ConvertedMode, HexLegacyValueMigrates) {
+TEST(ConvertedMode, HexLegacyValueMigrates)
+{
 	Codec codec(make_spec("hex_decode", std::string("tok_"), DetectMode::Converted));
 	TestHost host;
 	std::string legacy = hex_of("tok_x");
@@ -760,9 +857,9 @@ TEST(ConvertedMode, HexLegacyValueMigrates) {
 	EXPECT_EQ(verdict_str(classify(codec, host, "tok_x")), "target");
 }
 
-TEST(ConvertedMode, Base64PipelineMigrates) {
-	Codec codec(make_spec("strip_prefix:v1:|base64_decode|add_prefix:v2:", std::string("v2:"),
-	                      DetectMode::Converted));
+TEST(ConvertedMode, Base64PipelineMigrates)
+{
+	Codec codec(make_spec("strip_prefix:v1:|base64_decode|add_prefix:v2:", std::string("v2:"), DetectMode::Converted));
 	TestHost host;
 	EXPECT_EQ(verdict_str(classify(codec, host, "v1:Zm9vYmFy")), "legacy");
 	EXPECT_EQ(migrate(codec, host, "v1:Zm9vYmFy"), std::optional<std::string>("v2:foobar"));
@@ -778,33 +875,39 @@ TEST(ConvertedMode, Base64PipelineMigrates) {
 // Absent mode
 // ---------------------------------------------------------------------------------------------
 
-class AbsentCodec : public ::testing::Test {
+class AbsentCodec : public ::testing::Test
+{
   protected:
 	Codec codec{make_spec("reverse|add_prefix:v2:", std::string("v2:"), DetectMode::Absent)};
 	TestHost host;
 };
 
-TEST_F(AbsentCodec, UnmarkedValueIsLegacy) {
+TEST_F(AbsentCodec, UnmarkedValueIsLegacy)
+{
 	EXPECT_EQ(verdict_str(classify(codec, host, "abc")), "legacy");
 	EXPECT_EQ(migrate(codec, host, "abc"), std::optional<std::string>("v2:cba"));
 }
 
-TEST_F(AbsentCodec, MarkedValueIsTarget) {
+TEST_F(AbsentCodec, MarkedValueIsTarget)
+{
 	EXPECT_EQ(verdict_str(classify(codec, host, "v2:cba")), "target");
 	EXPECT_EQ(migrate(codec, host, "v2:cba"), std::nullopt);
 }
 
-TEST_F(AbsentCodec, NullPassesThrough) {
+TEST_F(AbsentCodec, NullPassesThrough)
+{
 	EXPECT_EQ(verdict_str(classify(codec, host, std::nullopt)), "null");
 	EXPECT_EQ(migrate(codec, host, std::nullopt), std::nullopt);
 }
 
-TEST_F(AbsentCodec, PartialMarkerIsLegacy) {
+TEST_F(AbsentCodec, PartialMarkerIsLegacy)
+{
 	EXPECT_EQ(verdict_str(classify(codec, host, "v2")), "legacy");
 	EXPECT_EQ(migrate(codec, host, "v2"), std::optional<std::string>("v2:2v"));
 }
 
-TEST_F(AbsentCodec, MigratedValueIsTarget) {
+TEST_F(AbsentCodec, MigratedValueIsTarget)
+{
 	std::optional<std::string> m = migrate(codec, host, "h\xC3\xA9llo");
 	ASSERT_TRUE(m.has_value());
 	EXPECT_EQ(*m, "v2:oll\xC3\xA9h");
@@ -815,18 +918,21 @@ TEST_F(AbsentCodec, MigratedValueIsTarget) {
 // Null mode
 // ---------------------------------------------------------------------------------------------
 
-class NullModeCodec : public ::testing::Test {
+class NullModeCodec : public ::testing::Test
+{
   protected:
 	Codec codec{make_spec("const:active", std::nullopt, DetectMode::Null)};
 	TestHost host;
 };
 
-TEST_F(NullModeCodec, NullIsLegacyAndMigrates) {
+TEST_F(NullModeCodec, NullIsLegacyAndMigrates)
+{
 	EXPECT_EQ(verdict_str(classify(codec, host, std::nullopt)), "legacy");
 	EXPECT_EQ(migrate(codec, host, std::nullopt), std::optional<std::string>("active"));
 }
 
-TEST_F(NullModeCodec, NonNullIsTarget) {
+TEST_F(NullModeCodec, NonNullIsTarget)
+{
 	EXPECT_EQ(verdict_str(classify(codec, host, "x")), "target");
 	EXPECT_EQ(migrate(codec, host, "x"), std::nullopt);
 	EXPECT_EQ(verdict_str(classify(codec, host, "")), "target");
@@ -837,14 +943,16 @@ TEST_F(NullModeCodec, NonNullIsTarget) {
 // Shape
 // ---------------------------------------------------------------------------------------------
 
-class ShapeCodec : public ::testing::Test {
+class ShapeCodec : public ::testing::Test
+{
   protected:
 	ShapeCodec() { host.shape.emplace("^[0-9a-f]{32}$"); }
 	Codec codec{make_spec("reverse|add_prefix:v2:", std::string("v2:"), DetectMode::Absent, /*has_shape=*/true)};
 	TestHost host;
 };
 
-TEST_F(ShapeCodec, MatchingValueIsLegacy) {
+TEST_F(ShapeCodec, MatchingValueIsLegacy)
+{
 	const std::string value = "0123456789abcdef0123456789abcdef";
 	EXPECT_EQ(verdict_str(classify(codec, host, value)), "legacy");
 	EXPECT_GE(host.shape_calls, 1);
@@ -852,7 +960,8 @@ TEST_F(ShapeCodec, MatchingValueIsLegacy) {
 	EXPECT_EQ(migrate(codec, host, value), std::optional<std::string>("v2:" + reversed));
 }
 
-TEST_F(ShapeCodec, NonMatchingValueIsOtherAndPassesThrough) {
+TEST_F(ShapeCodec, NonMatchingValueIsOtherAndPassesThrough)
+{
 	EXPECT_EQ(verdict_str(classify(codec, host, "hello")), "other");
 	EXPECT_EQ(migrate(codec, host, "hello"), std::nullopt);
 	EXPECT_GE(host.shape_calls, 1);
@@ -862,20 +971,23 @@ TEST_F(ShapeCodec, NonMatchingValueIsOtherAndPassesThrough) {
 	EXPECT_EQ(verdict_str(classify(codec, host, "0123456789abcdef0123456789abcde")), "other");
 }
 
-TEST_F(ShapeCodec, ShapeNotCalledForMarkedValues) {
+TEST_F(ShapeCodec, ShapeNotCalledForMarkedValues)
+{
 	EXPECT_EQ(verdict_str(classify(codec, host, "v2:fedcba9876543210fedcba9876543210")), "target");
 	EXPECT_EQ(migrate(codec, host, "v2:fedcba9876543210fedcba9876543210"), std::nullopt);
 	EXPECT_EQ(verdict_str(classify(codec, host, "v2:hello")), "target");
 	EXPECT_EQ(host.shape_calls, 0);
 }
 
-TEST_F(ShapeCodec, ShapeNotCalledForNull) {
+TEST_F(ShapeCodec, ShapeNotCalledForNull)
+{
 	EXPECT_EQ(verdict_str(classify(codec, host, std::nullopt)), "null");
 	EXPECT_EQ(migrate(codec, host, std::nullopt), std::nullopt);
 	EXPECT_EQ(host.shape_calls, 0);
 }
 
-TEST(ShapeConverted, ShapeRestrictsLegacyInConvertedMode) {
+TEST(ShapeConverted, ShapeRestrictsLegacyInConvertedMode)
+{
 	Codec codec(make_spec("reverse", std::string("tok_"), DetectMode::Converted, /*has_shape=*/true));
 	TestHost host;
 	host.shape.emplace("^[0-9]+_kot$");
@@ -890,7 +1002,8 @@ TEST(ShapeConverted, ShapeRestrictsLegacyInConvertedMode) {
 // fn: steps
 // ---------------------------------------------------------------------------------------------
 
-TEST(FunctionSteps, HostFunctionIsCalledWithStepIndex) {
+TEST(FunctionSteps, HostFunctionIsCalledWithStepIndex)
+{
 	Codec codec(make_spec("fn:public.up|add_prefix:v2:", std::string("v2:"), DetectMode::Absent));
 	TestHost host;
 	host.functions[0] = ascii_upper;
@@ -902,7 +1015,8 @@ TEST(FunctionSteps, HostFunctionIsCalledWithStepIndex) {
 	EXPECT_EQ(host.function_inputs[0], "abc");
 }
 
-TEST(FunctionSteps, StepIndexIsPositionInPipeline) {
+TEST(FunctionSteps, StepIndexIsPositionInPipeline)
+{
 	Codec codec(make_spec("reverse|fn:public.up|add_prefix:v2:", std::string("v2:"), DetectMode::Absent));
 	TestHost host;
 	host.functions[1] = ascii_upper;
@@ -913,7 +1027,8 @@ TEST(FunctionSteps, StepIndexIsPositionInPipeline) {
 	EXPECT_EQ(host.function_inputs[0], "cba");
 }
 
-TEST(FunctionSteps, TargetValueDoesNotCallFunctionInAbsentMode) {
+TEST(FunctionSteps, TargetValueDoesNotCallFunctionInAbsentMode)
+{
 	Codec codec(make_spec("fn:public.up|add_prefix:v2:", std::string("v2:"), DetectMode::Absent));
 	TestHost host;
 	host.functions[0] = ascii_upper;
@@ -923,7 +1038,8 @@ TEST(FunctionSteps, TargetValueDoesNotCallFunctionInAbsentMode) {
 	EXPECT_EQ(host.function_calls, 0);
 }
 
-TEST(FunctionSteps, AbsentModeNonConvergingFunctionThrowsAtRunTime) {
+TEST(FunctionSteps, AbsentModeNonConvergingFunctionThrowsAtRunTime)
+{
 	Codec codec(make_spec("fn:public.f", std::string("v2:"), DetectMode::Absent));
 	TestHost host;
 	host.functions[0] = [](std::string_view in) { return "nope:" + std::string(in); };
@@ -931,14 +1047,16 @@ TEST(FunctionSteps, AbsentModeNonConvergingFunctionThrowsAtRunTime) {
 	EXPECT_GE(host.function_calls, 1);
 }
 
-TEST(FunctionSteps, AbsentModeConvergingFunctionIsFine) {
+TEST(FunctionSteps, AbsentModeConvergingFunctionIsFine)
+{
 	Codec codec(make_spec("fn:public.f", std::string("v2:"), DetectMode::Absent));
 	TestHost host;
 	host.functions[0] = [](std::string_view in) { return "v2:" + std::string(in); };
 	EXPECT_EQ(migrate(codec, host, "abc"), std::optional<std::string>("v2:abc"));
 }
 
-TEST(FunctionSteps, ConvertedModeUsesFunctionForDetection) {
+TEST(FunctionSteps, ConvertedModeUsesFunctionForDetection)
+{
 	Codec codec(make_spec("fn:public.up", std::string("TOK_"), DetectMode::Converted));
 	TestHost host;
 	host.functions[0] = ascii_upper;
@@ -950,7 +1068,8 @@ TEST(FunctionSteps, ConvertedModeUsesFunctionForDetection) {
 		EXPECT_EQ(idx, 0u);
 }
 
-TEST(FunctionSteps, HostExceptionsPropagate) {
+TEST(FunctionSteps, HostExceptionsPropagate)
+{
 	Codec codec(make_spec("fn:public.f|add_prefix:v2:", std::string("v2:"), DetectMode::Absent));
 	TestHost host;
 	host.functions[0] = [](std::string_view) -> std::string { throw std::logic_error("boom from host"); };
@@ -958,7 +1077,8 @@ TEST(FunctionSteps, HostExceptionsPropagate) {
 	EXPECT_THROW(codec.run("abc", host), std::logic_error);
 }
 
-TEST(FunctionSteps, RunCallsFunction) {
+TEST(FunctionSteps, RunCallsFunction)
+{
 	Codec codec(make_spec("fn:public.up|add_prefix:v2:", std::string("v2:"), DetectMode::Absent));
 	TestHost host;
 	host.functions[0] = ascii_upper;
@@ -970,7 +1090,8 @@ TEST(FunctionSteps, RunCallsFunction) {
 // Non-UTF-8 server encoding
 // ---------------------------------------------------------------------------------------------
 
-TEST(NonUtf8, ReverseReversesBytes) {
+TEST(NonUtf8, ReverseReversesBytes)
+{
 	Codec codec(make_spec("reverse", std::string("tok_"), DetectMode::Converted, /*has_shape=*/false,
 	                      /*utf8=*/false));
 	TestHost host;
@@ -980,7 +1101,8 @@ TEST(NonUtf8, ReverseReversesBytes) {
 	EXPECT_EQ(migrate(codec, host, "\xE9_kot"), std::optional<std::string>("tok_\xE9"));
 }
 
-TEST(Utf8, CodecReverseReversesCharacters) {
+TEST(Utf8, CodecReverseReversesCharacters)
+{
 	Codec codec(make_spec("reverse", std::string("tok_"), DetectMode::Converted));
 	TestHost host;
 	EXPECT_EQ(codec.run("h\xC3\xA9", host), "\xC3\xA9h");

@@ -12,30 +12,35 @@
 using mext::BatchShape;
 using mext::KeyColumn;
 
-namespace {
+namespace
+{
 
-::testing::AssertionResult Contains(const std::string &haystack, const std::string &needle) {
+::testing::AssertionResult Contains(const std::string &haystack, const std::string &needle)
+{
 	if (haystack.find(needle) != std::string::npos)
 		return ::testing::AssertionSuccess();
 	return ::testing::AssertionFailure() << "statement does not contain\n  " << needle << "\nstatement:\n  "
 	                                     << haystack;
 }
 
-::testing::AssertionResult Lacks(const std::string &haystack, const std::string &needle) {
+::testing::AssertionResult Lacks(const std::string &haystack, const std::string &needle)
+{
 	if (haystack.find(needle) == std::string::npos)
 		return ::testing::AssertionSuccess();
 	return ::testing::AssertionFailure() << "statement unexpectedly contains\n  " << needle << "\nstatement:\n  "
 	                                     << haystack;
 }
 
-std::size_t count_of(const std::string &haystack, const std::string &needle) {
+std::size_t count_of(const std::string &haystack, const std::string &needle)
+{
 	std::size_t n = 0;
 	for (std::size_t at = haystack.find(needle); at != std::string::npos; at = haystack.find(needle, at + 1))
 		++n;
 	return n;
 }
 
-BatchShape single_key_shape() {
+BatchShape single_key_shape()
+{
 	BatchShape shape;
 	shape.relation = "public.accounts";
 	shape.key = {KeyColumn{"id", "bigint"}};
@@ -44,7 +49,8 @@ BatchShape single_key_shape() {
 	return shape;
 }
 
-BatchShape composite_key_shape() {
+BatchShape composite_key_shape()
+{
 	BatchShape shape;
 	shape.relation = "\"Sales\".\"Orders 2024\"";
 	shape.key = {KeyColumn{"id", "bigint"}, KeyColumn{"\"Sub\"", "text"}};
@@ -57,7 +63,8 @@ BatchShape composite_key_shape() {
 // Single bigint key
 // ---------------------------------------------------------------------------------------------
 
-TEST(KeysetSingleKey, FirstBatch) {
+TEST(KeysetSingleKey, FirstBatch)
+{
 	std::string sql = mext::batch_statement(single_key_shape(), false);
 	EXPECT_TRUE(Contains(sql, "FROM ONLY public.accounts ORDER BY id LIMIT $2"));
 	EXPECT_TRUE(Contains(sql, "UPDATE ONLY public.accounts AS t SET payload = api.migrate_value($1, t.payload::text)"));
@@ -79,7 +86,8 @@ TEST(KeysetSingleKey, FirstBatch) {
 	EXPECT_EQ(count_of(sql, "public.accounts"), count_of(sql, "ONLY public.accounts"));
 }
 
-TEST(KeysetSingleKey, AfterLastKey) {
+TEST(KeysetSingleKey, AfterLastKey)
+{
 	std::string sql = mext::batch_statement(single_key_shape(), true);
 	EXPECT_TRUE(Contains(sql, "FROM ONLY public.accounts WHERE (id) > (($3[1])::bigint) ORDER BY id LIMIT $2"));
 	EXPECT_TRUE(Contains(sql, "(t.id) > (($3[1])::bigint) AND (t.id) <= ((SELECT id FROM bound))"));
@@ -88,17 +96,20 @@ TEST(KeysetSingleKey, AfterLastKey) {
 	EXPECT_TRUE(Contains(sql, "RETURNING t.id"));
 }
 
-TEST(KeysetSingleKey, WithSourceColumn) {
+TEST(KeysetSingleKey, WithSourceColumn)
+{
 	BatchShape shape = single_key_shape();
 	shape.source = "legacy_payload";
 	std::string sql = mext::batch_statement(shape, false);
-	EXPECT_TRUE(Contains(sql, "UPDATE ONLY public.accounts AS t SET payload = api.migrate_value($1, t.legacy_payload::text)"));
+	EXPECT_TRUE(
+	    Contains(sql, "UPDATE ONLY public.accounts AS t SET payload = api.migrate_value($1, t.legacy_payload::text)"));
 	EXPECT_TRUE(Contains(sql, "(payload IS NULL OR api.is_legacy($1, payload::text)) AS mext_was_legacy_"));
 	EXPECT_TRUE(Contains(sql, "(t.payload IS NULL OR api.is_legacy($1, t.payload::text)) RETURNING t.id"));
 	EXPECT_TRUE(Lacks(sql, "migrate_value($1, t.payload::text)"));
 }
 
-TEST(KeysetSingleKey, WithoutSourceReadsTheTargetItself) {
+TEST(KeysetSingleKey, WithoutSourceReadsTheTargetItself)
+{
 	std::string sql = mext::batch_statement(single_key_shape(), true);
 	EXPECT_TRUE(Contains(sql, "SET payload = api.migrate_value($1, t.payload::text)"));
 	EXPECT_TRUE(Lacks(sql, "IS NULL OR"));
@@ -108,7 +119,8 @@ TEST(KeysetSingleKey, WithoutSourceReadsTheTargetItself) {
 // Composite key with quoted identifiers
 // ---------------------------------------------------------------------------------------------
 
-TEST(KeysetCompositeKey, FirstBatch) {
+TEST(KeysetCompositeKey, FirstBatch)
+{
 	std::string sql = mext::batch_statement(composite_key_shape(), false);
 	EXPECT_TRUE(Contains(sql, "FROM ONLY \"Sales\".\"Orders 2024\" ORDER BY id, \"Sub\" LIMIT $2"));
 	EXPECT_TRUE(Contains(sql, "ORDER BY id DESC, \"Sub\" DESC LIMIT 1"));
@@ -124,7 +136,8 @@ TEST(KeysetCompositeKey, FirstBatch) {
 	EXPECT_EQ(count_of(sql, "\"Orders 2024\""), count_of(sql, "ONLY \"Sales\".\"Orders 2024\""));
 }
 
-TEST(KeysetCompositeKey, AfterLastKeyRowComparison) {
+TEST(KeysetCompositeKey, AfterLastKeyRowComparison)
+{
 	std::string sql = mext::batch_statement(composite_key_shape(), true);
 	EXPECT_TRUE(Contains(sql, "WHERE (id, \"Sub\") > (($3[1])::bigint, ($3[2])::text) ORDER BY id, \"Sub\" LIMIT $2"));
 	EXPECT_TRUE(Contains(sql, "(t.id, t.\"Sub\") > (($3[1])::bigint, ($3[2])::text) AND (t.id, t.\"Sub\") <= "));
@@ -132,7 +145,8 @@ TEST(KeysetCompositeKey, AfterLastKeyRowComparison) {
 	EXPECT_TRUE(Contains(sql, "ARRAY[id::text, \"Sub\"::text]"));
 }
 
-TEST(KeysetCompositeKey, TextThenIntKeyCastsEachColumnToItsType) {
+TEST(KeysetCompositeKey, TextThenIntKeyCastsEachColumnToItsType)
+{
 	BatchShape shape = composite_key_shape();
 	shape.key = {KeyColumn{"\"Region\"", "text"}, KeyColumn{"n", "integer"}};
 	std::string sql = mext::batch_statement(shape, true);
@@ -145,13 +159,15 @@ TEST(KeysetCompositeKey, TextThenIntKeyCastsEachColumnToItsType) {
 	EXPECT_TRUE(Contains(sql, "ARRAY[\"Region\"::text, n::text]"));
 }
 
-TEST(KeysetCompositeKey, WithSourceColumn) {
+TEST(KeysetCompositeKey, WithSourceColumn)
+{
 	BatchShape shape = composite_key_shape();
 	shape.source = "\"Old Payload\"";
 	std::string sql = mext::batch_statement(shape, true);
 	EXPECT_TRUE(Contains(sql, "SET \"Payload\" = \"mext api\".migrate_value($1, t.\"Old Payload\"::text)"));
 	EXPECT_TRUE(Contains(sql, "(t.\"Payload\" IS NULL OR \"mext api\".is_legacy($1, t.\"Payload\"::text))"));
-	EXPECT_TRUE(Contains(sql, "(\"Payload\" IS NULL OR \"mext api\".is_legacy($1, \"Payload\"::text)) AS mext_was_legacy_"));
+	EXPECT_TRUE(
+	    Contains(sql, "(\"Payload\" IS NULL OR \"mext api\".is_legacy($1, \"Payload\"::text)) AS mext_was_legacy_"));
 	EXPECT_TRUE(Contains(sql, "(id, \"Sub\") > (($3[1])::bigint, ($3[2])::text)"));
 }
 
@@ -159,14 +175,16 @@ TEST(KeysetCompositeKey, WithSourceColumn) {
 // Errors and key_tuple
 // ---------------------------------------------------------------------------------------------
 
-TEST(KeysetErrors, EmptyKeyThrows) {
+TEST(KeysetErrors, EmptyKeyThrows)
+{
 	BatchShape shape = single_key_shape();
 	shape.key.clear();
 	EXPECT_THROW(mext::batch_statement(shape, false), std::invalid_argument);
 	EXPECT_THROW(mext::batch_statement(shape, true), std::invalid_argument);
 }
 
-TEST(KeysetKeyTuple, Forms) {
+TEST(KeysetKeyTuple, Forms)
+{
 	std::vector<KeyColumn> one{KeyColumn{"id", "bigint"}};
 	std::vector<KeyColumn> two{KeyColumn{"id", "bigint"}, KeyColumn{"\"Sub\"", "text"}};
 	EXPECT_EQ(mext::key_tuple(one, ""), "(id)");

@@ -11,9 +11,11 @@ using mext::DoorState;
 using mext::Phase;
 using mext::Transition;
 
-namespace {
+namespace
+{
 
-::testing::AssertionResult Contains(const std::string &haystack, const std::string &needle) {
+::testing::AssertionResult Contains(const std::string &haystack, const std::string &needle)
+{
 	if (haystack.find(needle) != std::string::npos)
 		return ::testing::AssertionSuccess();
 	return ::testing::AssertionFailure() << "\"" << haystack << "\" does not contain \"" << needle << "\"";
@@ -26,50 +28,58 @@ const std::vector<Phase> kAll{Phase::Planned,     Phase::Tolerant,  Phase::Produ
 // advance_from
 // ---------------------------------------------------------------------------------------------
 
-void ExpectAllowed(const Transition &t, Phase to, bool through_door) {
+void ExpectAllowed(const Transition &t, Phase to, bool through_door)
+{
 	EXPECT_TRUE(t.allowed);
 	EXPECT_EQ(t.to, to);
 	EXPECT_EQ(t.through_door, through_door);
 	EXPECT_TRUE(t.refusal.empty()) << t.refusal;
 }
 
-TEST(PhaseAdvance, PlannedToTolerant) {
+TEST(PhaseAdvance, PlannedToTolerant)
+{
 	ExpectAllowed(mext::advance_from(Phase::Planned), Phase::Tolerant, false);
 }
 
-TEST(PhaseAdvance, TolerantToProducingGoesThroughTheDoor) {
+TEST(PhaseAdvance, TolerantToProducingGoesThroughTheDoor)
+{
 	ExpectAllowed(mext::advance_from(Phase::Tolerant), Phase::Producing, true);
 }
 
-TEST(PhaseAdvance, ProducingRefusedWithStartBackfillHint) {
+TEST(PhaseAdvance, ProducingRefusedWithStartBackfillHint)
+{
 	Transition t = mext::advance_from(Phase::Producing);
 	EXPECT_FALSE(t.allowed);
 	EXPECT_FALSE(t.refusal.empty());
 	EXPECT_TRUE(Contains(t.hint, "start_backfill"));
 }
 
-TEST(PhaseAdvance, BackfillingToConverted) {
+TEST(PhaseAdvance, BackfillingToConverted)
+{
 	ExpectAllowed(mext::advance_from(Phase::Backfilling), Phase::Converted, false);
 }
 
-TEST(PhaseAdvance, ConvertedToContracted) {
+TEST(PhaseAdvance, ConvertedToContracted)
+{
 	ExpectAllowed(mext::advance_from(Phase::Converted), Phase::Contracted, false);
 }
 
-TEST(PhaseAdvance, ContractedRefused) {
+TEST(PhaseAdvance, ContractedRefused)
+{
 	Transition t = mext::advance_from(Phase::Contracted);
 	EXPECT_FALSE(t.allowed);
 	EXPECT_FALSE(t.refusal.empty());
 	EXPECT_FALSE(t.through_door);
 }
 
-TEST(PhaseAdvance, OnlyTolerantGoesThroughTheDoor) {
+TEST(PhaseAdvance, OnlyTolerantGoesThroughTheDoor)
+{
 	for (Phase p : kAll) {
 		Transition t = mext::advance_from(p);
 		EXPECT_EQ(t.through_door, p == Phase::Tolerant) << mext::phase_name(p);
 		if (t.allowed)
-			EXPECT_EQ(static_cast<int>(t.to), static_cast<int>(p) + 1) << "advance skips a phase from "
-			                                                          << mext::phase_name(p);
+			EXPECT_EQ(static_cast<int>(t.to), static_cast<int>(p) + 1)
+			    << "advance skips a phase from " << mext::phase_name(p);
 	}
 }
 
@@ -77,21 +87,25 @@ TEST(PhaseAdvance, OnlyTolerantGoesThroughTheDoor) {
 // retreat_from
 // ---------------------------------------------------------------------------------------------
 
-TEST(PhaseRetreat, PlannedRefused) {
+TEST(PhaseRetreat, PlannedRefused)
+{
 	Transition t = mext::retreat_from(Phase::Planned);
 	EXPECT_FALSE(t.allowed);
 	EXPECT_FALSE(t.refusal.empty());
 }
 
-TEST(PhaseRetreat, TolerantToPlanned) {
+TEST(PhaseRetreat, TolerantToPlanned)
+{
 	ExpectAllowed(mext::retreat_from(Phase::Tolerant), Phase::Planned, false);
 }
 
-TEST(PhaseRetreat, ContractedToConverted) {
+TEST(PhaseRetreat, ContractedToConverted)
+{
 	ExpectAllowed(mext::retreat_from(Phase::Contracted), Phase::Converted, false);
 }
 
-TEST(PhaseRetreat, PastTheDoorRefusedWithMixedFormatsAndRestore) {
+TEST(PhaseRetreat, PastTheDoorRefusedWithMixedFormatsAndRestore)
+{
 	for (Phase p : {Phase::Producing, Phase::Backfilling, Phase::Converted}) {
 		SCOPED_TRACE(mext::phase_name(p));
 		Transition t = mext::retreat_from(p);
@@ -102,7 +116,8 @@ TEST(PhaseRetreat, PastTheDoorRefusedWithMixedFormatsAndRestore) {
 	}
 }
 
-TEST(PhaseRetreat, NeverThroughTheDoor) {
+TEST(PhaseRetreat, NeverThroughTheDoor)
+{
 	for (Phase p : kAll)
 		EXPECT_FALSE(mext::retreat_from(p).through_door) << mext::phase_name(p);
 }
@@ -111,7 +126,8 @@ TEST(PhaseRetreat, NeverThroughTheDoor) {
 // Names
 // ---------------------------------------------------------------------------------------------
 
-TEST(PhaseNames, RoundTrip) {
+TEST(PhaseNames, RoundTrip)
+{
 	const std::vector<std::string> names{"planned", "tolerant", "producing", "backfilling", "converted", "contracted"};
 	for (std::size_t i = 0; i < kAll.size(); ++i) {
 		EXPECT_EQ(std::string(mext::phase_name(kAll[i])), names[i]);
@@ -120,7 +136,8 @@ TEST(PhaseNames, RoundTrip) {
 	}
 }
 
-TEST(PhaseNames, UnknownThrows) {
+TEST(PhaseNames, UnknownThrows)
+{
 	EXPECT_THROW(mext::parse_phase("done"), std::invalid_argument);
 	EXPECT_THROW(mext::parse_phase(""), std::invalid_argument);
 	EXPECT_THROW(mext::parse_phase("Planned"), std::invalid_argument);
@@ -131,7 +148,8 @@ TEST(PhaseNames, UnknownThrows) {
 // door_check
 // ---------------------------------------------------------------------------------------------
 
-DoorState ready_door() {
+DoorState ready_door()
+{
 	DoorState s;
 	s.reader_swaps = 2;
 	s.readers_applied = 2;
@@ -141,7 +159,8 @@ DoorState ready_door() {
 	return s;
 }
 
-TEST(PhaseDoor, AllowedToProducingWhenReady) {
+TEST(PhaseDoor, AllowedToProducingWhenReady)
+{
 	Transition t = mext::door_check(ready_door());
 	EXPECT_TRUE(t.allowed);
 	EXPECT_EQ(t.to, Phase::Producing);
@@ -149,7 +168,8 @@ TEST(PhaseDoor, AllowedToProducingWhenReady) {
 	EXPECT_TRUE(t.refusal.empty());
 }
 
-TEST(PhaseDoor, ReadersNotAppliedRefusedFirst) {
+TEST(PhaseDoor, ReadersNotAppliedRefusedFirst)
+{
 	DoorState s = ready_door();
 	s.readers_applied = 1;
 	s.settled = false;
@@ -163,7 +183,8 @@ TEST(PhaseDoor, ReadersNotAppliedRefusedFirst) {
 	EXPECT_TRUE(t.hint.find("confirm =>") == std::string::npos) << "asked for confirmation before readers";
 }
 
-TEST(PhaseDoor, NotSettledRefusedSecondWithWaitingFor) {
+TEST(PhaseDoor, NotSettledRefusedSecondWithWaitingFor)
+{
 	DoorState s = ready_door();
 	s.settled = false;
 	s.waiting_for = "pid 4242 (xact started 10:01), standby1";
@@ -175,7 +196,8 @@ TEST(PhaseDoor, NotSettledRefusedSecondWithWaitingFor) {
 	EXPECT_TRUE(t.hint.find("confirm =>") == std::string::npos) << "asked for confirmation before settling";
 }
 
-TEST(PhaseDoor, NotConfirmedRefusedThirdWithExactCall) {
+TEST(PhaseDoor, NotConfirmedRefusedThirdWithExactCall)
+{
 	DoorState s = ready_door();
 	s.confirmed = false;
 	Transition t = mext::door_check(s);
@@ -185,7 +207,8 @@ TEST(PhaseDoor, NotConfirmedRefusedThirdWithExactCall) {
 }
 
 // The hint is a call to paste: a name with a quote must come out as a valid SQL literal.
-TEST(PhaseDoor, ConfirmHintQuotesTheNameAsALiteral) {
+TEST(PhaseDoor, ConfirmHintQuotesTheNameAsALiteral)
+{
 	DoorState s = ready_door();
 	s.confirmed = false;
 	s.migration_name = "bob's_fix";
@@ -194,7 +217,8 @@ TEST(PhaseDoor, ConfirmHintQuotesTheNameAsALiteral) {
 	EXPECT_TRUE(Contains(t.hint, "advance_migration('bob''s_fix', confirm => 'bob''s_fix')"));
 }
 
-TEST(PhaseDoor, NoReaderSwapsStillNeedsSettleAndConfirm) {
+TEST(PhaseDoor, NoReaderSwapsStillNeedsSettleAndConfirm)
+{
 	DoorState s;
 	s.migration_name = "m";
 	Transition t = mext::door_check(s); // 0 of 0 readers: nothing to apply

@@ -21,11 +21,13 @@ using mext::Standby;
 using mext::ThrottleController;
 using mext::ThrottleSettings;
 
-namespace {
+namespace
+{
 
 constexpr double kMiB = 1048576.0;
 
-::testing::AssertionResult Contains(const std::string &haystack, const std::string &needle) {
+::testing::AssertionResult Contains(const std::string &haystack, const std::string &needle)
+{
 	if (haystack.find(needle) != std::string::npos)
 		return ::testing::AssertionSuccess();
 	return ::testing::AssertionFailure() << "\"" << haystack << "\" does not contain \"" << needle << "\"";
@@ -42,7 +44,8 @@ struct Step {
 };
 
 // Runs `batches` full batches through the controller; every batch scans exactly batch_size() rows.
-std::vector<Step> simulate(ThrottleController &ctl, double cost_ms_per_row, int batches) {
+std::vector<Step> simulate(ThrottleController &ctl, double cost_ms_per_row, int batches)
+{
 	std::vector<Step> steps;
 	for (int i = 0; i < batches; ++i) {
 		int size = ctl.batch_size();
@@ -53,7 +56,8 @@ std::vector<Step> simulate(ThrottleController &ctl, double cost_ms_per_row, int 
 	return steps;
 }
 
-ThrottleSettings default_settings() {
+ThrottleSettings default_settings()
+{
 	return ThrottleSettings{};
 }
 
@@ -62,10 +66,12 @@ ThrottleSettings default_settings() {
 // standbys a chosen number of milliseconds behind it.
 // ---------------------------------------------------------------------------------------------
 
-class Primary {
+class Primary
+{
   public:
 	// Advances the clock by `ms` while writing `bytes` of WAL.
-	void advance(long ms, std::uint64_t bytes) {
+	void advance(long ms, std::uint64_t bytes)
+	{
 		now_ms_ += ms;
 		lsn_ += bytes;
 		history_[now_ms_] = lsn_;
@@ -77,7 +83,8 @@ class Primary {
 	// A standby that has replayed everything up to just before what the primary wrote `lag_ms` ago
 	// (lag 0: fully caught up). The primary's position at that moment must be in the history and the
 	// primary must have written something at that tick.
-	Standby standby(const std::string &name, long lag_ms) const {
+	Standby standby(const std::string &name, long lag_ms) const
+	{
 		if (lag_ms == 0)
 			return Standby{name, lsn_};
 		auto it = history_.find(now_ms_ - lag_ms);
@@ -85,7 +92,8 @@ class Primary {
 		return Standby{name, it->second - 1};
 	}
 
-	Signals signals(std::vector<Standby> standbys = {}) const {
+	Signals signals(std::vector<Standby> standbys = {}) const
+	{
 		Signals s;
 		s.now_s = now_ms_ / 1000.0;
 		s.wal_lsn = lsn_;
@@ -102,7 +110,8 @@ class Primary {
 // Runs a controller through `seconds` of checks every 100 ms with 1000 bytes of WAL per tick and one
 // standby that is `lag_ms` behind; returns the last decision.
 Decision run_checks(ThrottleController &ctl, Primary &primary, double seconds, long lag_ms,
-                    const std::string &standby = "standby1") {
+                    const std::string &standby = "standby1")
+{
 	Decision last;
 	long ticks = std::lround(seconds * 10);
 	for (long i = 0; i < ticks; ++i) {
@@ -117,7 +126,8 @@ Decision run_checks(ThrottleController &ctl, Primary &primary, double seconds, l
 // Batch sizing
 // ---------------------------------------------------------------------------------------------
 
-TEST(ThrottleSizing, GrowsOnlyAfterStableWindowOfUnderTargetBatches) {
+TEST(ThrottleSizing, GrowsOnlyAfterStableWindowOfUnderTargetBatches)
+{
 	ThrottleSettings s = default_settings();
 	s.stable_batches = 3;
 	ThrottleController ctl(s, 1000);
@@ -131,7 +141,8 @@ TEST(ThrottleSizing, GrowsOnlyAfterStableWindowOfUnderTargetBatches) {
 	EXPECT_EQ(steps[5].size_after, 1440);
 }
 
-TEST(ThrottleSizing, StableWindowRespectsSetting) {
+TEST(ThrottleSizing, StableWindowRespectsSetting)
+{
 	ThrottleSettings s = default_settings();
 	s.stable_batches = 5;
 	ThrottleController ctl(s, 1000);
@@ -141,7 +152,8 @@ TEST(ThrottleSizing, StableWindowRespectsSetting) {
 	EXPECT_EQ(steps[4].size_after, 1200);
 }
 
-TEST(ThrottleSizing, OverTargetBatchRestartsTheStableWindow) {
+TEST(ThrottleSizing, OverTargetBatchRestartsTheStableWindow)
+{
 	ThrottleSettings s = default_settings();
 	ThrottleController ctl(s, 1000);
 	ctl.after_batch(1000, 10);  // stable 1
@@ -156,14 +168,14 @@ TEST(ThrottleSizing, OverTargetBatchRestartsTheStableWindow) {
 	EXPECT_GT(ctl.batch_size(), shrunk);
 }
 
-TEST(ThrottleSizing, GrowthNeverExceedsFactorAllowingOnlyRowRounding) {
+TEST(ThrottleSizing, GrowthNeverExceedsFactorAllowingOnlyRowRounding)
+{
 	ThrottleController ctl(default_settings(), 10);
 	auto steps = simulate(ctl, 0.0001, 400); // always far under target
 	int grew = 0;
 	for (const auto &step : steps) {
 		// At most x1.2 (plus at most half a row from rounding to whole rows).
-		EXPECT_LE(step.size_after, step.size_before * 1.2 + 0.5)
-		    << step.size_before << " -> " << step.size_after;
+		EXPECT_LE(step.size_after, step.size_before * 1.2 + 0.5) << step.size_before << " -> " << step.size_after;
 		if (step.size_after > step.size_before)
 			++grew;
 	}
@@ -172,7 +184,8 @@ TEST(ThrottleSizing, GrowthNeverExceedsFactorAllowingOnlyRowRounding) {
 }
 
 // Strict reading of "at most x1.2 per step": rounding to whole rows must not push a step above x1.2.
-TEST(ThrottleSizing, GrowthNeverExceedsFactorStrictly) {
+TEST(ThrottleSizing, GrowthNeverExceedsFactorStrictly)
+{
 	ThrottleController ctl(default_settings(), 10);
 	auto steps = simulate(ctl, 0.0001, 400);
 	for (const auto &step : steps)
@@ -181,7 +194,8 @@ TEST(ThrottleSizing, GrowthNeverExceedsFactorStrictly) {
 		    << static_cast<double>(step.size_after) / step.size_before;
 }
 
-TEST(ThrottleSizing, GrowthLimitedByRoomToTarget) {
+TEST(ThrottleSizing, GrowthLimitedByRoomToTarget)
+{
 	// 19,000 rows at 0.01 ms/row take 190 ms: x1.2 would overshoot the 200 ms target.
 	ThrottleController ctl(default_settings(), 19000);
 	simulate(ctl, 0.01, 3);
@@ -189,7 +203,8 @@ TEST(ThrottleSizing, GrowthLimitedByRoomToTarget) {
 	EXPECT_LE(ctl.batch_size() * 0.01, 200.0 + 0.01) << "grew past the target: " << ctl.batch_size();
 }
 
-TEST(ThrottleSizing, ConvergesNearTargetAndStays) {
+TEST(ThrottleSizing, ConvergesNearTargetAndStays)
+{
 	ThrottleController ctl(default_settings(), 1000);
 	auto steps = simulate(ctl, 0.01, 300); // target 200 ms / 0.01 ms per row = 20,000 rows
 	for (const auto &step : steps) {
@@ -212,7 +227,8 @@ TEST(ThrottleSizing, ConvergesNearTargetAndStays) {
 	EXPECT_LT(reached, 80u);
 }
 
-TEST(ThrottleSizing, SuddenSlowdownShrinksFast) {
+TEST(ThrottleSizing, SuddenSlowdownShrinksFast)
+{
 	ThrottleController ctl(default_settings(), 1000);
 	simulate(ctl, 0.01, 300);
 	ASSERT_NEAR(ctl.batch_size(), 20000, 1000);
@@ -237,7 +253,8 @@ TEST(ThrottleSizing, SuddenSlowdownShrinksFast) {
 	EXPECT_NEAR(ctl.batch_size(), 2000, 200);
 }
 
-TEST(ThrottleSizing, ModeratelyOverTargetShrinksButNotBelowHalf) {
+TEST(ThrottleSizing, ModeratelyOverTargetShrinksButNotBelowHalf)
+{
 	ThrottleController ctl(default_settings(), 1000);
 	ctl.after_batch(1000, 300); // 1.5x target
 	EXPECT_LT(ctl.batch_size(), 1000);
@@ -245,7 +262,8 @@ TEST(ThrottleSizing, ModeratelyOverTargetShrinksButNotBelowHalf) {
 	EXPECT_NEAR(ctl.batch_size(), 1000 * 200.0 / 300.0, 1.0);
 }
 
-TEST(ThrottleSizing, ClampedBetween10And100000) {
+TEST(ThrottleSizing, ClampedBetween10And100000)
+{
 	EXPECT_EQ(ThrottleController(default_settings(), 1).batch_size(), 10);
 	EXPECT_EQ(ThrottleController(default_settings(), 0).batch_size(), 10);
 	EXPECT_EQ(ThrottleController(default_settings(), 10000000).batch_size(), 100000);
@@ -261,7 +279,8 @@ TEST(ThrottleSizing, ClampedBetween10And100000) {
 	EXPECT_EQ(fast.batch_size(), 100000);
 }
 
-TEST(ThrottleSizing, UpdateSettingsReclamps) {
+TEST(ThrottleSizing, UpdateSettingsReclamps)
+{
 	ThrottleController ctl(default_settings(), 20000);
 	ThrottleSettings s = default_settings();
 	s.max_batch = 5000;
@@ -273,7 +292,8 @@ TEST(ThrottleSizing, UpdateSettingsReclamps) {
 	EXPECT_EQ(ctl.batch_size(), 8000);
 }
 
-TEST(ThrottleSizing, LockConflictHalves) {
+TEST(ThrottleSizing, LockConflictHalves)
+{
 	ThrottleController ctl(default_settings(), 1000);
 	ctl.after_lock_conflict();
 	EXPECT_EQ(ctl.batch_size(), 500);
@@ -284,7 +304,8 @@ TEST(ThrottleSizing, LockConflictHalves) {
 	EXPECT_EQ(ctl.batch_size(), 10);
 }
 
-TEST(ThrottleSizing, LockConflictRestartsStableWindow) {
+TEST(ThrottleSizing, LockConflictRestartsStableWindow)
+{
 	ThrottleController ctl(default_settings(), 1000);
 	ctl.after_batch(1000, 10);
 	ctl.after_batch(1000, 10);
@@ -298,7 +319,8 @@ TEST(ThrottleSizing, LockConflictRestartsStableWindow) {
 // Rate cap pacing and lock backoff
 // ---------------------------------------------------------------------------------------------
 
-TEST(ThrottlePacing, RateCapArithmetic) {
+TEST(ThrottlePacing, RateCapArithmetic)
+{
 	Pause p = mext::pace_for_rate_cap(500, 1000, 100);
 	EXPECT_DOUBLE_EQ(p.milliseconds, 1900.0);
 	EXPECT_TRUE(Contains(p.reason, "500"));
@@ -315,7 +337,8 @@ TEST(ThrottlePacing, RateCapArithmetic) {
 	EXPECT_EQ(empty_batch.milliseconds, 0.0);
 }
 
-TEST(ThrottlePacing, AfterBatchAppliesRateCap) {
+TEST(ThrottlePacing, AfterBatchAppliesRateCap)
+{
 	ThrottleSettings s = default_settings();
 	s.max_rows_per_second = 500;
 	ThrottleController ctl(s, 1000);
@@ -329,7 +352,8 @@ TEST(ThrottlePacing, AfterBatchAppliesRateCap) {
 	EXPECT_TRUE(q.reason.empty());
 }
 
-TEST(ThrottlePacing, LockBackoffBounds) {
+TEST(ThrottlePacing, LockBackoffBounds)
+{
 	for (double jitter : {0.0, 0.25, 0.5, 0.999}) {
 		double first = mext::lock_backoff_ms(1, jitter);
 		EXPECT_GE(first, 500.0) << "jitter " << jitter;
@@ -356,7 +380,8 @@ TEST(ThrottlePacing, LockBackoffBounds) {
 // RateMeter and LagClock
 // ---------------------------------------------------------------------------------------------
 
-TEST(ThrottleRateMeter, RowsPerSecondIncludesWaits) {
+TEST(ThrottleRateMeter, RowsPerSecondIncludesWaits)
+{
 	RateMeter meter;
 	EXPECT_EQ(meter.rows_per_second(), 0.0);
 	meter.add(1000, 1.0);
@@ -366,7 +391,8 @@ TEST(ThrottleRateMeter, RowsPerSecondIncludesWaits) {
 	EXPECT_DOUBLE_EQ(meter.rows_per_second(), 1000.0);
 }
 
-TEST(ThrottleRateMeter, WindowForgetsOldSamples) {
+TEST(ThrottleRateMeter, WindowForgetsOldSamples)
+{
 	RateMeter meter(2);
 	meter.add(100, 1.0);
 	meter.add(1000, 1.0);
@@ -374,7 +400,8 @@ TEST(ThrottleRateMeter, WindowForgetsOldSamples) {
 	EXPECT_DOUBLE_EQ(meter.rows_per_second(), 1000.0);
 }
 
-TEST(ThrottleLagClock, CaughtUpIsZeroBehindIsTimeSincePrimaryPassed) {
+TEST(ThrottleLagClock, CaughtUpIsZeroBehindIsTimeSincePrimaryPassed)
+{
 	LagClock clock;
 	clock.record(10.0, 100);
 	clock.record(11.0, 200);
@@ -391,7 +418,8 @@ TEST(ThrottleLagClock, CaughtUpIsZeroBehindIsTimeSincePrimaryPassed) {
 	EXPECT_DOUBLE_EQ(clock.lag_seconds(14.0, 150), 3.0);
 }
 
-TEST(ThrottleLagClock, RepeatedPositionKeepsTheEarlierTime) {
+TEST(ThrottleLagClock, RepeatedPositionKeepsTheEarlierTime)
+{
 	LagClock clock;
 	clock.record(0.0, 100);
 	clock.record(1.0, 100); // no new WAL
@@ -400,7 +428,8 @@ TEST(ThrottleLagClock, RepeatedPositionKeepsTheEarlierTime) {
 	EXPECT_DOUBLE_EQ(clock.lag_seconds(3.0, 150), 1.0);
 }
 
-TEST(ThrottleLagClock, EmptyClockReportsNoLagAndNoRate) {
+TEST(ThrottleLagClock, EmptyClockReportsNoLagAndNoRate)
+{
 	LagClock clock;
 	EXPECT_EQ(clock.lag_seconds(5.0, 0), 0.0);
 	EXPECT_EQ(clock.wal_bytes_per_second(5.0), 0.0);
@@ -408,14 +437,16 @@ TEST(ThrottleLagClock, EmptyClockReportsNoLagAndNoRate) {
 	EXPECT_EQ(clock.wal_bytes_per_second(5.0), 0.0) << "one sample is not a rate";
 }
 
-TEST(ThrottleLagClock, WalBytesPerSecondSteady) {
+TEST(ThrottleLagClock, WalBytesPerSecondSteady)
+{
 	LagClock clock;
 	for (int i = 0; i <= 20; ++i)
 		clock.record(i * 0.5, static_cast<std::uint64_t>(i) * 1000000); // 2 MB/s
 	EXPECT_NEAR(clock.wal_bytes_per_second(10.0), 2000000.0, 1.0);
 }
 
-TEST(ThrottleLagClock, WalBytesPerSecondOnlyCountsTheWindow) {
+TEST(ThrottleLagClock, WalBytesPerSecondOnlyCountsTheWindow)
+{
 	LagClock clock;
 	clock.record(0.0, 0);
 	clock.record(1.0, 100000000); // a 100 MB burst long ago
@@ -426,7 +457,8 @@ TEST(ThrottleLagClock, WalBytesPerSecondOnlyCountsTheWindow) {
 
 // When WAL stops, the rate "over the last window_s seconds" must fall: 8 MiB written in [0, 0.25] and
 // nothing since is at most 8 MiB / 2.75 s at t = 3, not the 32 MiB/s of the burst itself.
-TEST(ThrottleLagClock, WalRateFallsWhenWalStops) {
+TEST(ThrottleLagClock, WalRateFallsWhenWalStops)
+{
 	LagClock clock;
 	clock.record(0.0, 0);
 	clock.record(0.25, static_cast<std::uint64_t>(8 * kMiB));
@@ -439,7 +471,8 @@ TEST(ThrottleLagClock, WalRateFallsWhenWalStops) {
 // before_batch: the signals
 // ---------------------------------------------------------------------------------------------
 
-TEST(ThrottleSignals, NothingThrottlesWhenAllIsWell) {
+TEST(ThrottleSignals, NothingThrottlesWhenAllIsWell)
+{
 	ThrottleController ctl(default_settings(), 1000);
 	Primary primary;
 	Decision d = run_checks(ctl, primary, 3.0, 0);
@@ -449,7 +482,8 @@ TEST(ThrottleSignals, NothingThrottlesWhenAllIsWell) {
 	EXPECT_EQ(d.wait_ms, 0.0);
 }
 
-TEST(ThrottleSignals, ReplicaLagHysteresis) {
+TEST(ThrottleSignals, ReplicaLagHysteresis)
+{
 	ThrottleController ctl(default_settings(), 1000);
 	Primary primary;
 	Decision d = run_checks(ctl, primary, 5.0, 1000);
@@ -485,7 +519,8 @@ TEST(ThrottleSignals, ReplicaLagHysteresis) {
 	EXPECT_TRUE(d.hold);
 }
 
-TEST(ThrottleSignals, ReplicaLagReasonExampleFormat) {
+TEST(ThrottleSignals, ReplicaLagReasonExampleFormat)
+{
 	ThrottleController ctl(default_settings(), 1000);
 	Primary primary;
 	ASSERT_FALSE(run_checks(ctl, primary, 5.0, 0).hold);
@@ -496,7 +531,8 @@ TEST(ThrottleSignals, ReplicaLagReasonExampleFormat) {
 
 // While held in the hysteresis band, a reason that states the resume threshold must state the real
 // one (0.75 s), not a rounded 0.8 s the lag may already be under.
-TEST(ThrottleSignals, ReplicaLagHeldReasonStatesTrueResumeThreshold) {
+TEST(ThrottleSignals, ReplicaLagHeldReasonStatesTrueResumeThreshold)
+{
 	ThrottleController ctl(default_settings(), 1000);
 	Primary primary;
 	ASSERT_TRUE(run_checks(ctl, primary, 5.0, 2000).hold);
@@ -506,23 +542,24 @@ TEST(ThrottleSignals, ReplicaLagHeldReasonStatesTrueResumeThreshold) {
 		EXPECT_TRUE(Contains(d.reason, "0.75")) << "the stated resume threshold is not the real one";
 }
 
-TEST(ThrottleSignals, ReplicaLagNamesTheWorstStandby) {
+TEST(ThrottleSignals, ReplicaLagNamesTheWorstStandby)
+{
 	ThrottleController ctl(default_settings(), 1000);
 	Primary primary;
 	Decision d;
 	for (int i = 0; i < 50; ++i) {
 		primary.advance(100, 1000);
-		d = ctl.before_batch(primary.signals(
-		    {primary.standby("standby1", std::min(200L, primary.now_ms())),
-		     primary.standby("standby2", std::min(2000L, primary.now_ms())),
-		     primary.standby("standby3", 0)}));
+		d = ctl.before_batch(primary.signals({primary.standby("standby1", std::min(200L, primary.now_ms())),
+		                                      primary.standby("standby2", std::min(2000L, primary.now_ms())),
+		                                      primary.standby("standby3", 0)}));
 	}
 	ASSERT_TRUE(d.hold);
 	EXPECT_TRUE(Contains(d.reason, "standby2"));
 	EXPECT_TRUE(Contains(d.reason, "2.0"));
 }
 
-TEST(ThrottleSignals, ReplicaLagLimitZeroIgnoresLag) {
+TEST(ThrottleSignals, ReplicaLagLimitZeroIgnoresLag)
+{
 	ThrottleSettings s = default_settings();
 	s.max_replica_lag_s = 0;
 	ThrottleController ctl(s, 1000);
@@ -530,7 +567,8 @@ TEST(ThrottleSignals, ReplicaLagLimitZeroIgnoresLag) {
 	EXPECT_FALSE(run_checks(ctl, primary, 5.0, 4000).hold);
 }
 
-TEST(ThrottleSignals, VacuumHoldsUntilDone) {
+TEST(ThrottleSignals, VacuumHoldsUntilDone)
+{
 	ThrottleController ctl(default_settings(), 1000);
 	Primary primary;
 	Signals s = primary.signals();
@@ -552,7 +590,8 @@ TEST(ThrottleSignals, VacuumHoldsUntilDone) {
 	EXPECT_TRUE(d.reason.empty());
 }
 
-TEST(ThrottleSignals, VacuumIgnoredWhenDisabled) {
+TEST(ThrottleSignals, VacuumIgnoredWhenDisabled)
+{
 	ThrottleSettings settings = default_settings();
 	settings.hold_on_vacuum = false;
 	ThrottleController ctl(settings, 1000);
@@ -562,7 +601,8 @@ TEST(ThrottleSignals, VacuumIgnoredWhenDisabled) {
 	EXPECT_FALSE(ctl.before_batch(s).hold);
 }
 
-TEST(ThrottleSignals, ActiveBackendsHoldAndRelease) {
+TEST(ThrottleSignals, ActiveBackendsHoldAndRelease)
+{
 	ThrottleController ctl(default_settings(), 1000); // threshold 25
 	Signals s;
 	s.now_s = 1;
@@ -583,7 +623,8 @@ TEST(ThrottleSignals, ActiveBackendsHoldAndRelease) {
 	EXPECT_TRUE(d.reason.empty());
 }
 
-TEST(ThrottleSignals, ActiveBackendsIgnoredWhenZero) {
+TEST(ThrottleSignals, ActiveBackendsIgnoredWhenZero)
+{
 	ThrottleSettings settings = default_settings();
 	settings.max_active_backends = 0;
 	ThrottleController ctl(settings, 1000);
@@ -593,7 +634,8 @@ TEST(ThrottleSignals, ActiveBackendsIgnoredWhenZero) {
 	EXPECT_FALSE(ctl.before_batch(s).hold);
 }
 
-TEST(ThrottleSignals, WalRateCapHoldsAndReleases) {
+TEST(ThrottleSignals, WalRateCapHoldsAndReleases)
+{
 	ThrottleSettings settings = default_settings();
 	settings.max_wal_bytes_per_s = 1 * kMiB;
 	ThrottleController ctl(settings, 1000);
@@ -618,7 +660,8 @@ TEST(ThrottleSignals, WalRateCapHoldsAndReleases) {
 	EXPECT_TRUE(d.reason.empty());
 }
 
-TEST(ThrottleSignals, NoWalCapNoWalHold) {
+TEST(ThrottleSignals, NoWalCapNoWalHold)
+{
 	ThrottleController ctl(default_settings(), 1000);
 	Primary primary;
 	Decision d;
@@ -631,7 +674,8 @@ TEST(ThrottleSignals, NoWalCapNoWalHold) {
 
 // A throttle never sticks: once the WAL stops, the next check where the rate over the window is under
 // the cap goes on. 8 MiB in the first 250 ms then nothing: under 4 MiB/s by t = 3 s on any reading.
-TEST(ThrottleSignals, WalRateHoldReleasesWhenWalStops) {
+TEST(ThrottleSignals, WalRateHoldReleasesWhenWalStops)
+{
 	ThrottleSettings settings = default_settings();
 	settings.max_wal_bytes_per_s = 4 * kMiB;
 	ThrottleController ctl(settings, 1000);
@@ -647,7 +691,8 @@ TEST(ThrottleSignals, WalRateHoldReleasesWhenWalStops) {
 	EXPECT_FALSE(d.hold) << "still held 2.75 s after the WAL stopped: " << d.reason;
 }
 
-TEST(ThrottleSignals, AnyOneSignalHoldsEvenIfOthersAreFine) {
+TEST(ThrottleSignals, AnyOneSignalHoldsEvenIfOthersAreFine)
+{
 	// Each case: exactly one signal bad, everything else healthy.
 	{
 		ThrottleController ctl(default_settings(), 1000);
@@ -684,7 +729,8 @@ TEST(ThrottleSignals, AnyOneSignalHoldsEvenIfOthersAreFine) {
 	}
 }
 
-TEST(ThrottleSignals, UnreadableStandbyIsReportedNotHeld) {
+TEST(ThrottleSignals, UnreadableStandbyIsReportedNotHeld)
+{
 	ThrottleController ctl(default_settings(), 1000);
 	Primary primary;
 	run_checks(ctl, primary, 2.0, 0);
@@ -702,7 +748,8 @@ TEST(ThrottleSignals, UnreadableStandbyIsReportedNotHeld) {
 	EXPECT_TRUE(d.unreadable.empty()) << d.unreadable;
 }
 
-TEST(ThrottleSignals, UnreadableReplicationViewIsReportedNotHeld) {
+TEST(ThrottleSignals, UnreadableReplicationViewIsReportedNotHeld)
+{
 	ThrottleController ctl(default_settings(), 1000);
 	Primary primary;
 	primary.advance(100, 1000);
@@ -713,14 +760,15 @@ TEST(ThrottleSignals, UnreadableReplicationViewIsReportedNotHeld) {
 	EXPECT_FALSE(d.unreadable.empty());
 }
 
-TEST(ThrottleSignals, UnreadableStandbyDoesNotMaskALaggingOne) {
+TEST(ThrottleSignals, UnreadableStandbyDoesNotMaskALaggingOne)
+{
 	ThrottleController ctl(default_settings(), 1000);
 	Primary primary;
 	Decision d;
 	for (int i = 0; i < 40; ++i) {
 		primary.advance(100, 1000);
-		d = ctl.before_batch(primary.signals({Standby{"standby1", std::nullopt},
-		                                      primary.standby("standby2", std::min(2000L, primary.now_ms()))}));
+		d = ctl.before_batch(primary.signals(
+		    {Standby{"standby1", std::nullopt}, primary.standby("standby2", std::min(2000L, primary.now_ms()))}));
 	}
 	ASSERT_TRUE(d.hold);
 	EXPECT_TRUE(Contains(d.reason, "standby2"));
@@ -728,7 +776,8 @@ TEST(ThrottleSignals, UnreadableStandbyDoesNotMaskALaggingOne) {
 }
 
 // Reported whatever else throttles: a disconnected standby must show even while vacuum holds.
-TEST(ThrottleSignals, UnreadableIsReportedWhileAnotherSignalHolds) {
+TEST(ThrottleSignals, UnreadableIsReportedWhileAnotherSignalHolds)
+{
 	ThrottleController ctl(default_settings(), 1000);
 	Primary primary;
 	primary.advance(100, 1000);
@@ -746,7 +795,8 @@ TEST(ThrottleSignals, UnreadableIsReportedWhileAnotherSignalHolds) {
 	EXPECT_TRUE(Contains(d.unreadable, "standby1")) << "unreadable standby not reported while backends hold";
 }
 
-TEST(ThrottleSignals, EveryUnreadableStandbyIsReported) {
+TEST(ThrottleSignals, EveryUnreadableStandbyIsReported)
+{
 	ThrottleController ctl(default_settings(), 1000);
 	Primary primary;
 	primary.advance(100, 1000);
@@ -757,7 +807,8 @@ TEST(ThrottleSignals, EveryUnreadableStandbyIsReported) {
 	EXPECT_TRUE(Contains(d.unreadable, "standby2"));
 }
 
-TEST(ThrottleSignals, HoldNeverSticks) {
+TEST(ThrottleSignals, HoldNeverSticks)
+{
 	// Each signal in turn goes bad and clears; the very next check after it clears goes on.
 	ThrottleSettings settings = default_settings();
 	ThrottleController ctl(settings, 1000);
