@@ -16,6 +16,7 @@
 
 extern "C" {
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -335,6 +336,32 @@ mext::Signals signals_from(const Poll &poll, double now_s)
 	return signals;
 }
 
+// Right after a checkpoint, the first change to every page writes a full copy of it to WAL: for a
+// backfill, which touches every page of the table, those images are about a third of its WAL. Every
+// synchronous commit of the application flushes whatever WAL precedes it, the backfill's included, and
+// standbys replay all of it, so the worker compresses its own images (lz4 where the server has it) and
+// leaves wal_compression alone for everyone else. PGC_SUSET: only a superuser may turn this off, as
+// only a superuser may change wal_compression itself.
+void compress_own_full_page_images()
+{
+	if (!mext::pg::compress_wal)
+		return;
+#if PG_VERSION_NUM >= 150000
+	if (wal_compression != WAL_COMPRESSION_NONE)
+		return; // the server already compresses, with the method its DBA chose
+#ifdef USE_LZ4
+	const char *method = "lz4";
+#else
+	const char *method = "pglz";
+#endif
+#else
+	if (wal_compression)
+		return;
+	const char *method = "on";
+#endif
+	SetConfigOption("wal_compression", method, PGC_SUSET, PGC_S_SESSION);
+}
+
 // The job's loop. Besides plain data it holds the throttle controller, whose memory is the process's:
 // every PostgreSQL error is caught inside in_transaction(), and a FATAL (SIGTERM) ends the process.
 void run_job(int64 job)
@@ -470,6 +497,7 @@ void mext_backfill_worker_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(extra.database, extra.role, 0);
 	pgstat_report_appname("migration_ext backfill");
+	compress_own_full_page_images();
 
 	if (TransactionIdIsValid(extra.starter)) {
 		StartTransactionCommand();

@@ -13,6 +13,7 @@ namespace mext::pg
 
 int lock_timeout_ms = 500;
 int resume_interval_seconds = 60;
+bool compress_wal = true;
 
 namespace
 {
@@ -48,6 +49,10 @@ void register_settings()
 	                        "Seconds between the launcher's looks for interrupted backfill jobs (0: only at start).",
 	                        nullptr, &resume_interval_seconds, 60, 0, 86400, PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr,
 	                        nullptr);
+	DefineCustomBoolVariable("migration_ext.compress_wal",
+	                         "Backfill workers compress the full-page images they write to WAL, whatever "
+	                         "wal_compression says for other sessions.",
+	                         nullptr, &compress_wal, true, PGC_SUSET, 0, nullptr, nullptr, nullptr);
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("migration_ext");
 #else
