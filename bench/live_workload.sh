@@ -17,6 +17,8 @@
 #
 # Usage: bench/live_workload.sh   (BENCH_ROWS=1000000, BENCH_SECONDS=30, BENCH_RATE=1000, BENCH_BATCH=20000,
 #                                  BENCH_REPEAT=3)
+# BENCH_JOB_ARGS (empty) adds arguments to phase B's start_backfill, e.g. ", max_rows_per_second => 50000",
+# to measure a point of the latency/rate trade-off; its results are then named live_workload_<BENCH_TAG>.
 # Writes bench/results/live_workload.md and live_workload.png. Exits 0 whether the goals are met or
 # not; non-zero only when something breaks, including a wrong result.
 set -euo pipefail
@@ -31,6 +33,10 @@ BATCH=${BENCH_BATCH:-20000}               # the unthrottled reference, as backfi
 REPEAT=${BENCH_REPEAT:-3}
 MAX_SECONDS=${BENCH_MAX_SECONDS:-1800}    # a backfill still running then counts as not finishing
 MARGIN=3                                  # workload seconds before the backfill starts and after it ends
+JOB_ARGS=${BENCH_JOB_ARGS:-}
+NAME=live_workload${BENCH_TAG:+_$BENCH_TAG}
+[[ -z $JOB_ARGS || -n ${BENCH_TAG:-} ]] || bench_die "BENCH_JOB_ARGS needs a BENCH_TAG, so the default run's results stay as they are"
+[[ ${BENCH_TAG:-} =~ ^[a-z0-9_]*$ ]] || bench_die "BENCH_TAG: lower-case letters, digits and _ only"
 PGBENCH=$PG_BINDIR/pgbench
 for n in "$ROWS" "$IDLE_SECONDS" "$RATE" "$BATCH" "$REPEAT" "$MAX_SECONDS"; do
     [[ $n =~ ^[1-9][0-9]*$ ]] || bench_die "BENCH_ROWS, _SECONDS, _RATE, _BATCH, _REPEAT and _MAX_SECONDS must be positive integers"
@@ -125,7 +131,7 @@ round() {
     bench_rebuild "$ROWS"
     start_workload "busy$r" "$MAX_SECONDS"
     sleep "$MARGIN"
-    run_backfill "" "$WORK/busy$r.status"
+    run_backfill "$JOB_ARGS" "$WORK/busy$r.status"
     job=$JOB t0=$JOB_T0 t1=$JOB_T1 rate=$JOB_RATE batches=$JOB_BATCHES conflicts=$JOB_CONFLICTS
     sleep "$MARGIN"
     kill -0 "$WL_PID" 2>/dev/null || bench_die "pgbench stopped early: $(cat "$WORK/busy$r.out")"
@@ -171,7 +177,7 @@ awk -F'\t' -v t0="$busy_t0" -v t1="$busy_t1" 'BEGIN { OFS = "\t"; t[0] = t[-1] =
         print t[NR] - t0, $3, $4, rate, ($2 == "throttled" ? 1 : 0) }' \
     "$WORK/busy.status" >"$WORK/busy.plot"
 mkdir -p "$BENCH_RESULTS"
-png=$BENCH_RESULTS/live_workload.png
+png=$BENCH_RESULTS/$NAME.png
 duration=$(awk -v a="$busy_t0" -v b="$busy_t1" 'BEGIN { printf "%.2f", b - a }')
 gnuplot <<GNUPLOT
 set terminal pngcairo size 1200,800 font ",10" noenhanced
@@ -208,7 +214,7 @@ GNUPLOT
 {
     printf 'epoch\tstate\trows_per_second\tbatch_size\trows_scanned\tthrottle_reason\n'
     cat "$WORK/busy.status"
-} >"$BENCH_RESULTS/live_workload_status.tsv"
+} >"$BENCH_RESULTS/${NAME}_status.tsv"
 
 # Why the jobs waited: reasons with their numbers masked, so one cause counts once.
 reasons=$(cat "$WORK"/busy[0-9]*.status | cut -f6 | grep -vx -- '-' | sed -E 's/[0-9]+(\.[0-9]+)?/N/g' |
@@ -229,7 +235,8 @@ report=$(
 )
 echo "$report"
 {
-    echo "# live_workload: a default backfill beside a fixed-rate application"
+    echo "# $NAME: a ${JOB_ARGS:+non-}default backfill beside a fixed-rate application"
+    [[ -z $JOB_ARGS ]] || echo "- phase B: start_backfill('accounts', 'token', 'v2'$JOB_ARGS)"
     echo
     bench_meta
     echo "- rows: $ROWS; workload: live_txn.sql via \`pgbench -n -R $RATE -c 4 -j 2 -l\`; latency counts from each transaction's scheduled start, so it includes schedule lag"
@@ -238,9 +245,9 @@ echo "$report"
     echo
     echo "$report"
     echo
-    echo "![workload latency and backfill rate over time](live_workload.png)"
+    echo "![workload latency and backfill rate over time]($NAME.png)"
     echo
-    echo "The plot is round $plot_round (median p99 under backfill); its status samples are in live_workload_status.tsv."
+    echo "The plot is round $plot_round (median p99 under backfill); its status samples are in ${NAME}_status.tsv."
     echo "Throttle reasons over all rounds ($samples status samples, every 0.5 s; numbers masked as N):"
     echo
     if [[ -n $reasons ]]; then
@@ -250,5 +257,5 @@ echo "$report"
     else
         echo "none: no job ever reported a throttle reason."
     fi
-} >"$BENCH_RESULTS/live_workload.md"
-echo "bench: wrote $BENCH_RESULTS/live_workload.md and $png" >&2
+} >"$BENCH_RESULTS/$NAME.md"
+echo "bench: wrote $BENCH_RESULTS/$NAME.md and $png" >&2

@@ -28,7 +28,9 @@ done
     echo "Assembled by bench/run_all.sh ($(date -u '+%Y-%m-%d %H:%M UTC')) from the reports below; each section"
     echo "is one script's own report, with the date it ran. Ratios compare methods measured in the same run on"
     echo "the same cluster; absolute times come from a small shared machine and move from run to run."
-    for r in smart_read backfill backfill_scale live_workload; do
+    # live_workload_<tag>.md: trade-off points measured with BENCH_JOB_ARGS (see live_workload.sh)
+    tagged=$(cd results && for f in live_workload_*.md; do [[ -f $f ]] && echo "${f%.md}"; done)
+    for r in smart_read backfill backfill_scale live_workload $tagged; do
         [[ -f results/$r.md ]] || continue  # backfill_scale.md exists only after a --scale run
         echo
         sed 's/^#/##/' "results/$r.md"  # one level down: the page has its own title

@@ -9,7 +9,7 @@ SET client_min_messages = warning;
 
 BEGIN;
 CREATE EXTENSION migration_ext;
-SELECT plan(69);
+SELECT plan(72);
 
 ------------------------------------------------------------------------------------------------------
 -- Signatures. DESIGN.md gives start_backfill's parameters; an overload must begin with exactly those
@@ -200,6 +200,14 @@ SELECT throws_ok(format('SELECT pause_backfill(%s)', :tap_job), '42704',
 	format('backfill job %s does not exist', :tap_job), 'nor pause the job of a superuser');
 RESET ROLE;
 SELECT is((SELECT requested FROM backfill_status WHERE job = :owned_job), 'pause', 'the owner''s pause stands');
+
+-- The worker compresses its own full-page images unless a superuser says otherwise.
+LOAD 'migration_ext';
+SELECT is(current_setting('migration_ext.compress_wal'), 'on', 'migration_ext.compress_wal is on by default');
+SELECT is((SELECT context FROM pg_settings WHERE name = 'migration_ext.compress_wal'), 'superuser',
+	'migration_ext.compress_wal is superuser-only, as wal_compression is');
+SELECT is((SELECT vartype FROM pg_settings WHERE name = 'migration_ext.compress_wal'), 'bool',
+	'migration_ext.compress_wal is a boolean');
 
 SELECT * FROM finish();
 ROLLBACK;
