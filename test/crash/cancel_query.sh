@@ -16,12 +16,11 @@ source "$(dirname "$(realpath "$0")")/lib/crash_common.bash"
 : "${PGHOST:?PGHOST of the shared cluster}" "${PGPORT:?PGPORT of the shared cluster}"
 export PGUSER=${PGUSER:-postgres}
 TEST_DB=mext_crash_cancel_$$
-LOCKER_PID=
 CANCELS=3
 
 cleanup() {
 	local rc=$?
-	if [[ -n $LOCKER_PID ]]; then kill "$LOCKER_PID" 2>/dev/null || true; fi
+	close_all_transactions
 	# Stop this database's workers before dropping it (FORCE only terminates client backends).
 	DB=postgres q_try "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '$TEST_DB'" >/dev/null || true
 	DB=postgres q_try "DROP DATABASE IF EXISTS $TEST_DB WITH (FORCE)" >/dev/null ||
@@ -114,18 +113,11 @@ finish_after_cancel() {
 # Before each cancel the test locks a row ahead of the checkpoint (in a session of its own) and waits
 # until the worker blocks on it inside its batch transaction: the cancel lands there for sure. The lock
 # is released right after the cancel, so a retried batch goes through.
-lock_row_ahead() { # lock_row_ahead <id>: a background session holds the row lock (up to 30 s)
-	q "BEGIN; SET LOCAL application_name = 'mext_crash_locker'; SELECT FROM accounts WHERE id = $1 FOR UPDATE;
-	   SELECT pg_sleep(30); COMMIT" >/dev/null 2>&1 &
-	LOCKER_PID=$!
-	wait_for 10 q_true "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'mext_crash_locker'
-	                                   AND wait_event = 'PgSleep')" || die "the lock holder did not get row $1"
+lock_row_ahead() { # lock_row_ahead <id>: a session of its own holds the row lock until release_row
+	open_transaction mext_crash_locker "SELECT FROM accounts WHERE id = $1 FOR UPDATE" ||
+		die "the lock holder did not get row $1"
 }
-release_row() {
-	q "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE application_name = 'mext_crash_locker'" >/dev/null
-	wait "$LOCKER_PID" 2>/dev/null || true
-	LOCKER_PID=
-}
+release_row() { close_transaction mext_crash_locker; }
 
 ROWS=100000
 setup_accounts "$ROWS"

@@ -27,6 +27,7 @@ PANICS_BEFORE=$(log_count PANIC)
 
 cleanup() {
 	local rc=$?
+	close_all_transactions
 	DB=postgres
 	q "DROP DATABASE IF EXISTS $LONGDB WITH (FORCE)" >/dev/null 2>&1 || true
 	exit "$rc"
@@ -118,10 +119,16 @@ check "keys: rows that are not the conversion of their original value" \
 	"$(q "SELECT count(*) FROM t_keys WHERE token <> $(v2 "md5(($ORIG)::text)")")" 0
 server_same keys
 
-# (c) TRUNCATE, its exclusive lock held for 2 s (the worker's batches time out on it meanwhile).
+# (c) TRUNCATE, its exclusive lock held until the worker has been seen waiting on it (its batches time
+# out on it meanwhile).
 make_table t_truncate
 JOB=$(start_job t_truncate 30)
-q "BEGIN; TRUNCATE t_truncate; SELECT pg_sleep(2); COMMIT" >/dev/null
+open_transaction mext_truncate "TRUNCATE t_truncate" || die "truncate: the TRUNCATE did not get its lock"
+wait_for 60 q_true "SELECT EXISTS (SELECT FROM pg_stat_activity w, pg_stat_activity h
+                                   WHERE w.backend_type = 'migration_ext backfill' AND h.application_name = 'mext_truncate'
+                                     AND h.pid = ANY (pg_blocking_pids(w.pid)))" ||
+	die "truncate: the worker never waited on the TRUNCATE's lock ($(job_line "$JOB"))"
+close_transaction mext_truncate
 say "truncate: committed at $(job_field "$JOB" rows_scanned) rows scanned"
 outcome truncate "$JOB"
 check "truncate: rows left" "$(q "SELECT count(*) FROM t_truncate")" 0

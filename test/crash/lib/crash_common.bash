@@ -61,6 +61,43 @@ wait_for() {
 	done
 }
 
+# ------------------------------------------------------------ a transaction held open
+# open_transaction <name> <sql>: a psql session of its own (application_name <name>) runs BEGIN and <sql>
+# and keeps the transaction, and so its locks, open — no sleep: it waits for the next line on a pipe —
+# until close_transaction <name>. Returns once the session is idle in its transaction; 1 if it never
+# gets there (its statement failed) within 60 s.
+declare -A HELD_FD=() HELD_PID=()
+open_transaction() {
+	local name=$1 sql=$2 fifo fd
+	fifo=$(mktemp -u) && mkfifo "$fifo" || return 1
+	# It takes the name only after <sql> is done, so "idle in transaction" under that name means held.
+	PGAPPNAME=${name}_opening "$PG_BINDIR/psql" -X -q -At -v ON_ERROR_STOP=1 -d "$DB" <"$fifo" >/dev/null 2>&1 &
+	HELD_PID[$name]=$!
+	exec {fd}>"$fifo" # blocks until psql has opened the other end
+	rm -f "$fifo"
+	HELD_FD[$name]=$fd
+	(trap '' PIPE; printf "BEGIN;\n%s;\nSET application_name = '%s';\n" "$sql" "$name" >&"$fd") 2>/dev/null ||
+		return 1
+
+	wait_for 60 q_true "SELECT EXISTS (SELECT FROM pg_stat_activity
+	                                   WHERE application_name = '$name' AND state = 'idle in transaction')"
+}
+# close_transaction <name> [COMMIT|ROLLBACK]: ends it (COMMIT by default) and waits for the session.
+close_transaction() {
+	local name=$1 fd=${HELD_FD[$1]:-}
+	[[ -n $fd ]] || return 0
+	# In a subshell that ignores SIGPIPE: a session that already ended must not end the test with it.
+	(trap '' PIPE; printf '%s;\n\\q\n' "${2:-COMMIT}" >&"$fd") 2>/dev/null || true
+	exec {fd}>&-
+	wait "${HELD_PID[$name]}" 2>/dev/null || true
+	unset "HELD_FD[$name]" "HELD_PID[$name]"
+}
+# close_all_transactions: for cleanup traps; rolls back whatever is still held.
+close_all_transactions() {
+	local name
+	for name in "${!HELD_FD[@]}"; do close_transaction "$name" ROLLBACK; done
+}
+
 server_ready() { "$PG_BINDIR/pg_isready" -q -t 2 -d "$DB" >/dev/null 2>&1; }
 
 # ------------------------------------------------------------ own cluster
