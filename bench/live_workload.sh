@@ -12,6 +12,8 @@
 #   B  the workload, and start_backfill('accounts','token','v2') in the middle of it; only transactions
 #      that completed while the job ran count                             -> p99 under backfill, default rate
 #   C  start_backfill(.., throttle => false, batch_size => BENCH_BATCH), no workload -> unthrottled rate
+#   D  the workload beside a PL/pgSQL busy loop holding one core for BENCH_SECONDS -> p99 beside pure CPU
+#      work: the floor any in-database work sets on this host before it writes a byte or takes a lock
 # Latency is pgbench's per-transaction log: with -R it counts from the scheduled start, so a stall shows
 # up in full even when pgbench falls behind (no coordinated omission).
 #
@@ -113,11 +115,12 @@ reproduce: setup.sql with N=$ROWS, CREATE EXTENSION migration_ext, the v2 codec,
     bench_verify "$ROWS" "backfill job $JOB (start_backfill('accounts', 'token', 'v2'$args)) at $ROWS rows"
 }
 
-# round <r>: phases A, B and C; appends one line to $ROUNDS:
+# round <r>: phases A, D, B and C; appends one line to $ROUNDS:
 #   r A_n A_p50 A_p99 A_mean B_n B_p50 B_p99 B_mean B_t0 B_t1 B_rate B_batches B_conflicts C_s C_rate C_batches
+#   D_n D_p50 D_p99 D_mean
 # and leaves B's latencies and status samples in $WORK/busy<r>.lat, busy<r>.status.
 round() {
-    local r=$1 a b job t0 t1 rate batches conflicts
+    local r=$1 a b d job t0 t1 rate batches conflicts
     # A: the workload alone.
     bench_rebuild "$ROWS"
     start_workload "idle$r" "$IDLE_SECONDS"
@@ -125,6 +128,20 @@ round() {
     bench_untrack "$WL_PID"
     a=$(latencies "idle$r" | summary)
     echo "bench: round $r, A, workload alone: <transactions> <p50> <p99> <mean ms> = $a" >&2
+
+    # D: the workload beside one core of pure CPU work in a backend: no I/O, no WAL, no locks.
+    bench_rebuild "$ROWS"
+    start_workload "cpu$r" "$IDLE_SECONDS"
+    bench_psql -c "DO \$\$ DECLARE stop timestamptz := clock_timestamp() + interval '$((IDLE_SECONDS + 1)) s';
+        BEGIN WHILE clock_timestamp() < stop LOOP END LOOP; END \$\$" &
+    local busy_loop=$!
+    bench_track "$busy_loop"
+    wait "$WL_PID" || bench_die "pgbench failed: $(cat "$WORK/cpu$r.out")"
+    bench_untrack "$WL_PID"
+    wait "$busy_loop" || bench_die "the busy loop failed"
+    bench_untrack "$busy_loop"
+    d=$(latencies "cpu$r" | summary)
+    echo "bench: round $r, D, workload beside one busy core: <transactions> <p50> <p99> <mean ms> = $d" >&2
 
     # B: the same workload, a default backfill in its middle. pgbench runs "forever" and is stopped by
     # a signal MARGIN s after the job ends; the tail of its log lost with it lies outside the window used.
@@ -147,7 +164,7 @@ round() {
     bench_rebuild "$ROWS"
     run_backfill ", throttle => false, batch_size => $BATCH" "$WORK/fast$r.status"
     echo "bench: round $r, C, unthrottled backfill alone: $JOB_RATE rows/s" >&2
-    echo "$r $a $b $t0 $t1 $rate $batches $conflicts $(awk -v a="$JOB_T0" -v b="$JOB_T1" 'BEGIN { printf "%.3f", b - a }') $JOB_RATE $JOB_BATCHES" >>"$ROUNDS"
+    echo "$r $a $b $t0 $t1 $rate $batches $conflicts $(awk -v a="$JOB_T0" -v b="$JOB_T1" 'BEGIN { printf "%.3f", b - a }') $JOB_RATE $JOB_BATCHES $d" >>"$ROUNDS"
 }
 
 ROUNDS=$WORK/rounds
@@ -155,7 +172,7 @@ ROUNDS=$WORK/rounds
 for ((r = 1; r <= REPEAT; r++)); do round "$r"; done
 # col <n>: the median of column n over the rounds.
 col() { cut -d' ' -f"$1" "$ROUNDS" | median; }
-idle_p99=$(col 4) busy_p99=$(col 8) busy_rate=$(col 12) fast_rate=$(col 16)
+idle_p99=$(col 4) busy_p99=$(col 8) busy_rate=$(col 12) fast_rate=$(col 16) cpu_p99=$(col 20)
 
 # The plot shows the round whose p99 under backfill is the median one (the upper median if even).
 read -r plot_round busy_t0 busy_t1 <<<"$(sort -k8,8g "$ROUNDS" | sed -n "$(((REPEAT + 2) / 2))p" | cut -d' ' -f1,10,11)"
@@ -222,16 +239,18 @@ reasons=$(cat "$WORK"/busy[0-9]*.status | cut -f6 | grep -vx -- '-' | sed -E 's/
 samples=$(cat "$WORK"/busy[0-9]*.status | wc -l)
 
 report=$(
-    echo "| round | A: p50 alone (ms) | A: p99 alone (ms) | B: p50 under backfill (ms) | B: p99 under backfill (ms) | B: transactions in window | B: default backfill (s) | B: rows/s | B: batches | C: unthrottled (s) | C: rows/s |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    awk '{ printf "| %d | %.2f | %.2f | %.2f | %.2f | %d | %.2f | %d | %d | %.2f | %d |\n", $1, $3, $4, $7, $8, $6, $11 - $10, $12, $13, $15, $16 }' "$ROUNDS"
-    awk -v a="$(col 3)" -v b="$idle_p99" -v c="$(col 7)" -v d="$busy_p99" -v e="$busy_rate" -v f="$fast_rate" 'BEGIN {
-        printf "| **median** | %.2f | %.2f | %.2f | %.2f | | | %d | | | %d |\n", a, b, c, d, e, f }'
+    echo "| round | A: p50 alone (ms) | A: p99 alone (ms) | D: p99 beside a busy core (ms) | B: p50 under backfill (ms) | B: p99 under backfill (ms) | B: transactions in window | B: default backfill (s) | B: rows/s | B: batches | C: unthrottled (s) | C: rows/s |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    awk '{ printf "| %d | %.2f | %.2f | %.2f | %.2f | %.2f | %d | %.2f | %d | %d | %.2f | %d |\n", $1, $3, $4, $20, $7, $8, $6, $11 - $10, $12, $13, $15, $16 }' "$ROUNDS"
+    awk -v a="$(col 3)" -v b="$idle_p99" -v g="$cpu_p99" -v c="$(col 7)" -v d="$busy_p99" -v e="$busy_rate" -v f="$fast_rate" 'BEGIN {
+        printf "| **median** | %.2f | %.2f | %.2f | %.2f | %.2f | | | %d | | | %d |\n", a, b, g, c, d, e, f }'
     echo
     awk -v b="$busy_p99" -v a="$idle_p99" -v r="$busy_rate" -v f="$fast_rate" 'BEGIN {
         x = sprintf("%.2f", b / a); y = sprintf("%.1f", 100 * r / f)
         printf "p99 under the default backfill / p99 alone = %.2f ms / %.2f ms = %sx (goal <= 1.5x): %s\n", b, a, x, (x + 0 <= 1.5 ? "PASS" : "FAIL")
         printf "default backfill rate under the workload = %s %% of the unthrottled rate (goal >= 25 %%): %s\n", y, (y + 0 >= 25 ? "PASS" : "FAIL") }'
+    awk -v g="$cpu_p99" -v a="$idle_p99" 'BEGIN {
+        printf "floor on this host: p99 beside one core of pure CPU work in a backend / p99 alone = %.2f ms / %.2f ms = %.2fx\n", g, a, g / a }'
 )
 echo "$report"
 {
@@ -240,7 +259,7 @@ echo "$report"
     echo
     bench_meta
     echo "- rows: $ROWS; workload: live_txn.sql via \`pgbench -n -R $RATE -c 4 -j 2 -l\`; latency counts from each transaction's scheduled start, so it includes schedule lag"
-    echo "- $REPEAT rounds, interleaved; each round: A: $IDLE_SECONDS s of workload alone. B: pgbench starts, ${MARGIN} s later start_backfill('accounts','token','v2'), pgbench stops ${MARGIN} s after the job is done; only transactions completed between the job's created_at and finished_at count. C: start_backfill(.., throttle => false, batch_size => $BATCH), no workload. Every phase on a freshly built, CHECKPOINTed table; every backfill verified (0 rows differ from 'v2:' || reverse(md5(id::text)), 0 conflicts expected and counted)."
+    echo "- $REPEAT rounds, interleaved; each round: A: $IDLE_SECONDS s of workload alone. B: pgbench starts, ${MARGIN} s later start_backfill('accounts','token','v2'), pgbench stops ${MARGIN} s after the job is done; only transactions completed between the job's created_at and finished_at count. C: start_backfill(.., throttle => false, batch_size => $BATCH), no workload. D: $IDLE_SECONDS s of workload beside a PL/pgSQL busy loop (\`WHILE clock_timestamp() < stop LOOP END LOOP\`) holding one of the host's cores: what pure CPU work in a backend costs the workload here, without I/O, WAL or locks. Every phase on a freshly built, CHECKPOINTed table; every backfill verified (0 rows differ from 'v2:' || reverse(md5(id::text)), 0 conflicts expected and counted)."
     echo "- backfill rate = rows / (finished_at - created_at); jobs polled every 0.5 s (backfill_status) rather than waited for with wait_backfill(), whose snapshot would hold back the xmin horizon during the run"
     echo
     echo "$report"

@@ -27,15 +27,8 @@ for percent in "${STOP_AT_PERCENT[@]}"; do
 	pid=$(wait_for 3 worker_pid_in_batch "$JOB") || pid=$(live_worker_pid "$JOB") ||
 		die "job $JOB has no live worker before the stop ($(job_line "$JOB"))"
 	before=$(job_field "$JOB" rows_scanned)
-	old_postmaster=$(postmaster_pid)
-	cluster_pg_ctl "$OWN_CLUSTER" stop -m immediate -w -t 60 >/dev/null || die "pg_ctl stop -m immediate failed"
 	say "pg_ctl stop -m immediate with worker $pid running, at rows_scanned=$before (>$percent%)"
-	[[ ! -e $OWN_CLUSTER/data/postmaster.pid ]] || die "postmaster.pid still there after the stop"
-	[[ $(ps -o stat= -p "$old_postmaster" 2>/dev/null) == [^Z]* ]] &&
-		die "postmaster $old_postmaster still running after the stop"
-
-	cluster_pg_ctl "$OWN_CLUSTER" start -w -t 60 >/dev/null || die "the server did not start again"
-	wait_for 60 server_ready || die "server not accepting connections after the start"
+	stop_immediate_and_start 60
 	grep -q 'database system was interrupted' "$OWN_CLUSTER/server.log" ||
 		die "no crash recovery in the log: was the stop really immediate?"
 	say "started again (postmaster $(postmaster_pid)): $(job_line "$JOB")"

@@ -12,42 +12,12 @@ source "$(dirname "$(realpath "$0")")/lib/crash_common.bash"
 
 P_PORT=${MEXT_CRASH_PORT_LAG_PRIMARY:-54353}
 S_PORT=${MEXT_CRASH_PORT_LAG_STANDBY:-54354}
-STANDBY_NAME=lag_standby
 ROWS=300000
 ROWS2=100000
 SETUP_SQL=${MEXT_BENCH_SETUP:-/work/shared/bench/setup.sql}
 DB=postgres
-
-TMP_DIR=$(cluster_mktemp)
-PRIMARY=$TMP_DIR/primary
-STANDBY=$TMP_DIR/standby
-
-cleanup() {
-	local rc=$?
-	if ((rc != 0)); then
-		local d
-		for d in "$PRIMARY" "$STANDBY"; do
-			[[ -f $d/server.log ]] || continue
-			echo "---- last 40 lines of $d/server.log ----"
-			tail -n 40 "$d/server.log" || true
-		done
-	fi
-	cluster_stop "$STANDBY" >/dev/null 2>&1 || true
-	cluster_stop "$PRIMARY" >/dev/null 2>&1 || true
-	rm -rf "$TMP_DIR"
-	exit "$rc"
-}
-trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-qs() { PGHOST=$STANDBY PGPORT=$S_PORT DB=postgres q "$1"; }
-streaming() {
-	q_true "SELECT EXISTS (SELECT FROM pg_stat_replication WHERE application_name = '$STANDBY_NAME'
-	                       AND state = 'streaming' AND replay_lsn IS NOT NULL)"
-}
-standby_caught_up() {
-	q_true "SELECT coalesce(bool_and(replay_lsn >= pg_current_wal_lsn()), false) FROM pg_stat_replication"
-}
 replay_paused() {
 	q "SELECT pg_current_xact_id()" >/dev/null # the pause takes effect at the next record
 	[[ $(qs "SELECT pg_get_wal_replay_pause_state()") == paused ]]
@@ -81,18 +51,7 @@ load_table() { # load_table <rows>: /work/shared/bench/setup.sql, then let the s
 }
 
 # ------------------------------------------------------------------ primary + streaming standby
-env=$(cluster_start "$PRIMARY" "$P_PORT") || die "could not start the primary"
-eval "$env"
-export PGHOST PGPORT PGUSER
-cluster_start_standby "$PRIMARY" "$P_PORT" "$STANDBY" "$S_PORT" >/dev/null || die "could not start the standby"
-{
-	echo "wal_receiver_status_interval = 1s"
-	echo "hot_standby_feedback = off"
-	echo "cluster_name = '$STANDBY_NAME'"
-} >>"$STANDBY/data/postgresql.conf"
-cluster_pg_ctl "$STANDBY" restart -w -t 60 >/dev/null || die "could not restart the standby"
-wait_for 30 streaming || die "standby $STANDBY_NAME never streamed"
-say "primary $PRIMARY:$P_PORT, standby $STANDBY:$S_PORT ($STANDBY_NAME) streaming"
+pair_start "$P_PORT" "$S_PORT" lag_standby
 check "shared_preload_libraries (primary)" "$(q "SHOW shared_preload_libraries")" migration_ext
 
 q "CREATE DATABASE lagdb" >/dev/null

@@ -14,35 +14,16 @@ source "$(dirname "$(realpath "$0")")/lib/crash_common.bash"
 
 P_PORT=${MEXT_CRASH_PORT_SETTLE_PRIMARY:-54351}
 S_PORT=${MEXT_CRASH_PORT_SETTLE_STANDBY:-54352}
-STANDBY_NAME=settle_standby
-DB=settle
 
-TMP_DIR=$(cluster_mktemp)
-PRIMARY=$TMP_DIR/primary
-STANDBY=$TMP_DIR/standby
 SESSION_PID=
 
-cleanup() {
+settle_cleanup() {
 	local rc=$?
 	if [[ -n $SESSION_PID ]]; then kill "$SESSION_PID" 2>/dev/null || true; fi
-	if ((rc != 0)); then
-		local d
-		for d in "$PRIMARY" "$STANDBY"; do
-			[[ -f $d/server.log ]] || continue
-			echo "---- last 40 lines of $d/server.log ----"
-			tail -n 40 "$d/server.log" || true
-		done
-	fi
-	cluster_stop "$STANDBY" >/dev/null 2>&1 || true
-	cluster_stop "$PRIMARY" >/dev/null 2>&1 || true
-	rm -rf "$TMP_DIR"
-	exit "$rc"
+	pair_cleanup "$rc"
 }
-trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# qs <sql>: on the standby.
-qs() { PGHOST=$STANDBY PGPORT=$S_PORT DB=postgres q "$1"; }
 # q_err <sql>: runs it, prints stdout and stderr (ERROR/DETAIL/HINT); the exit status is psql's.
 q_err() { timeout 60 "$PG_BINDIR/psql" -X -q -At -v ON_ERROR_STOP=1 -d "$DB" -c "$1" 2>&1; }
 # Does the standby's copy of decode_token already carry the tolerant body?
@@ -52,13 +33,6 @@ standby_reader_is_tolerant() {
 }
 status_field() { q "SELECT $1 FROM migration_status WHERE name = 'tokens'"; }
 settled_is() { [[ $(q_try "SELECT settled FROM migration_status WHERE name = 'tokens'") == "$1" ]]; }
-streaming() {
-	q_true "SELECT EXISTS (SELECT FROM pg_stat_replication WHERE application_name = '$STANDBY_NAME'
-	                       AND state = 'streaming' AND replay_lsn IS NOT NULL)"
-}
-standby_caught_up() {
-	q_true "SELECT coalesce(bool_and(replay_lsn >= pg_current_wal_lsn()), false) FROM pg_stat_replication"
-}
 # contains <what> <haystack> <needle>
 contains() {
 	if [[ $2 == *"$3"* ]]; then
@@ -70,20 +44,9 @@ contains() {
 }
 
 # ------------------------------------------------------------------ primary + streaming standby
-env=$(cluster_start "$PRIMARY" "$P_PORT") || die "could not start the primary"
-eval "$env"
-export PGHOST PGPORT PGUSER
-cluster_start_standby "$PRIMARY" "$P_PORT" "$STANDBY" "$S_PORT" >/dev/null || die "could not start the standby"
-# Prompt replay reports; a name the primary shows in pg_stat_replication.application_name.
-{
-	echo "wal_receiver_status_interval = 1s"
-	echo "hot_standby_feedback = off"
-	echo "cluster_name = '$STANDBY_NAME'"
-} >>"$STANDBY/data/postgresql.conf"
-cluster_pg_ctl "$STANDBY" restart -w -t 60 >/dev/null || die "could not restart the standby"
 DB=postgres
-wait_for 30 streaming || die "standby $STANDBY_NAME never streamed"
-say "primary $PRIMARY:$P_PORT, standby $STANDBY:$S_PORT ($STANDBY_NAME) streaming"
+pair_start "$P_PORT" "$S_PORT" settle_standby
+trap settle_cleanup EXIT
 check "shared_preload_libraries (primary)" "$(q "SHOW shared_preload_libraries")" migration_ext
 check "standby is in recovery" "$(qs "SELECT pg_is_in_recovery()")" t
 

@@ -122,25 +122,15 @@ for ((i = 0; i < CRASHES; i++)); do
 	[[ -n $pid ]] || pid=$(wait_for 5 one_live_worker) ||
 		die "job $JOB has not exactly one live worker before crash $n ($(job_vs_workers))"
 	before=$(job_field "$JOB" rows_scanned)
-	postmaster=$(postmaster_pid)
 
 	if (((i + FIRST_KIND) % 2 == 0)); then
 		KILLS=$((KILLS + 1))
-		deaths=$(signal_deaths)
-		kill -9 "$pid"
 		say "crash $n/$CRASHES: kill -9 worker $pid ($where) at rows_scanned=$before"
-		wait_for 30 grep -q "(PID $pid) was terminated by signal 9" "$OWN_CLUSTER/server.log" ||
-			die "the server log never reported worker $pid killed"
-		wait_for 90 server_ready || die "server did not come back after the crash restart"
-		check "crash $n: postmaster survived (crash restart)" "$(postmaster_pid)" "$postmaster"
-		check "crash $n: new signal deaths in the log (only our kill)" "$(($(signal_deaths) - deaths))" 1
+		kill9_and_recover "$pid" 90 "crash $n"
 	else
 		STOPS=$((STOPS + 1))
-		cluster_pg_ctl "$OWN_CLUSTER" stop -m immediate -w -t 60 >/dev/null || die "pg_ctl stop -m immediate failed"
 		say "crash $n/$CRASHES: pg_ctl stop -m immediate, worker $pid ($where), at rows_scanned=$before"
-		[[ ! -e $OWN_CLUSTER/data/postmaster.pid ]] || die "postmaster.pid still there after the stop"
-		cluster_pg_ctl "$OWN_CLUSTER" start -w -t 120 >/dev/null || die "the server did not start again"
-		wait_for 90 server_ready || die "server not accepting connections after the start"
+		stop_immediate_and_start 120
 	fi
 	say "crash $n: back up: $(job_line "$JOB")"
 	checkpoint_consistent "after crash $n"

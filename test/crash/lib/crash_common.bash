@@ -134,6 +134,95 @@ postmaster_pid() { head -n 1 "$OWN_CLUSTER/data/postmaster.pid" 2>/dev/null; }
 # Lines of the server log that say a process died of a signal (beyond the ones a test caused).
 signal_deaths() { grep -c 'terminated by signal' "$OWN_CLUSTER/server.log" || true; }
 
+# kill9_and_recover <pid> <seconds> <label>: kill -9 a backend of the own cluster; waits for the server
+# log to report it and, within <seconds>, for the crash restart to accept connections again. Checks
+# (under <label>) that the postmaster survived and that this kill is the log's only new signal death.
+kill9_and_recover() {
+	local pid=$1 seconds=$2 label=$3 postmaster deaths
+	postmaster=$(postmaster_pid)
+	deaths=$(signal_deaths)
+	kill -9 "$pid"
+	wait_for 30 grep -q "(PID $pid) was terminated by signal 9" "$OWN_CLUSTER/server.log" ||
+		die "the server log never reported $pid killed"
+	wait_for "$seconds" server_ready || die "server did not come back after the crash restart"
+	check "$label: postmaster survived (crash restart, not a new server)" "$(postmaster_pid)" "$postmaster"
+	check "$label: new signal deaths in the log (only our kill)" "$(($(signal_deaths) - deaths))" 1
+}
+
+# stop_immediate_and_start <seconds>: pg_ctl stop -m immediate (no shutdown checkpoint: the next start
+# recovers from WAL, as after a power cut), then start again and wait for connections.
+stop_immediate_and_start() {
+	local old_postmaster
+	old_postmaster=$(postmaster_pid)
+	cluster_pg_ctl "$OWN_CLUSTER" stop -m immediate -w -t 60 >/dev/null || die "pg_ctl stop -m immediate failed"
+	[[ ! -e $OWN_CLUSTER/data/postmaster.pid ]] || die "postmaster.pid still there after the stop"
+	[[ $(ps -o stat= -p "$old_postmaster" 2>/dev/null) == [^Z]* ]] &&
+		die "postmaster $old_postmaster still running after the stop"
+	cluster_pg_ctl "$OWN_CLUSTER" start -w -t "$1" >/dev/null || die "the server did not start again"
+	wait_for "$1" server_ready || die "server not accepting connections after the start"
+}
+
+# ------------------------------------------------------------ a primary and its streaming standby
+
+PAIR_TMP=
+PRIMARY=
+STANDBY=
+S_PORT=
+STANDBY_NAME=
+
+# pair_start <primary port> <standby port> <standby name>: a throwaway primary (PGHOST/PGPORT/PGUSER
+# exported for it) and a streaming standby of it (pg_basebackup) that reports its replay every second
+# under <standby name> in the primary's pg_stat_replication. Returns once the standby streams. Both are
+# removed on exit by pair_cleanup, their logs shown if the test fails.
+pair_start() {
+	local p_port=$1 env
+	S_PORT=$2
+	STANDBY_NAME=$3
+	PAIR_TMP=$(cluster_mktemp)
+	PRIMARY=$PAIR_TMP/primary
+	STANDBY=$PAIR_TMP/standby
+	trap pair_cleanup EXIT
+	env=$(cluster_start "$PRIMARY" "$p_port") || die "could not start the primary"
+	eval "$env"
+	export PGHOST PGPORT PGUSER
+	cluster_start_standby "$PRIMARY" "$p_port" "$STANDBY" "$S_PORT" >/dev/null || die "could not start the standby"
+	{
+		echo "wal_receiver_status_interval = 1s"
+		echo "hot_standby_feedback = off"
+		echo "cluster_name = '$STANDBY_NAME'"
+	} >>"$STANDBY/data/postgresql.conf"
+	cluster_pg_ctl "$STANDBY" restart -w -t 60 >/dev/null || die "could not restart the standby"
+	DB=postgres wait_for 30 streaming || die "standby $STANDBY_NAME never streamed"
+	say "primary $PRIMARY:$p_port, standby $STANDBY:$S_PORT ($STANDBY_NAME) streaming"
+}
+
+# pair_cleanup [exit status]: the EXIT trap of pair_start; a test with more to undo traps its own
+# function and ends it with pair_cleanup "$rc".
+pair_cleanup() {
+	local rc=${1:-$?} d
+	if ((rc != 0)); then
+		for d in "$PRIMARY" "$STANDBY"; do
+			[[ -f $d/server.log ]] || continue
+			echo "---- last 40 lines of $d/server.log ----"
+			tail -n 40 "$d/server.log" || true
+		done
+	fi
+	if [[ -n $STANDBY ]]; then cluster_stop "$STANDBY" >/dev/null 2>&1 || true; fi
+	if [[ -n $PRIMARY ]]; then cluster_stop "$PRIMARY" >/dev/null 2>&1 || true; fi
+	[[ -n $PAIR_TMP && -d $PAIR_TMP ]] && rm -rf "$PAIR_TMP"
+	exit "$rc"
+}
+
+# qs <sql>: in the standby's postgres database.
+qs() { PGHOST=$STANDBY PGPORT=$S_PORT DB=postgres q "$1"; }
+streaming() {
+	q_true "SELECT EXISTS (SELECT FROM pg_stat_replication WHERE application_name = '$STANDBY_NAME'
+	                       AND state = 'streaming' AND replay_lsn IS NOT NULL)"
+}
+standby_caught_up() {
+	q_true "SELECT coalesce(bool_and(replay_lsn >= pg_current_wal_lsn()), false) FROM pg_stat_replication"
+}
+
 # ------------------------------------------------------------ the table and the job
 
 # setup_accounts <rows>: the bench table (as /work/shared/bench/setup.sql), all tokens legacy md5
