@@ -593,6 +593,22 @@ BEGIN
 END
 $$;
 
+-- The job's effective state, or an error when it has finished (done, failed, cancelled) and so cannot be
+-- <action> (paused, resumed, altered).
+CREATE FUNCTION migration_ext.unfinished_job_state(j migration_ext.backfill_job, action text) RETURNS text
+	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	job_state text := migration_ext.effective_state(j);
+BEGIN
+	IF job_state IN ('done', 'failed', 'cancelled') THEN
+		RAISE EXCEPTION 'backfill job % is %, it cannot be %', j.id, job_state, action
+			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	RETURN job_state;
+END
+$$;
+
 -- The key a backfill walks: the primary key, else the first unique, non-partial, non-expression index
 -- whose columns are all NOT NULL.
 CREATE FUNCTION migration_ext.walk_key(relation regclass, OUT key_columns name[], OUT key_types text[])
@@ -1028,13 +1044,8 @@ CREATE FUNCTION @extschema@.pause_backfill(job bigint) RETURNS void
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	j migration_ext.backfill_job := migration_ext.require_job(job);
-	job_state text := migration_ext.effective_state(j);
+	job_state text := migration_ext.unfinished_job_state(migration_ext.require_job(job), 'paused');
 BEGIN
-	IF job_state NOT IN ('queued', 'running', 'throttled', 'paused', 'interrupted') THEN
-		RAISE EXCEPTION 'backfill job % is %, it cannot be paused', job, job_state
-			USING ERRCODE = 'object_not_in_prerequisite_state';
-	END IF;
 	UPDATE migration_ext.backfill_job b SET requested = 'pause', updated_at = now(),
 		state = CASE WHEN job_state = 'interrupted' THEN 'paused' ELSE b.state END
 	WHERE b.id = job;
@@ -1058,10 +1069,7 @@ BEGIN
 	END IF;
 	PERFORM migration_ext.check_throttle_settings(batch_time_target, max_replica_lag, max_active_backends,
 												  max_wal_bytes_per_second);
-	IF migration_ext.effective_state(j) IN ('done', 'failed', 'cancelled') THEN
-		RAISE EXCEPTION 'backfill job % is %, it cannot be altered', job, migration_ext.effective_state(j)
-			USING ERRCODE = 'object_not_in_prerequisite_state';
-	END IF;
+	PERFORM migration_ext.unfinished_job_state(j, 'altered');
 	UPDATE migration_ext.backfill_job b SET
 		max_rows_per_second = CASE WHEN alter_backfill.max_rows_per_second IS NULL THEN b.max_rows_per_second
 								   ELSE nullif(alter_backfill.max_rows_per_second, 0) END,
@@ -1080,18 +1088,14 @@ CREATE FUNCTION @extschema@.resume_backfill(job bigint) RETURNS void
 AS $$
 DECLARE
 	j migration_ext.backfill_job := migration_ext.require_job(job);
-	job_state text := migration_ext.effective_state(j);
 	new_pid int;
 BEGIN
-	IF job_state = 'failed' THEN
+	IF migration_ext.effective_state(j) = 'failed' THEN
 		RAISE EXCEPTION 'backfill job % failed, it cannot be resumed', job
 			USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = j.last_error,
 				HINT = 'Fix the cause, then start a new backfill: converted rows are skipped.';
 	END IF;
-	IF job_state NOT IN ('queued', 'running', 'throttled', 'paused', 'interrupted') THEN
-		RAISE EXCEPTION 'backfill job % is %, it cannot be resumed', job, job_state
-			USING ERRCODE = 'object_not_in_prerequisite_state';
-	END IF;
+	PERFORM migration_ext.unfinished_job_state(j, 'resumed');
 	IF j.requested = 'cancel' THEN
 		RAISE EXCEPTION 'backfill job % is being cancelled', job USING ERRCODE = 'object_not_in_prerequisite_state';
 	END IF;
