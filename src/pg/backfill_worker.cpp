@@ -11,6 +11,7 @@
 #include "core/keyset.hpp"
 #include "core/throttle.hpp"
 #include "pg/backfill.hpp"
+#include "pg/cpu_yield.hpp"
 #include "pg/guard.hpp"
 #include "pg/settings.hpp"
 
@@ -498,6 +499,7 @@ void mext_backfill_worker_main(Datum main_arg)
 	BackgroundWorkerInitializeConnectionByOid(extra.database, extra.role, 0);
 	pgstat_report_appname("migration_ext backfill");
 	compress_own_full_page_images();
+	mext::pg::enable_cpu_yield();
 
 	if (TransactionIdIsValid(extra.starter)) {
 		StartTransactionCommand();

@@ -14,6 +14,7 @@ namespace mext::pg
 int lock_timeout_ms = 500;
 int resume_interval_seconds = 60;
 bool compress_wal = true;
+double worker_cpu_slice_ms = 0.2;
 
 namespace
 {
@@ -53,6 +54,13 @@ void register_settings()
 	                         "Backfill workers compress the full-page images they write to WAL, whatever "
 	                         "wal_compression says for other sessions.",
 	                         nullptr, &compress_wal, true, PGC_SUSET, 0, nullptr, nullptr, nullptr);
+	DefineCustomRealVariable("migration_ext.worker_cpu_slice",
+	                         "Running time after which a backfill worker yields its CPU to waiting processes "
+	                         "(0: never).",
+	                         "A woken backend on the worker's CPU otherwise may wait for the scheduler's next "
+	                         "tick, several milliseconds.",
+	                         &worker_cpu_slice_ms, 0.2, 0, 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr,
+	                         nullptr);
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("migration_ext");
 #else
