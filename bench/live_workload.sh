@@ -80,7 +80,7 @@ summary() {
 }
 
 # run_backfill <start_backfill extra args> <status file>: starts a job and polls backfill_status every
-# 0.5 s into <status file> ("epoch state rows_per_second batch_size rows_scanned throttle_reason", tab
+# 0.5 s, in one session, into <status file> ("epoch state rows_per_second batch_size rows_scanned throttle_reason", tab
 # separated) until it is done. Polling by short statements rather than wait_backfill: a waiting
 # wait_backfill() holds one snapshot for the whole job, which would hold back the xmin horizon (and
 # so HOT pruning) under the workload we are measuring.
@@ -89,10 +89,16 @@ run_backfill() {
     local args=$1 status=$2 row state deadline=$((SECONDS + MAX_SECONDS))
     JOB=$(bench_value "SELECT start_backfill('accounts', 'token', 'v2'$args)")
     : >"$status"
+    # One monitoring session for the whole job: a new psql twice a second would start a process and a
+    # backend (several ms of CPU each) beside the workload we are measuring, which phase A does not have.
+    coproc MONITOR { PGOPTIONS="-c client_min_messages=warning" psql -X -q -At -F $'\t' -v ON_ERROR_STOP=1 -d "$BENCH_DB"; }
+    bench_track "$MONITOR_PID"
+    local monitor_pid=$MONITOR_PID
     while :; do
-        row=$(bench_psql -At -F $'\t' -c "SELECT extract(epoch FROM clock_timestamp()), state,
-                coalesce(rows_per_second, 0), coalesce(batch_size, 0), rows_scanned, coalesce(throttle_reason, '-')
-            FROM backfill_status WHERE job = $JOB")
+        echo "SELECT extract(epoch FROM clock_timestamp()), state, coalesce(rows_per_second, 0),
+                coalesce(batch_size, 0), rows_scanned, coalesce(throttle_reason, '-')
+            FROM backfill_status WHERE job = $JOB;" >&"${MONITOR[1]}"
+        read -r -t 60 row <&"${MONITOR[0]}" || bench_die "the monitoring session did not answer"
         echo "$row" >>"$status"
         state=$(cut -f2 <<<"$row")
         case $state in
@@ -104,6 +110,9 @@ reproduce: setup.sql with N=$ROWS, CREATE EXTENSION migration_ext, the v2 codec,
         ((SECONDS < deadline)) || bench_die "backfill job $JOB still '$state' after $MAX_SECONDS s: $row"
         sleep 0.5
     done
+    exec {MONITOR[1]}>&-
+    wait "$monitor_pid" || bench_die "the monitoring session failed"
+    bench_untrack "$monitor_pid"
     local account scanned converted conflicts
     account=$(bench_psql -At -F ' ' -c "SELECT extract(epoch FROM created_at), extract(epoch FROM finished_at),
         rows_scanned, rows_converted, conflicts, batches FROM backfill_status WHERE job = $JOB")
@@ -245,9 +254,13 @@ report=$(
     awk -v a="$(col 3)" -v b="$idle_p99" -v g="$cpu_p99" -v c="$(col 7)" -v d="$busy_p99" -v e="$busy_rate" -v f="$fast_rate" 'BEGIN {
         printf "| **median** | %.2f | %.2f | %.2f | %.2f | %.2f | | | %d | | | %d |\n", a, b, g, c, d, e, f }'
     echo
-    awk -v b="$busy_p99" -v a="$idle_p99" -v r="$busy_rate" -v f="$fast_rate" 'BEGIN {
+    # A quiet run of the workload alone has a p99 within a few times its median (1.2-1.6 ms vs 0.6 here).
+    # When the host stalls the disk or the vCPUs, the p99 alone is tens to hundreds of ms, every phase
+    # meets a stall or not by chance, and the ratio says nothing about the backfill.
+    awk -v b="$busy_p99" -v a="$idle_p99" -v m="$(col 3)" -v r="$busy_rate" -v f="$fast_rate" 'BEGIN {
         x = sprintf("%.2f", b / a); y = sprintf("%.1f", 100 * r / f)
-        printf "p99 under the default backfill / p99 alone = %.2f ms / %.2f ms = %sx (goal <= 1.5x): %s\n", b, a, x, (x + 0 <= 1.5 ? "PASS" : "FAIL")
+        verdict = (a > 10 * m) ? sprintf("INCONCLUSIVE: the workload alone has a p99 of %.0fx its median; the host stalled, measure again", a / m) : (x + 0 <= 1.5 ? "PASS" : "FAIL")
+        printf "p99 under the default backfill / p99 alone = %.2f ms / %.2f ms = %sx (goal <= 1.5x): %s\n", b, a, x, verdict
         printf "default backfill rate under the workload = %s %% of the unthrottled rate (goal >= 25 %%): %s\n", y, (y + 0 >= 25 ? "PASS" : "FAIL") }'
     awk -v g="$cpu_p99" -v a="$idle_p99" 'BEGIN {
         printf "floor on this host: p99 beside one core of pure CPU work in a backend / p99 alone = %.2f ms / %.2f ms = %.2fx\n", g, a, g / a }'
@@ -260,7 +273,7 @@ echo "$report"
     bench_meta
     echo "- rows: $ROWS; workload: live_txn.sql via \`pgbench -n -R $RATE -c 4 -j 2 -l\`; latency counts from each transaction's scheduled start, so it includes schedule lag"
     echo "- $REPEAT rounds, interleaved; each round: A: $IDLE_SECONDS s of workload alone. B: pgbench starts, ${MARGIN} s later start_backfill('accounts','token','v2'), pgbench stops ${MARGIN} s after the job is done; only transactions completed between the job's created_at and finished_at count. C: start_backfill(.., throttle => false, batch_size => $BATCH), no workload. D: $IDLE_SECONDS s of workload beside a PL/pgSQL busy loop (\`WHILE clock_timestamp() < stop LOOP END LOOP\`) holding one of the host's cores: what pure CPU work in a backend costs the workload here, without I/O, WAL or locks. Every phase on a freshly built, CHECKPOINTed table; every backfill verified (0 rows differ from 'v2:' || reverse(md5(id::text)), 0 conflicts expected and counted)."
-    echo "- backfill rate = rows / (finished_at - created_at); jobs polled every 0.5 s (backfill_status) rather than waited for with wait_backfill(), whose snapshot would hold back the xmin horizon during the run"
+    echo "- backfill rate = rows / (finished_at - created_at); jobs polled every 0.5 s (backfill_status, by one monitoring session for the whole job) rather than waited for with wait_backfill(), whose snapshot would hold back the xmin horizon during the run"
     echo
     echo "$report"
     echo
