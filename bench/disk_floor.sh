@@ -101,4 +101,4 @@ echo "$report"
     echo
     echo "$report"
 } >"$BENCH_RESULTS/disk_floor_${WRITE_MB}mbps.md"
-echo "bench: wrote $BENCH_RESULTS/disk_floor.md" >&2
+echo "bench: wrote $BENCH_RESULTS/disk_floor_${WRITE_MB}mbps.md" >&2
