@@ -9,7 +9,9 @@
 #   N  beside the writer, a new file every 16 MB (old ones deleted: as new WAL segments and growing
 #      table files are)                                       -> p99
 #   S  beside the writer, rewriting the same 16 MB file       -> p99
-# BENCH_REPEAT (3) rounds, interleaved, BENCH_SECONDS (20) each phase; medians.
+#   F  beside the writer, 64 kB at a time with an fsync after each (the way commits flush WAL) -> p99
+# BENCH_REPEAT (3) rounds, interleaved, BENCH_SECONDS (20) each phase; medians. The shape of the writes
+# decides: a backfill's WAL leaves in small flushes (every commit, the WAL writer), like F.
 # Writes bench/results/disk_floor_<BENCH_WRITE_MB>mbps.md.
 set -euo pipefail
 shopt -s inherit_errexit
@@ -32,13 +34,27 @@ bench_extension
 bench_rebuild "$ROWS"
 cp "$BENCH_SHARED/live_txn.sql" "$WORK/live_txn.sql"
 
-# writer <new|same> <seconds>: WRITE_MB MB/s into 16 MB files under $WORK/files, each fsync'ed when full.
+# writer <new|same|stream> <seconds>: WRITE_MB MB/s under $WORK/files: into 16 MB files, each fsync'ed
+# when full (new, same), or 64 kB at a time with an fsync after each (stream).
 writer() {
     perl -e '
         use strict; use Time::HiRes qw(time sleep); use IO::Handle;
         my ($mode, $seconds, $rate, $dir) = @ARGV;
         my $chunk = "\x01" x (1 << 20);
         my ($start, $written, $file) = (time, 0, 0);
+        if ($mode eq "stream") {  # 64 kB writes, each fsynced: the way commits flush WAL
+            $chunk = "\x01" x (64 << 10);
+            open(my $fh, "+>", "$dir/stream") or die "$dir/stream: $!";
+            binmode $fh; $fh->autoflush(1);
+            while (time - $start < $seconds) {
+                seek($fh, 0, 0) if $written % 256 == 0;  # a 16 MB file, rewritten
+                print $fh $chunk or die "write: $!"; $fh->sync or die "fsync: $!"; $written++;
+                my $ahead = $start + $written / ($rate * 16) - time;
+                sleep($ahead) if $ahead > 0;
+            }
+            printf "%.1f\n", $written / 16 / (time - $start);
+            exit 0;
+        }
         while (time - $start < $seconds) {
             my $name = "$dir/seg" . ($mode eq "new" ? $file : 0);
             open(my $fh, "+>", $name) or die "$name: $!";
@@ -51,8 +67,9 @@ writer() {
             $fh->flush; $fh->sync or die "fsync: $!"; close $fh;
             unlink "$dir/seg" . ($file - 8) if $mode eq "new" && $file >= 8;
             $file++;
-        }' "$1" "$2" "$WRITE_MB" "$WORK/files"
-    rm -f "$WORK"/files/seg*
+        }
+        printf "%.1f\n", $written / (time - $start);' "$1" "$2" "$WRITE_MB" "$WORK/files" >>"$WORK/rate.$1"
+    rm -f "$WORK"/files/seg* "$WORK"/files/stream
 }
 
 # phase <name> [new|same]: the workload for SECONDS_PER_PHASE, beside the writer if named; prints its
@@ -77,17 +94,19 @@ for ((r = 1; r <= REPEAT; r++)); do
     a=$(phase "alone$r")
     n=$(phase "new$r" new)
     s=$(phase "same$r" same)
-    echo "bench: round $r: p50/p99 alone $a, beside new files $n, beside one file $s" >&2
-    echo "$r $a $n $s" >>"$ROUNDS"
+    f=$(phase "stream$r" stream)
+    echo "bench: round $r: p50/p99 alone $a, beside new files $n, beside one file $s, beside small flushes $f" >&2
+    echo "$r $a $n $s $f" >>"$ROUNDS"
 done
 col() { cut -d' ' -f"$1" "$ROUNDS" | median; }
 report=$(
-    echo "| round | A: p50 alone (ms) | A: p99 alone (ms) | N: p99 beside the writer, new files (ms) | S: p99 beside the writer, one file (ms) |"
-    echo "|---|---:|---:|---:|---:|"
-    awk '{ printf "| %d | %.2f | %.2f | %.2f | %.2f |\n", $1, $2, $3, $5, $7 }' "$ROUNDS"
-    awk -v a="$(col 2)" -v b="$(col 3)" -v n="$(col 5)" -v s="$(col 7)" 'BEGIN {
-        printf "| **median** | %.2f | %.2f | %.2f | %.2f |\n\n", a, b, n, s
-        printf "p99 beside a plain writer of %s MB/s / p99 alone: new files %.2fx, one file %.2fx", '"$WRITE_MB"', n / b, s / b
+    echo "| round | A: p50 alone (ms) | A: p99 alone (ms) | N: p99 beside 16 MB bursts, new files (ms) | S: p99 beside 16 MB bursts, one file (ms) | F: p99 beside 64 kB flushes (ms) |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    awk '{ printf "| %d | %.2f | %.2f | %.2f | %.2f | %.2f |\n", $1, $2, $3, $5, $7, $9 }' "$ROUNDS"
+    awk -v a="$(col 2)" -v b="$(col 3)" -v n="$(col 5)" -v s="$(col 7)" -v f="$(col 9)" 'BEGIN {
+        printf "| **median** | %.2f | %.2f | %.2f | %.2f | %.2f |\n\n", a, b, n, s, f
+        printf "p99 beside a plain writer of %s MB/s / p99 alone: 16 MB bursts into new files %.2fx, into one file %.2fx; 64 kB flushes %.2fx", '"$WRITE_MB"', n / b, s / b, f / b
+        printf " (the writer reached %s / %s / %s MB/s, medians)", "'"$(median <"$WORK/rate.new")"'", "'"$(median <"$WORK/rate.same")"'", "'"$(median <"$WORK/rate.stream")"'"
         if (b > 10 * a) printf " (INCONCLUSIVE: the workload alone has a p99 of %.0fx its median; the host stalled)", b / a
         printf "\n" }'
 )
@@ -97,7 +116,7 @@ echo "$report"
     echo
     bench_meta
     echo "- workload: live_txn.sql via \`pgbench -n -R 1000 -c 4 -j 2 -l\` on $ROWS rows, $SECONDS_PER_PHASE s a phase, $REPEAT rounds interleaved (A, N, S)"
-    echo "- writer: perl, 1 MB writes paced to $WRITE_MB MB/s into 16 MB files, fsync per file, on the cluster's file system; N: a new file each time (the ninth oldest deleted), S: the same file rewritten"
+    echo "- writer: perl, paced to $WRITE_MB MB/s, on the cluster's file system. N: 1 MB writes into 16 MB files, an fsync per file, a new file each time (the ninth oldest deleted); S: the same, rewriting one file; F: 64 kB writes with an fsync after each, rewriting one 16 MB file"
     echo
     echo "$report"
 } >"$BENCH_RESULTS/disk_floor_${WRITE_MB}mbps.md"
