@@ -15,7 +15,6 @@ bool CpuSlice::due(Clock::time_point now)
 	if (now - started_ < slice_)
 		return false;
 	started_ = now;
-	++yields_;
 	return true;
 }
 

@@ -18,7 +18,6 @@ TEST(CpuSlice, ZeroSliceNeverYields)
 	CpuSlice slice;
 	for (int us = 0; us < 10000; us += 100)
 		EXPECT_FALSE(slice.due(at(std::chrono::microseconds(us))));
-	EXPECT_EQ(slice.yields(), 0u);
 }
 
 TEST(CpuSlice, YieldsOncePerSliceOfRunningTime)
@@ -30,7 +29,6 @@ TEST(CpuSlice, YieldsOncePerSliceOfRunningTime)
 	EXPECT_TRUE(slice.due(at(200us)));  // a whole slice: yield, and a new slice starts here
 	EXPECT_FALSE(slice.due(at(399us)));
 	EXPECT_TRUE(slice.due(at(400us)));
-	EXPECT_EQ(slice.yields(), 2u);
 }
 
 TEST(CpuSlice, RowsOfTenMicrosecondsYieldEveryTwentyRows)
