@@ -9,6 +9,7 @@ namespace mext::pg
 {
 
 bool cpu_yield_enabled = false;
+unsigned cpu_yield_calls = 0;
 
 namespace
 {
