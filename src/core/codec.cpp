@@ -307,6 +307,16 @@ bool is_valid_utf8(std::string_view text)
 	return true;
 }
 
+namespace
+{
+void require_room(std::size_t bytes, const char *step)
+{
+	if (bytes > kMaxValueBytes)
+		throw bad_value(std::string(step) + " would produce a value of " + std::to_string(bytes) + " bytes",
+		                "A text value holds at most " + std::to_string(kMaxValueBytes) + " bytes.");
+}
+} // namespace
+
 void apply_builtin_step(const Step &step, std::string_view in, std::string &out, bool utf8)
 {
 	switch (step.kind) {
@@ -319,11 +329,13 @@ void apply_builtin_step(const Step &step, std::string_view in, std::string &out,
 		out.assign(in.substr(step.arg.size()));
 		return;
 	case StepKind::AddPrefix:
+		require_room(step.arg.size() + in.size(), "add_prefix");
 		out.clear();
 		out.reserve(step.arg.size() + in.size());
 		out.append(step.arg).append(in);
 		return;
 	case StepKind::HexEncode:
+		require_room(in.size() * 2, "hex_encode");
 		out.clear();
 		out.reserve(in.size() * 2);
 		boost::algorithm::hex_lower(in.begin(), in.end(), std::back_inserter(out));
@@ -339,6 +351,7 @@ void apply_builtin_step(const Step &step, std::string_view in, std::string &out,
 		check_text(out, utf8, "hex_decode");
 		return;
 	case StepKind::Base64Encode:
+		require_room((in.size() + 2) / 3 * 4, "base64_encode");
 		base64_encode(in, out);
 		return;
 	case StepKind::Base64Decode:

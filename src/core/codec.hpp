@@ -115,6 +115,14 @@ class Codec
 	mutable std::string scratch_b_;
 };
 
+// The largest value a step may produce: PostgreSQL's text limit (1 GB less its 4-byte header). A step
+// that would grow a value past it fails with InvalidData before it allocates: a pipeline of repeated
+// encodings grows a value exponentially. The fuzzer builds with a small limit (-DMEXT_MAX_VALUE_BYTES).
+#ifndef MEXT_MAX_VALUE_BYTES
+#define MEXT_MAX_VALUE_BYTES (0x3FFFFFFF - 4)
+#endif
+inline constexpr std::size_t kMaxValueBytes = MEXT_MAX_VALUE_BYTES;
+
 // Single conversion step on a value (builtin steps only; Function steps need a Host).
 void apply_builtin_step(const Step &step, std::string_view in, std::string &out, bool utf8);
 

@@ -1109,3 +1109,28 @@ TEST(Utf8, CodecReverseReversesCharacters)
 }
 
 } // namespace
+
+// A step that would grow a value past PostgreSQL's text limit fails as bad data before it allocates:
+// found by the fuzzer, a pipeline of repeated base64_encode steps asked for 2 GB.
+TEST(StepLimits, GrowingPastTheTextLimitIsInvalidData)
+{
+	const std::string buffer(mext::kMaxValueBytes, 'a');
+	// Past the limit by a few bytes: hex doubles it, base64 adds a third, the prefix three bytes.
+	const std::string_view three_quarters(buffer.data(), mext::kMaxValueBytes / 4 * 3 + 3);
+	const std::pair<mext::Step, std::string_view> cases[] = {
+	    {mext::Step{mext::StepKind::HexEncode, {}}, three_quarters},
+	    {mext::Step{mext::StepKind::Base64Encode, {}}, three_quarters},
+	    {mext::Step{mext::StepKind::AddPrefix, "v2:"}, buffer},
+	};
+	for (const auto &[step, value] : cases) {
+		std::string out;
+		try {
+			mext::apply_builtin_step(step, value, out, true);
+			ADD_FAILURE() << "no error for step " << static_cast<int>(step.kind);
+		} catch (const mext::CodecError &e) {
+			EXPECT_EQ(e.kind, mext::ErrorKind::InvalidData);
+			EXPECT_NE(std::string(e.what()).find("would produce a value of"), std::string::npos) << e.what();
+		}
+		EXPECT_EQ(out.capacity(), std::string().capacity());  // nothing was allocated for it
+	}
+}
