@@ -80,8 +80,8 @@ summary() {
 }
 
 # run_backfill <start_backfill extra args> <status file>: starts a job and polls backfill_status every
-# 0.5 s, in one session, into <status file> ("epoch state rows_per_second batch_size rows_scanned throttle_reason", tab
-# separated) until it is done. Polling by short statements rather than wait_backfill: a waiting
+# 0.5 s, in one session, into <status file> ("epoch state rows_per_second batch_size rows_scanned
+# throttle_reason", tab separated) until it is done. Polling by short statements rather than wait_backfill: a waiting
 # wait_backfill() holds one snapshot for the whole job, which would hold back the xmin horizon (and
 # so HOT pruning) under the workload we are measuring.
 # Sets JOB, JOB_T0, JOB_T1 (created_at, finished_at as epoch s) and JOB_RATE (rows scanned / (T1 - T0)).

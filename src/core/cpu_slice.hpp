@@ -3,9 +3,10 @@
 // A woken backend that lands on the CPU the worker is running on can wait for the scheduler tick before
 // it runs: measured with perf sched on the 2-core machine of bench/live_workload.sh (Linux 6.18, HZ=250),
 // 88-109 wake-ups of the application's backends in 4 s of a default backfill waited 2-5 ms behind the
-// worker while the other core sat idle (264 with the worker at SCHED_IDLE). The worker's own code runs once per row (is_legacy, migrate_value),
-// so it can give the CPU up itself: after every slice of running time it yields, and nobody waits
-// behind it for longer than about one slice. A yield with nobody waiting costs one system call.
+// worker while the other core sat idle (264 with the worker at SCHED_IDLE). The worker's own code runs
+// once per row (is_legacy, migrate_value), so it can give the CPU up itself: after every slice of running
+// time it yields, and nobody waits behind it for longer than about one slice. A yield with nobody
+// waiting costs one system call.
 #pragma once
 
 #include <chrono>

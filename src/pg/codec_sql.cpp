@@ -18,6 +18,9 @@ PG_FUNCTION_INFO_V1(mext_codec_changed);
 }
 
 using mext::pg::guard;
+
+// The core's limit on what a codec step may produce is PostgreSQL's text limit (the core cannot see it).
+static_assert(mext::kMaxValueBytes == MaxAllocSize - VARHDRSZ, "codec value limit differs from text's");
 using mext::pg::LoadedCodec;
 
 namespace

@@ -26,7 +26,7 @@ void cpu_yield_now_if_due()
 	// Read each time: a reload (SIGHUP) changes the setting under a running worker.
 	slice.set_slice(std::chrono::nanoseconds(static_cast<long long>(worker_cpu_slice_ms * 1e6)));
 	if (slice.due(CpuSlice::Clock::now()))
-		sched_yield();  // POSIX; returns at once when nothing else is runnable here
+		sched_yield(); // POSIX; returns at once when nothing else is runnable here
 }
 
 } // namespace mext::pg

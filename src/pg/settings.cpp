@@ -59,8 +59,7 @@ void register_settings()
 	                         "(0: never).",
 	                         "A woken backend on the worker's CPU otherwise may wait for the scheduler's next "
 	                         "tick, several milliseconds.",
-	                         &worker_cpu_slice_ms, 0.2, 0, 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr,
-	                         nullptr);
+	                         &worker_cpu_slice_ms, 0.2, 0, 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("migration_ext");
 #else

@@ -1131,6 +1131,6 @@ TEST(StepLimits, GrowingPastTheTextLimitIsInvalidData)
 			EXPECT_EQ(e.kind, mext::ErrorKind::InvalidData);
 			EXPECT_NE(std::string(e.what()).find("would produce a value of"), std::string::npos) << e.what();
 		}
-		EXPECT_EQ(out.capacity(), std::string().capacity());  // nothing was allocated for it
+		EXPECT_EQ(out.capacity(), std::string().capacity()); // nothing was allocated for it
 	}
 }

@@ -24,9 +24,9 @@ TEST(CpuSlice, YieldsOncePerSliceOfRunningTime)
 {
 	CpuSlice slice;
 	slice.set_slice(200us);
-	EXPECT_FALSE(slice.due(at(0us)));   // the first call starts the slice
+	EXPECT_FALSE(slice.due(at(0us))); // the first call starts the slice
 	EXPECT_FALSE(slice.due(at(150us)));
-	EXPECT_TRUE(slice.due(at(200us)));  // a whole slice: yield, and a new slice starts here
+	EXPECT_TRUE(slice.due(at(200us))); // a whole slice: yield, and a new slice starts here
 	EXPECT_FALSE(slice.due(at(399us)));
 	EXPECT_TRUE(slice.due(at(400us)));
 }
@@ -38,7 +38,7 @@ TEST(CpuSlice, RowsOfTenMicrosecondsYieldEveryTwentyRows)
 	int yields = 0;
 	for (int row = 0; row <= 2000; ++row)
 		yields += slice.due(at(std::chrono::microseconds(row * 10)));
-	EXPECT_EQ(yields, 100);  // 20 ms of rows, one yield per 200 us
+	EXPECT_EQ(yields, 100); // 20 ms of rows, one yield per 200 us
 }
 
 TEST(CpuSlice, ALongRowYieldsOnceNotOncePerMissedSlice)
@@ -46,8 +46,8 @@ TEST(CpuSlice, ALongRowYieldsOnceNotOncePerMissedSlice)
 	CpuSlice slice;
 	slice.set_slice(200us);
 	slice.due(at(0us));
-	EXPECT_TRUE(slice.due(at(5000us)));   // 25 slices late: one yield
-	EXPECT_FALSE(slice.due(at(5100us)));  // and the next slice counts from it
+	EXPECT_TRUE(slice.due(at(5000us)));  // 25 slices late: one yield
+	EXPECT_FALSE(slice.due(at(5100us))); // and the next slice counts from it
 	EXPECT_TRUE(slice.due(at(5200us)));
 }
 
