@@ -11,7 +11,7 @@
 #include "core/keyset.hpp"
 #include "core/throttle.hpp"
 #include "pg/backfill.hpp"
-#include "pg/cpu_yield.hpp"
+#include "pg/pace_point.hpp"
 #include "pg/guard.hpp"
 #include "pg/settings.hpp"
 
@@ -499,7 +499,7 @@ void mext_backfill_worker_main(Datum main_arg)
 	BackgroundWorkerInitializeConnectionByOid(extra.database, extra.role, 0);
 	pgstat_report_appname("migration_ext backfill");
 	compress_own_full_page_images();
-	mext::pg::enable_cpu_yield();
+	mext::pg::enable_pacing();
 
 	if (TransactionIdIsValid(extra.starter)) {
 		StartTransactionCommand();

@@ -2,7 +2,7 @@
 // classify (for audit_column), codec_check (create_codec's validation) and the cache-invalidation
 // trigger on migration_ext.codec.
 #include "pg/codec_cache.hpp"
-#include "pg/cpu_yield.hpp"
+#include "pg/pace_point.hpp"
 
 extern "C" {
 #include "commands/trigger.h"
@@ -63,7 +63,7 @@ mext::Verdict classify_argument(FunctionCallInfo fcinfo)
 // Every PostgreSQL call here happens in this frame, which owns nothing: the guarded lambdas only read.
 Datum mext_migrate_value(PG_FUNCTION_ARGS)
 {
-	mext::pg::cpu_yield_point();
+	mext::pg::pace_point();
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	const text *name = PG_GETARG_TEXT_PP(0);
@@ -99,7 +99,7 @@ Datum mext_migrate_value(PG_FUNCTION_ARGS)
 // is_legacy(codec, value): true only for a value the backfill would convert; ambiguous is not legacy.
 Datum mext_is_legacy(PG_FUNCTION_ARGS)
 {
-	mext::pg::cpu_yield_point();
+	mext::pg::pace_point();
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	PG_RETURN_BOOL(classify_argument(fcinfo) == mext::Verdict::Legacy);

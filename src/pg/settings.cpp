@@ -15,6 +15,7 @@ int lock_timeout_ms = 500;
 int resume_interval_seconds = 60;
 bool compress_wal = true;
 double worker_cpu_slice_ms = 0.2;
+int worker_wal_flush_after_kb = 0;
 
 namespace
 {
@@ -60,6 +61,13 @@ void register_settings()
 	                         "A woken backend on the worker's CPU otherwise may wait for the scheduler's next "
 	                         "tick, several milliseconds.",
 	                         &worker_cpu_slice_ms, 0.2, 0, 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("migration_ext.worker_wal_flush_after",
+	                        "Amount of its own WAL after which a backfill worker flushes it (0: never; the WAL "
+	                        "writer and the next synchronous commit do).",
+	                        "An application's synchronous commit otherwise writes and flushes the worker's "
+	                        "unflushed WAL before its own.",
+	                        &worker_wal_flush_after_kb, 0, 0, 1048576, PGC_SIGHUP, GUC_UNIT_KB, nullptr, nullptr,
+	                        nullptr);
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("migration_ext");
 #else

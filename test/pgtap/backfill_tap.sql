@@ -9,7 +9,7 @@ SET client_min_messages = warning;
 
 BEGIN;
 CREATE EXTENSION migration_ext;
-SELECT plan(72);
+SELECT plan(76);
 
 ------------------------------------------------------------------------------------------------------
 -- Signatures. DESIGN.md gives start_backfill's parameters; an overload must begin with exactly those
@@ -208,6 +208,16 @@ SELECT is((SELECT context FROM pg_settings WHERE name = 'migration_ext.compress_
 	'migration_ext.compress_wal is superuser-only, as wal_compression is');
 SELECT is((SELECT vartype FROM pg_settings WHERE name = 'migration_ext.compress_wal'), 'bool',
 	'migration_ext.compress_wal is a boolean');
+
+-- The workers' pace settings are the server's (reload), not a session's.
+SELECT is((SELECT setting || ' ' || unit || ' ' || context FROM pg_settings WHERE name = 'migration_ext.worker_cpu_slice'),
+	'0.2 ms sighup', 'migration_ext.worker_cpu_slice: 0.2 ms, changed by a reload');
+SELECT is((SELECT setting || ' ' || unit || ' ' || context FROM pg_settings WHERE name = 'migration_ext.worker_wal_flush_after'),
+	'0 kB sighup', 'migration_ext.worker_wal_flush_after: 0 (never), changed by a reload');
+SELECT throws_ok($$SET migration_ext.worker_wal_flush_after = '256kB'$$, '55P02', NULL,
+	'a session cannot change migration_ext.worker_wal_flush_after');
+SELECT throws_ok($$SET migration_ext.worker_cpu_slice = 0$$, '55P02', NULL,
+	'a session cannot change migration_ext.worker_cpu_slice');
 
 SELECT * FROM finish();
 ROLLBACK;
