@@ -105,6 +105,9 @@ Decision ThrottleController::before_batch(const Signals &signals)
 	transaction_clock_.record(signals.now_s, static_cast<std::uint64_t>(signals.transactions));
 	// The job's own commits (about one a batch) are in the counter too.
 	workload_tps_ = std::max(0.0, transaction_clock_.units_per_second(signals.now_s) - batches_per_s_);
+	if (!first_look_s_)
+		first_look_s_ = signals.now_s;
+	warming_up_ = signals.now_s - *first_look_s_ < settings_.workload_warmup_s;
 	const double wait = settings_.check_interval_ms;
 
 	// Signals that cannot be read are reported with whatever is decided, never fatal.
@@ -166,22 +169,27 @@ Pause ThrottleController::after_batch(long rows, double batch_ms, int blocked_se
 	batches_per_s_ = batch_ms > 0 ? 1000.0 / batch_ms : 0;
 	Pause pause = size_next_batch(rows, batch_ms, blocked_sessions);
 	const double duty = settings_.live_duty_cycle;
-	if (duty > 0 && duty < 1 && workload_tps_ >= settings_.live_tps_threshold) {
+	if (duty > 0 && sharing()) {
 		double share = batch_ms * (1 / duty - 1);
 		if (share > pause.milliseconds) {
 			pause.milliseconds = share;
-			pause.reason = "sharing with a live workload (" + fixed(workload_tps_, 0) + " tx/s): working " +
-			               fixed(duty * 100, 0) + " % of the time";
+			pause.reason = (warming_up_ ? std::string("sharing until the workload is measured")
+			                            : "sharing with a live workload (" + fixed(workload_tps_, 0) + " tx/s)") +
+			               ": working " + fixed(duty * 100, 0) + " % of the time";
 		}
 	}
 	return pause;
 }
 
+bool ThrottleController::sharing() const
+{
+	return settings_.live_duty_cycle < 1 && (warming_up_ || workload_tps_ >= settings_.live_tps_threshold);
+}
+
 Pause ThrottleController::size_next_batch(long rows, double batch_ms, int blocked_sessions)
 {
-	const bool live = settings_.live_duty_cycle < 1 && workload_tps_ >= settings_.live_tps_threshold;
 	const double target =
-	    live ? std::min(settings_.batch_target_ms, settings_.live_batch_target_ms) : settings_.batch_target_ms;
+	    sharing() ? std::min(settings_.batch_target_ms, settings_.live_batch_target_ms) : settings_.batch_target_ms;
 	if (blocked_sessions > 0) {
 		batch_size_ = clamp(batch_size_ / 2.0);
 		stable_ = 0;

@@ -70,6 +70,9 @@ struct ThrottleSettings {
 	// ... and its batches are kept this short: a batch's row locks and its burst of WAL (which every
 	// synchronous commit of the application must flush first) then delay the application by little.
 	double live_batch_target_ms = 20;
+	// PostgreSQL publishes a backend's transaction counts at most once a second, so for about a second
+	// after its first look a job cannot tell a busy server from an idle one: it shares meanwhile.
+	double workload_warmup_s = 1.0;
 	std::optional<int> max_rows_per_second;
 	double check_interval_ms = 250; // how often a held job looks again
 };
@@ -136,6 +139,9 @@ class ThrottleController
 	LagClock transaction_clock_; // the same sampler, over the transaction counter
 	double workload_tps_ = 0;
 	double batches_per_s_ = 0;
+	std::optional<double> first_look_s_; // the first before_batch()
+	bool warming_up_ = false;            // within workload_warmup_s of it
+	bool sharing() const;                // as with a live workload: duty cycle, short batches
 };
 
 // The fixed-rate cap: after a batch of `rows` that took `batch_ms`, wait long enough that the job never

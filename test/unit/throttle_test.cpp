@@ -870,6 +870,44 @@ TEST(ThrottleLiveWorkload, AnIdleServerGetsNoPause)
 	EXPECT_DOUBLE_EQ(controller.after_batch(1000, 100).milliseconds, 0);
 }
 
+// PostgreSQL publishes transaction counts at most once a second per backend: for the first second of its
+// job the controller cannot tell a busy server from an idle one, and shares as if a workload were live.
+TEST(ThrottleLiveWorkload, SharesUntilTheWorkloadIsMeasured)
+{
+	mext::ThrottleController controller(mext::ThrottleSettings{}, 1000);
+	mext::Signals signals;
+	signals.transactions = 7; // nothing published yet, busy or not
+	signals.now_s = 100;
+	controller.before_batch(signals);
+	mext::Pause pause = controller.after_batch(1000, 30);
+	EXPECT_DOUBLE_EQ(pause.milliseconds, 30); // half of the time
+	EXPECT_NE(pause.reason.find("until the workload is measured"), std::string::npos) << pause.reason;
+	// ... with the live batch target: a 30 ms batch is over the 20 ms target, so the next one is smaller.
+	EXPECT_LT(controller.batch_size(), 1000);
+
+	signals.now_s = 100.9;
+	controller.before_batch(signals);
+	EXPECT_GT(controller.after_batch(500, 10).milliseconds, 0);
+
+	// A second of an unchanged counter: the server is idle, the job runs flat out.
+	signals.now_s = 101.0;
+	controller.before_batch(signals);
+	mext::Pause idle = controller.after_batch(500, 10);
+	EXPECT_DOUBLE_EQ(idle.milliseconds, 0);
+	EXPECT_EQ(idle.reason, "");
+}
+
+TEST(ThrottleLiveWorkload, AWarmUpOfZeroTrustsTheFirstLook)
+{
+	mext::ThrottleSettings settings;
+	settings.workload_warmup_s = 0;
+	mext::ThrottleController controller(settings, 1000);
+	mext::Signals signals;
+	signals.now_s = 100;
+	controller.before_batch(signals);
+	EXPECT_DOUBLE_EQ(controller.after_batch(1000, 30).milliseconds, 0);
+}
+
 TEST(ThrottleLiveWorkload, BlockedSessionsHalveTheBatchAndRest)
 {
 	mext::ThrottleController controller(mext::ThrottleSettings{}, 8000);
