@@ -11,8 +11,8 @@
 #include "core/keyset.hpp"
 #include "core/throttle.hpp"
 #include "pg/backfill.hpp"
-#include "pg/pace_point.hpp"
 #include "pg/guard.hpp"
+#include "pg/pace_point.hpp"
 #include "pg/settings.hpp"
 
 extern "C" {
