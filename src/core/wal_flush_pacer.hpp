@@ -1,10 +1,11 @@
 // How much of its own WAL the backfill worker may leave unflushed.
 //
 // A worker commits asynchronously, so its WAL stays in PostgreSQL's WAL buffers until the WAL writer's next
-// round or until somebody's synchronous commit needs the WAL behind it. With a live workload that somebody
-// is the application: its commit record lands after up to a batch of the worker's WAL, and its COMMIT
-// writes and fsyncs all of it before returning (test/crash/wal_flush_pace.sh: a 31 MB job, 11 flushes). A worker that flushes after every `after`
-// bytes of its own WAL keeps that debt small and pays for it itself.
+// round or until somebody's synchronous commit needs the WAL behind it (test/crash/wal_flush_pace.sh: 11
+// flushes during a 31 MB job). With a live workload that somebody is the application: its commit record
+// lands after up to a batch of the worker's WAL, and its COMMIT writes and fsyncs all of it before
+// returning. A worker that flushes after every `after` bytes of its own WAL keeps that debt small and pays
+// for it itself.
 #pragma once
 
 #include <cstdint>
