@@ -567,13 +567,26 @@ CREATE FUNCTION migration_ext.worker_alive(pid int) RETURNS boolean
 
 -- The state a DBA should see: a job that claims to run but has no live worker was interrupted (a
 -- crash, kill -9, an immediate shutdown). A queued job gets a minute for its worker to appear.
+-- `j` was read with the caller's snapshot; a worker that ended the job and exited after that snapshot was
+-- taken must not make a finished job look interrupted. So once the worker is seen gone, the job is read
+-- again: each statement here takes a new snapshot (READ COMMITTED), and a process's last commit is
+-- visible before it leaves the process array.
 CREATE FUNCTION migration_ext.effective_state(j migration_ext.backfill_job) RETURNS text
-	LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	now_state text;
+BEGIN
+	IF j.state NOT IN ('queued', 'running', 'throttled', 'paused') OR migration_ext.worker_alive(j.pid) THEN
+		RETURN j.state;
+	END IF;
+	SELECT b.state INTO now_state FROM migration_ext.backfill_job b WHERE b.id = j.id;
 	RETURN CASE
-		WHEN j.state IN ('running', 'throttled', 'paused') AND NOT migration_ext.worker_alive(j.pid) THEN 'interrupted'
-		WHEN j.state = 'queued' AND NOT migration_ext.worker_alive(j.pid)
-			 AND j.created_at < now() - interval '1 minute' THEN 'interrupted'
-		ELSE j.state END;
+		WHEN now_state IN ('running', 'throttled', 'paused') THEN 'interrupted'
+		WHEN now_state = 'queued' AND j.created_at < now() - interval '1 minute' THEN 'interrupted'
+		ELSE coalesce(now_state, j.state) END;
+END
+$$;
 
 CREATE FUNCTION migration_ext.require_job(job bigint) RETURNS migration_ext.backfill_job
 	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp

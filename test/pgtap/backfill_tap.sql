@@ -9,7 +9,7 @@ SET client_min_messages = warning;
 
 BEGIN;
 CREATE EXTENSION migration_ext;
-SELECT plan(76);
+SELECT plan(77);
 
 ------------------------------------------------------------------------------------------------------
 -- Signatures. DESIGN.md gives start_backfill's parameters; an overload must begin with exactly those
@@ -218,6 +218,14 @@ SELECT throws_ok($$SET migration_ext.worker_wal_flush_after = '256kB'$$, '55P02'
 	'a session cannot change migration_ext.worker_wal_flush_after');
 SELECT throws_ok($$SET migration_ext.worker_cpu_slice = 0$$, '55P02', NULL,
 	'a session cannot change migration_ext.worker_cpu_slice');
+
+-- A job's state is read again once its worker is seen gone: a worker that ended the job and exited after
+-- the caller's snapshot was taken must not make a finished job look interrupted.
+UPDATE migration_ext.backfill_job SET state = 'done', pid = NULL, finished_at = now() WHERE id = :tap_job;
+SELECT is(migration_ext.effective_state(jsonb_populate_record(b, '{"state": "running", "pid": 2147483647}')), 'done',
+	'a job its gone worker finished is done, even to a caller that saw it running')
+FROM migration_ext.backfill_job b WHERE b.id = :tap_job;
+-- (A job whose row still says running once its worker is gone is interrupted: test/crash/no_preload_resume.sh.)
 
 SELECT * FROM finish();
 ROLLBACK;
