@@ -84,9 +84,7 @@ else
 	CHECK_FAILURES=$((CHECK_FAILURES + 1))
 fi
 
-q "ALTER SYSTEM SET migration_ext.worker_cpu_slice = 0" >/dev/null
-q "SELECT pg_reload_conf()" >/dev/null
-wait_for 10 q_true "SELECT current_setting('migration_ext.worker_cpu_slice') = '0'" || die "reload did not apply"
+reload_setting migration_ext.worker_cpu_slice 0
 measure accounts_b "slice 0 (never yield)"
 read -r plain_p50 _ <<<"$LATENCY"
 say "for comparison: median latency $plain_p50 ms without yielding, $yield_p50 ms with (not checked: the kernel decides)"

@@ -17,15 +17,6 @@ PACE_KB=64
 DB=postgres
 trap 'exit 130' INT TERM
 
-# set_flush_after <value>: a reload setting; wait until this session's backends see it (the postmaster
-# reloads before it signals them, so a worker started after that sees it too).
-set_flush_after() {
-	q "ALTER SYSTEM SET migration_ext.worker_wal_flush_after = '$1'" >/dev/null
-	q "SELECT pg_reload_conf()" >/dev/null
-	wait_for 10 q_true "SELECT current_setting('migration_ext.worker_wal_flush_after') = '$1'" ||
-		die "reload did not apply migration_ext.worker_wal_flush_after = $1"
-}
-
 # run_job <table>: an unthrottled job on <table>; sets WAL_BYTES (the WAL the server wrote meanwhile)
 # and SYNCS (the WAL fsyncs counted meanwhile, the worker's included).
 run_job() {
@@ -52,13 +43,13 @@ done
 q "CHECKPOINT" >/dev/null
 check "worker_wal_flush_after default" "$(q "SHOW migration_ext.worker_wal_flush_after")" 0
 
-set_flush_after "${PACE_KB}kB"
+reload_setting migration_ext.worker_wal_flush_after "${PACE_KB}kB"
 run_job paced
 expected=$((WAL_BYTES / (PACE_KB * 1024)))
 check "at ${PACE_KB}kB: WAL fsyncs >= half of WAL / ${PACE_KB} kB ($((expected / 2)))" \
 	"$( ((SYNCS >= expected / 2)) && echo yes || echo "no: $SYNCS")" yes
 
-set_flush_after 0
+reload_setting migration_ext.worker_wal_flush_after 0
 run_job unpaced
 check "at 0: WAL fsyncs <= a quarter of WAL / ${PACE_KB} kB ($((expected / 4)))" \
 	"$( ((SYNCS <= expected / 4)) && echo yes || echo "no: $SYNCS")" yes

@@ -61,6 +61,15 @@ wait_for() {
 	done
 }
 
+# reload_setting <name> <value>: ALTER SYSTEM SET and a reload; returns once this test's sessions see
+# <value> (as current_setting() shows it). The postmaster reloads before it signals the backends, so a
+# worker started after that sees it too.
+reload_setting() {
+	q "ALTER SYSTEM SET $1 = '$2'" >/dev/null
+	q "SELECT pg_reload_conf()" >/dev/null
+	wait_for 10 q_true "SELECT current_setting('$1') = '$2'" || die "reload did not apply $1 = $2"
+}
+
 # ------------------------------------------------------------ a transaction held open
 # open_transaction <name> <sql>: a psql session of its own (application_name <name>) runs BEGIN and <sql>
 # and keeps the transaction, and so its locks, open — no sleep: it waits for the next line on a pipe —
