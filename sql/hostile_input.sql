@@ -172,6 +172,9 @@ SELECT start_backfill('"we;ird ""Tab"', 'Tok én', :'codec', batch_time_target =
 SELECT start_backfill('"we;ird ""Tab"', 'Tok én', :'codec', max_replica_lag => '-1 s');
 SELECT start_backfill('"we;ird ""Tab"', 'Tok én', :'codec', max_active_backends => -1);
 SELECT start_backfill('"we;ird ""Tab"', 'Tok én', :'codec', max_wal_bytes_per_second => -1);
+SELECT start_backfill('"we;ird ""Tab"', 'Tok én', :'codec', live_duty_cycle => 0);
+SELECT start_backfill('"we;ird ""Tab"', 'Tok én', :'codec', live_duty_cycle => -1e308);
+SELECT start_backfill('"we;ird ""Tab"', 'Tok én', :'codec', live_duty_cycle => 'Infinity');
 SELECT start_backfill('"we;ird ""Tab"', 'Tok én', :'codec', target_relation => 'no_such_table');
 SELECT start_backfill('"we;ird ""Tab"', 'Tok én', :'codec', target_relation => '"we;ird ""Tab"', source_column => 'ID');
 SELECT count(*) AS jobs_after_refusals FROM backfill_status;
@@ -254,12 +257,16 @@ SELECT alter_backfill(:job_paused, batch_time_target => '0 s');
 SELECT alter_backfill(:job_paused, max_replica_lag => '-1 s');
 SELECT alter_backfill(:job_paused, max_active_backends => -1);
 SELECT alter_backfill(:job_paused, max_wal_bytes_per_second => -1);
+SELECT alter_backfill(:job_paused, live_duty_cycle => 1.0000001);
+SELECT alter_backfill(:job_paused, live_duty_cycle => 0.0099999);
+SELECT alter_backfill(:job_paused, live_duty_cycle => 'NaN');
 SELECT alter_backfill(:job_paused);   -- nothing to change: a no-op
 SELECT alter_backfill(:job_paused, max_rows_per_second => 2147483647, batch_time_target => '1 hour',
                       max_replica_lag => '0 s', max_active_backends => 2147483647,
-                      max_wal_bytes_per_second => 9223372036854775807, throttle => NULL);
+                      max_wal_bytes_per_second => 9223372036854775807, throttle => NULL,
+                      live_duty_cycle => 1);
 SELECT state, requested, rows_converted, max_rows_per_second, throttle, batch_time_target_ms, max_replica_lag_s,
-       max_active_backends, max_wal_bytes_per_second
+       max_active_backends, max_wal_bytes_per_second, live_duty_cycle
 FROM backfill_status WHERE job = :job_paused;
 SELECT alter_backfill(:job_paused, max_rows_per_second => 0);   -- removes the cap
 SELECT max_rows_per_second FROM backfill_status WHERE job = :job_paused;

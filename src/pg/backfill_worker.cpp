@@ -228,6 +228,7 @@ struct Poll {
 	double max_replica_lag_s;
 	int max_active_backends;
 	double max_wal_bytes_per_second;
+	double live_duty_cycle;
 	double wal_bytes;
 	int active_backends;
 	bool vacuum_on_table;
@@ -251,8 +252,8 @@ void worker_poll(int64 job, Poll *poll)
 	Datum values[1] = {int8_arg(job)};
 	int rc = SPI_execute_with_args(
 	    "SELECT requested, throttle, max_rows_per_second, batch_time_target_ms, max_replica_lag_s, "
-	    "max_active_backends, max_wal_bytes_per_second, wal_bytes, active_backends, vacuum_on_table, transactions "
-	    "FROM migration_ext.worker_poll($1)",
+	    "max_active_backends, max_wal_bytes_per_second, wal_bytes, active_backends, vacuum_on_table, transactions, "
+	    "live_duty_cycle FROM migration_ext.worker_poll($1)",
 	    1, types, values, nullptr, false, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "worker_poll failed: %s", SPI_result_code_string(rc));
@@ -272,6 +273,7 @@ void worker_poll(int64 job, Poll *poll)
 	poll->active_backends = DatumGetInt32(SPI_getbinval(row, desc, 9, &isnull));
 	poll->vacuum_on_table = DatumGetBool(SPI_getbinval(row, desc, 10, &isnull));
 	poll->transactions = double_column(row, desc, 11, &isnull);
+	poll->live_duty_cycle = double_column(row, desc, 12, &isnull);
 
 	rc = SPI_execute("SELECT name, replay_bytes FROM migration_ext.standby_positions()", false, kMaxStandbys);
 	poll->standbys = 0;
@@ -315,6 +317,7 @@ mext::ThrottleSettings settings_from(const Poll &poll)
 	settings.max_replica_lag_s = poll.max_replica_lag_s;
 	settings.max_active_backends = poll.max_active_backends;
 	settings.max_wal_bytes_per_s = poll.max_wal_bytes_per_second;
+	settings.live_duty_cycle = poll.live_duty_cycle;
 	if (poll.max_rows_per_second > 0)
 		settings.max_rows_per_second = poll.max_rows_per_second;
 	return settings;

@@ -24,6 +24,7 @@ int batch_time_target_ms = 200;
 int max_replica_lag_ms = 1500;
 int max_active_backends = 25;
 int max_wal_bytes_per_second = 0;
+double live_duty_cycle = 0.5;
 } // namespace
 
 void register_settings()
@@ -44,6 +45,11 @@ void register_settings()
 	DefineCustomIntVariable("migration_ext.max_wal_bytes_per_second",
 	                        "WAL generation rate above which a backfill pauses (0: no cap).", nullptr,
 	                        &max_wal_bytes_per_second, 0, 0, INT_MAX, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+	DefineCustomRealVariable("migration_ext.live_duty_cycle",
+	                         "Fraction of the time a backfill works while other transactions commit (1: no sharing).",
+	                         "With a live workload a job runs short batches and rests between them, so the "
+	                         "application keeps the CPU and the disk for the rest of the time.",
+	                         &live_duty_cycle, 0.5, 0.01, 1, PGC_USERSET, 0, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("migration_ext.lock_timeout",
 	                        "lock_timeout of each backfill batch; a timed-out batch is retried smaller.", nullptr,
 	                        &lock_timeout_ms, 500, 1, 600000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);

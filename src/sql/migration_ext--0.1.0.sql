@@ -512,6 +512,7 @@ CREATE TABLE migration_ext.backfill_job (
 	max_replica_lag_s        double precision NOT NULL DEFAULT 1.5 CHECK (max_replica_lag_s >= 0),
 	max_active_backends      int NOT NULL DEFAULT 25 CHECK (max_active_backends >= 0),
 	max_wal_bytes_per_second bigint NOT NULL DEFAULT 0 CHECK (max_wal_bytes_per_second >= 0),
+	live_duty_cycle          double precision NOT NULL DEFAULT 0.5 CHECK (live_duty_cycle BETWEEN 0.01 AND 1),
 	state               text NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'running', 'throttled', 'paused',
 									'interrupted', 'done', 'failed', 'cancelled')),
 	requested           text CHECK (requested IN ('pause', 'cancel')),
@@ -690,8 +691,13 @@ CREATE FUNCTION migration_ext.setting_ms(name text, fallback double precision) R
 	RETURN coalesce(extract(epoch FROM nullif(current_setting(name, true), '')::interval)::double precision * 1000,
 					fallback);
 
+CREATE FUNCTION migration_ext.setting_real(name text, fallback double precision) RETURNS double precision
+	LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+	RETURN coalesce(nullif(current_setting(name, true), '')::double precision, fallback);
+
 CREATE FUNCTION migration_ext.check_throttle_settings(batch_time_target interval, max_replica_lag interval,
-													  max_active_backends int, max_wal_bytes_per_second bigint)
+													  max_active_backends int, max_wal_bytes_per_second bigint,
+													  live_duty_cycle double precision)
 	RETURNS void LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -711,6 +717,12 @@ BEGIN
 		RAISE EXCEPTION 'max_wal_bytes_per_second must not be negative' USING ERRCODE = 'invalid_parameter_value',
 			HINT = 'Pass 0 for no WAL rate cap.';
 	END IF;
+	IF NOT live_duty_cycle BETWEEN 0.01 AND 1 THEN
+		RAISE EXCEPTION 'live_duty_cycle must be between 0.01 and 1, not %', live_duty_cycle
+			USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = 'It is the fraction of the time a job works while other transactions commit.',
+				HINT = 'Pass 1 for a job that does not make room for a live workload.';
+	END IF;
 END
 $$;
 
@@ -720,7 +732,8 @@ CREATE FUNCTION migration_ext.start_backfill(relation regclass, column_name name
 											 batch_time_target interval DEFAULT NULL,
 											 max_replica_lag interval DEFAULT NULL, max_active_backends int DEFAULT NULL,
 											 max_wal_bytes_per_second bigint DEFAULT NULL,
-											 target_relation regclass DEFAULT NULL)
+											 target_relation regclass DEFAULT NULL,
+											 live_duty_cycle double precision DEFAULT NULL)
 	RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -761,7 +774,7 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass NULL for no rate cap.';
 	END IF;
 	PERFORM migration_ext.check_throttle_settings(batch_time_target, max_replica_lag, max_active_backends,
-												  max_wal_bytes_per_second);
+												  max_wal_bytes_per_second, live_duty_cycle);
 	IF NOT (has_table_privilege(relation, 'SELECT') AND has_table_privilege(relation, 'UPDATE')) THEN
 		RAISE EXCEPTION 'permission denied to backfill %', relation USING ERRCODE = 'insufficient_privilege',
 			DETAIL = 'The backfill worker runs as the role that starts it, which needs SELECT and UPDATE on the table.';
@@ -794,7 +807,8 @@ BEGIN
 		INSERT INTO migration_ext.backfill_job (relation, column_name, source_column, target_relation, codec, migration, key_columns,
 												key_types, partitions, batch_size, max_rows_per_second, throttle,
 												rows_estimated, current_batch_size, batch_time_target_ms,
-												max_replica_lag_s, max_active_backends, max_wal_bytes_per_second)
+												max_replica_lag_s, max_active_backends, max_wal_bytes_per_second,
+												live_duty_cycle)
 		VALUES (relation, column_name, source_column, target_relation, codec, migration, walk.key_columns, walk.key_types, leaves,
 				coalesce(batch_size, CASE WHEN throttle THEN migration_ext.setting_int('migration_ext.batch_size', 1000)
 										  ELSE 20000 END), max_rows_per_second,
@@ -807,7 +821,8 @@ BEGIN
 						 migration_ext.setting_ms('migration_ext.max_replica_lag', 1500) / 1000),
 				coalesce(max_active_backends, migration_ext.setting_int('migration_ext.max_active_backends', 25)),
 				coalesce(max_wal_bytes_per_second,
-						 migration_ext.setting_int('migration_ext.max_wal_bytes_per_second', 0)))
+						 migration_ext.setting_int('migration_ext.max_wal_bytes_per_second', 0)),
+				coalesce(live_duty_cycle, migration_ext.setting_real('migration_ext.live_duty_cycle', 0.5)))
 		RETURNING id INTO job;
 	EXCEPTION WHEN unique_violation THEN
 		RAISE EXCEPTION 'a backfill of %.% is already active', relation, quote_ident(column_name)
@@ -829,11 +844,12 @@ CREATE FUNCTION @extschema@.start_backfill(relation regclass, column_name name, 
 										   batch_time_target interval DEFAULT NULL,
 										   max_replica_lag interval DEFAULT NULL, max_active_backends int DEFAULT NULL,
 										   max_wal_bytes_per_second bigint DEFAULT NULL,
-										   target_relation regclass DEFAULT NULL)
+										   target_relation regclass DEFAULT NULL,
+										   live_duty_cycle double precision DEFAULT NULL)
 	RETURNS bigint LANGUAGE sql
 	RETURN migration_ext.start_backfill(relation, column_name, codec, source_column, batch_size, max_rows_per_second,
 										throttle, NULL, true, batch_time_target, max_replica_lag, max_active_backends,
-										max_wal_bytes_per_second, target_relation);
+										max_wal_bytes_per_second, target_relation, live_duty_cycle);
 
 -- One step of a worker, in the worker's transaction: obey a pause or cancel request, or run one batch
 -- and commit its checkpoint with it. Returns what the worker should do next.
@@ -989,7 +1005,8 @@ CREATE FUNCTION migration_ext.worker_poll(job bigint, OUT requested text, OUT th
 										  OUT max_rows_per_second int, OUT batch_time_target_ms double precision,
 										  OUT max_replica_lag_s double precision, OUT max_active_backends int,
 										  OUT max_wal_bytes_per_second bigint, OUT wal_bytes numeric,
-										  OUT active_backends int, OUT vacuum_on_table boolean, OUT transactions numeric)
+										  OUT active_backends int, OUT vacuum_on_table boolean, OUT transactions numeric,
+										  OUT live_duty_cycle double precision)
 	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -1004,6 +1021,7 @@ BEGIN
 	max_replica_lag_s := j.max_replica_lag_s;
 	max_active_backends := j.max_active_backends;
 	max_wal_bytes_per_second := j.max_wal_bytes_per_second;
+	live_duty_cycle := j.live_duty_cycle;
 	SELECT * INTO signals FROM migration_ext.server_signals(j.partitions);
 	wal_bytes := signals.wal_bytes;
 	active_backends := signals.active_backends;
@@ -1070,7 +1088,8 @@ $$;
 CREATE FUNCTION @extschema@.alter_backfill(job bigint, max_rows_per_second int DEFAULT NULL,
 										   batch_time_target interval DEFAULT NULL,
 										   max_replica_lag interval DEFAULT NULL, max_active_backends int DEFAULT NULL,
-										   max_wal_bytes_per_second bigint DEFAULT NULL, throttle boolean DEFAULT NULL)
+										   max_wal_bytes_per_second bigint DEFAULT NULL, throttle boolean DEFAULT NULL,
+										   live_duty_cycle double precision DEFAULT NULL)
 	RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -1081,7 +1100,7 @@ BEGIN
 			HINT = 'Pass 0 to remove the rate cap.';
 	END IF;
 	PERFORM migration_ext.check_throttle_settings(batch_time_target, max_replica_lag, max_active_backends,
-												  max_wal_bytes_per_second);
+												  max_wal_bytes_per_second, live_duty_cycle);
 	PERFORM migration_ext.unfinished_job_state(j, 'altered');
 	UPDATE migration_ext.backfill_job b SET
 		max_rows_per_second = CASE WHEN alter_backfill.max_rows_per_second IS NULL THEN b.max_rows_per_second
@@ -1091,6 +1110,7 @@ BEGIN
 		max_active_backends = coalesce(alter_backfill.max_active_backends, b.max_active_backends),
 		max_wal_bytes_per_second = coalesce(alter_backfill.max_wal_bytes_per_second, b.max_wal_bytes_per_second),
 		throttle = coalesce(alter_backfill.throttle, b.throttle),
+		live_duty_cycle = coalesce(alter_backfill.live_duty_cycle, b.live_duty_cycle),
 		updated_at = now()
 	WHERE b.id = job;
 END
@@ -1194,7 +1214,7 @@ CREATE VIEW @extschema@.backfill_status WITH (security_invoker = true) AS
 				THEN make_interval(secs => greatest(j.rows_estimated - j.rows_scanned, 0) / j.rate) END AS eta,
 		   j.throttle_reason, j.warning, j.last_key, j.partitions[j.partition_index] AS partition,
 		   j.throttle, round(j.batch_time_target_ms::numeric) AS batch_time_target_ms, j.max_replica_lag_s,
-		   j.max_active_backends, j.max_wal_bytes_per_second,
+		   j.max_active_backends, j.max_wal_bytes_per_second, j.live_duty_cycle,
 		   j.last_error, j.error_key, j.pid, j.owner AS role,
 		   j.created_at, j.started_at, j.updated_at, j.finished_at
 	FROM migration_ext.backfill_job j;
@@ -1621,7 +1641,8 @@ CREATE FUNCTION @extschema@.retreat_migration(name text) RETURNS text
 CREATE FUNCTION migration_ext.start_migration_backfill(migration text, source_column name, batch_size int,
 														max_rows_per_second int, throttle boolean,
 														batch_time_target interval, max_replica_lag interval,
-														max_active_backends int, max_wal_bytes_per_second bigint)
+														max_active_backends int, max_wal_bytes_per_second bigint,
+														live_duty_cycle double precision)
 	RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -1637,7 +1658,7 @@ BEGIN
 	new_job := migration_ext.start_backfill(m.relation, m.column_name, m.codec,
 											coalesce(source_column, m.source_column), batch_size, max_rows_per_second,
 											throttle, migration, true, batch_time_target, max_replica_lag,
-											max_active_backends, max_wal_bytes_per_second);
+											max_active_backends, max_wal_bytes_per_second, NULL, live_duty_cycle);
 	UPDATE migration_ext.migration x SET phase = 'backfilling', job = new_job WHERE x.name = m.name;
 	INSERT INTO migration_ext.migration_event (migration, event, from_phase, to_phase, detail)
 	VALUES (migration, 'backfill', m.phase, 'backfilling', format('job %s', new_job));
@@ -1650,11 +1671,12 @@ CREATE FUNCTION @extschema@.start_backfill(migration text, source_column name DE
 										   max_rows_per_second int DEFAULT NULL, throttle boolean DEFAULT true,
 										   batch_time_target interval DEFAULT NULL,
 										   max_replica_lag interval DEFAULT NULL, max_active_backends int DEFAULT NULL,
-										   max_wal_bytes_per_second bigint DEFAULT NULL)
+										   max_wal_bytes_per_second bigint DEFAULT NULL,
+										   live_duty_cycle double precision DEFAULT NULL)
 	RETURNS bigint LANGUAGE sql
 	RETURN migration_ext.start_migration_backfill(migration, source_column, batch_size, max_rows_per_second, throttle,
 												   batch_time_target, max_replica_lag, max_active_backends,
-												   max_wal_bytes_per_second);
+												   max_wal_bytes_per_second, live_duty_cycle);
 
 -- start_backfill('accounts', 'token', 'v2'): with three untyped literals PostgreSQL would find the
 -- regclass form and the migration form equally good and refuse the call; this text form wins that
@@ -1665,11 +1687,13 @@ CREATE FUNCTION @extschema@.start_backfill(relation text, column_name name, code
 										   batch_time_target interval DEFAULT NULL,
 										   max_replica_lag interval DEFAULT NULL, max_active_backends int DEFAULT NULL,
 										   max_wal_bytes_per_second bigint DEFAULT NULL,
-										   target_relation regclass DEFAULT NULL)
+										   target_relation regclass DEFAULT NULL,
+										   live_duty_cycle double precision DEFAULT NULL)
 	RETURNS bigint LANGUAGE sql
 	RETURN migration_ext.start_backfill(relation::regclass, column_name, codec, source_column, batch_size,
 										max_rows_per_second, throttle, NULL, true, batch_time_target, max_replica_lag,
-										max_active_backends, max_wal_bytes_per_second, target_relation);
+										max_active_backends, max_wal_bytes_per_second, target_relation,
+										live_duty_cycle);
 
 -- A writer swap of a migration is applied at its point of no return, never before: swap_function()
 -- refuses one while the migration has not passed it.

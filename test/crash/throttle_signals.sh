@@ -9,6 +9,9 @@
 #       (wait_backfill returns 'paused') and stays paused; resume -> done.
 #   (d) a manual VACUUM of the table (slowed down by vacuum_cost_delay) throttles the job with
 #       'vacuum running on the table'; the reason clears when the vacuum ends.
+#   (e) beside a live workload (pgbench, 200 tx/s) a job started with live_duty_cycle => 0.05 says it
+#       shares ('working 5 % of the time'); alter_backfill(live_duty_cycle => 0.1) on the running job
+#       changes that to 10 %, and live_duty_cycle => 1 ends the sharing: the job finishes fast.
 # After each part every row is converted exactly once.
 set -euo pipefail
 # shellcheck source=lib/crash_common.bash
@@ -222,4 +225,46 @@ check "the vacuum reason cleared and job $JOB continues" "$(yes_no moving_again 
 check "wait_backfill($JOB, '60 s')" "$(q "SELECT wait_backfill($JOB, interval '60 seconds')")" "done"
 check "throttle_reason when done" "$(job_field "$JOB" "coalesce(throttle_reason, '<none>')")" "<none>"
 exactly_once "$ROWS" "$JOB"
+
+# ------------------------------------------------------------------ (e) sharing with a live workload
+say "(e) live_duty_cycle beside a live workload"
+E_ROWS=$((3 * ROWS)) # at 5 % and then 10 % of the time the job must still be running when both are looked at
+setup_accounts "$E_ROWS"
+q "ALTER TABLE accounts SET (autovacuum_enabled = off)" >/dev/null
+# A query on a table: PostgreSQL 15 publishes a backend's commit count only with other statistics it
+# has pending, so a workload of bare SELECT 1 would not show in pg_stat_database.
+q "CREATE TABLE live_counter (id int PRIMARY KEY, n int); INSERT INTO live_counter VALUES (1, 0)" >/dev/null
+echo 'SELECT n FROM live_counter WHERE id = 1;' >"$TMP_DIR/live.sql"
+"$PG_BINDIR/pgbench" -n -f "$TMP_DIR/live.sql" -R 200 -c 2 -T 120 "$DB" >"$TMP_DIR/pgbench.log" 2>&1 &
+WORKLOAD_PID=$!
+BG_PIDS+=("$WORKLOAD_PID")
+sleep 2 # the job sees the workload's commits from its first look on
+kill -0 "$WORKLOAD_PID" 2>/dev/null || die "pgbench did not start: $(cat "$TMP_DIR/pgbench.log")"
+say "workload: $(q "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbench'") pgbench sessions, $(q "SELECT sum(xact_commit) FROM pg_stat_database") commits so far"
+JOB=$(q "SELECT start_backfill('accounts', 'token', 'v2', live_duty_cycle => 0.05)")
+say "started job $JOB beside pgbench at 200 tx/s: live_duty_cycle 0.05"
+share_re() { echo "^(running|throttled) \\| sharing with a live workload \\([0-9]+ tx/s\\): working $1 % of the time\$"; }
+wait_for 10 state_reason_matches "$JOB" "$(share_re 5)" || true
+matches "job $JOB shares with the workload" "$(state_reason "$JOB")" "$(share_re 5)"
+a=$(job_field "$JOB" rows_scanned)
+sleep 2
+b=$(job_field "$JOB" rows_scanned)
+say "at 5 %: $((b - a)) rows in 2 s; $(job_line "$JOB")"
+q "SELECT alter_backfill($JOB, live_duty_cycle => 0.1)" >/dev/null
+check "live_duty_cycle after alter_backfill" "$(job_field "$JOB" live_duty_cycle)" 0.1
+wait_for 10 state_reason_matches "$JOB" "$(share_re 10)" || true
+matches "the running job shares at the new duty cycle" "$(state_reason "$JOB")" "$(share_re 10)"
+left=$((E_ROWS - $(job_field "$JOB" rows_scanned)))
+t0=$(now_ms)
+q "SELECT alter_backfill($JOB, live_duty_cycle => 1)" >/dev/null
+check "wait_backfill($JOB, '60 s') after live_duty_cycle => 1" "$(q "SELECT wait_backfill($JOB, interval '60 seconds')")" "done"
+elapsed=$(($(now_ms) - t0))
+say "the last $left rows took $elapsed ms without sharing (at 5 %: $((b - a)) rows in 2 s)"
+check "without sharing the rest took less than a quarter of its time at 5 %" \
+	"$(yes_no test $((elapsed * (b - a + 1) * 4)) -lt $((left * 2000)))" yes
+check "pgbench still running: the workload lasted the whole part" "$(yes_no kill -0 "$WORKLOAD_PID")" yes
+kill "$WORKLOAD_PID" 2>/dev/null || true
+wait_background
+settle_job "$JOB"
+exactly_once "$E_ROWS" "$JOB"
 finish

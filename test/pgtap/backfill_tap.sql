@@ -9,7 +9,7 @@ SET client_min_messages = warning;
 
 BEGIN;
 CREATE EXTENSION migration_ext;
-SELECT plan(77);
+SELECT plan(89);
 
 ------------------------------------------------------------------------------------------------------
 -- Signatures. DESIGN.md gives start_backfill's parameters; an overload must begin with exactly those
@@ -218,6 +218,37 @@ SELECT throws_ok($$SET migration_ext.worker_wal_flush_after = '256kB'$$, '55P02'
 	'a session cannot change migration_ext.worker_wal_flush_after');
 SELECT throws_ok($$SET migration_ext.worker_cpu_slice = 0$$, '55P02', NULL,
 	'a session cannot change migration_ext.worker_cpu_slice');
+
+-- How much of the time a job works while a live workload commits: a threshold like the others (a
+-- session's default, a start_backfill argument, changed on a running job by alter_backfill).
+SELECT is((SELECT setting || ' ' || context FROM pg_settings WHERE name = 'migration_ext.live_duty_cycle'),
+	'0.5 user', 'migration_ext.live_duty_cycle: 0.5, a session may change it');
+SELECT throws_ok($$SET migration_ext.live_duty_cycle = 0$$, '22023', NULL,
+	'migration_ext.live_duty_cycle refuses 0: a job that never works would never finish');
+CREATE TABLE tap_bf.duty (id int PRIMARY KEY, token text);
+SET LOCAL migration_ext.live_duty_cycle = 0.3;
+SELECT migration_ext.start_backfill('tap_bf.duty', 'token', 'tap_plain', NULL, NULL, NULL, true, launch => false)
+	AS duty_job \gset
+RESET migration_ext.live_duty_cycle;
+SELECT is((SELECT live_duty_cycle FROM backfill_status WHERE job = :duty_job), 0.3::float8,
+	'a job takes its live_duty_cycle from the session that starts it');
+SELECT lives_ok(format('SELECT alter_backfill(%s, live_duty_cycle => 1)', :duty_job),
+	'alter_backfill changes live_duty_cycle');
+SELECT is((SELECT live_duty_cycle FROM migration_ext.worker_poll(:duty_job)), 1::float8,
+	'the worker reads the new live_duty_cycle before its next batch');
+SELECT throws_ok(format('SELECT alter_backfill(%s, live_duty_cycle => 0)', :duty_job), '22023',
+	'live_duty_cycle must be between 0.01 and 1, not 0', 'alter_backfill refuses a live_duty_cycle of 0');
+SELECT throws_ok(format('SELECT alter_backfill(%s, live_duty_cycle => %L)', :duty_job, 'NaN'), '22023',
+	'live_duty_cycle must be between 0.01 and 1, not NaN', 'alter_backfill refuses NaN');
+SELECT is((SELECT live_duty_cycle FROM backfill_status WHERE job = :duty_job), 1::float8,
+	'a refused change leaves the job as it was');
+SELECT lives_ok(format('SELECT cancel_backfill(%s)', :duty_job), 'a cancelled job frees the column again');
+SELECT throws_ok($$ SELECT start_backfill('tap_bf.duty', 'token', 'tap_plain', live_duty_cycle => 1.5) $$, '22023',
+	'live_duty_cycle must be between 0.01 and 1, not 1.5', 'start_backfill refuses a live_duty_cycle above 1');
+SELECT isnt(migration_ext.start_backfill('tap_bf.duty', 'token', 'tap_plain', NULL, NULL, NULL, true, launch => false,
+	live_duty_cycle => 0.25), NULL, 'start_backfill takes live_duty_cycle as an argument');
+SELECT is((SELECT live_duty_cycle FROM backfill_status WHERE relation = 'tap_bf.duty'::regclass AND state = 'queued'),
+	0.25::float8, 'and the job has it');
 
 -- A job's state is read again once its worker is seen gone: a worker that ended the job and exited after
 -- the caller's snapshot was taken must not make a finished job look interrupted.
