@@ -1203,21 +1203,24 @@ $$;
 
 CREATE VIEW @extschema@.backfill_status WITH (security_invoker = true) AS
 	SELECT j.id AS job, j.relation, j.column_name, j.source_column, j.target_relation, j.codec, j.migration,
-		   migration_ext.effective_state(j) AS state, j.requested,
+		   e.state, j.requested,
 		   j.rows_scanned, j.rows_converted, j.rows_skipped, j.conflicts, j.batches,
 		   j.current_batch_size AS batch_size, j.max_rows_per_second,
 		   round(j.rate::numeric, 1) AS rows_per_second,
 		   greatest(j.rows_estimated, j.rows_scanned) AS rows_estimated,
-		   CASE WHEN migration_ext.effective_state(j) = 'done' THEN 100.0
+		   CASE WHEN e.state = 'done' THEN 100.0
 				ELSE round(100.0 * j.rows_scanned / greatest(j.rows_estimated, j.rows_scanned, 1), 1) END AS percent_done,
-		   CASE WHEN j.rate > 0 AND migration_ext.effective_state(j) IN ('running', 'throttled')
+		   CASE WHEN j.rate > 0 AND e.state IN ('running', 'throttled')
 				THEN make_interval(secs => greatest(j.rows_estimated - j.rows_scanned, 0) / j.rate) END AS eta,
 		   j.throttle_reason, j.warning, j.last_key, j.partitions[j.partition_index] AS partition,
 		   j.throttle, round(j.batch_time_target_ms::numeric) AS batch_time_target_ms, j.max_replica_lag_s,
 		   j.max_active_backends, j.max_wal_bytes_per_second, j.live_duty_cycle,
 		   j.last_error, j.error_key, j.pid, j.owner AS role,
 		   j.created_at, j.started_at, j.updated_at, j.finished_at
-	FROM migration_ext.backfill_job j;
+	FROM migration_ext.backfill_job j
+	-- Once a row, so that the state, the percentage and the ETA agree even if the worker exits meanwhile.
+	-- OFFSET 0 keeps the planner from pulling the subquery up into the three expressions that use it.
+	CROSS JOIN LATERAL (SELECT migration_ext.effective_state(j) AS state OFFSET 0) e;
 
 -- Run by the launcher's per-database helper after a restart, and by resume_backfill: every job that
 -- claims to run but has no live worker gets a new one, which continues from its checkpoint.
