@@ -16,6 +16,7 @@ int resume_interval_seconds = 60;
 bool compress_wal = true;
 double worker_cpu_slice_ms = 0.2;
 int worker_wal_flush_after_kb = 0;
+bool preallocate_wal = true;
 
 namespace
 {
@@ -74,6 +75,12 @@ void register_settings()
 	                        "unflushed WAL before its own.",
 	                        &worker_wal_flush_after_kb, 0, 0, 1048576, PGC_SIGHUP, GUC_UNIT_KB, nullptr, nullptr,
 	                        nullptr);
+	DefineCustomBoolVariable("migration_ext.preallocate_wal",
+	                         "Backfill workers create the WAL segment files their next batch will fill before "
+	                         "running it.",
+	                         "Otherwise whichever process first writes into a missing segment creates it (16 MB "
+	                         "written and fsynced) while holding WALWriteLock, and every commit waits.",
+	                         &preallocate_wal, true, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("migration_ext");
 #else

@@ -9,6 +9,7 @@ extern int resume_interval_seconds;   // the launcher's period
 extern bool compress_wal;             // the worker compresses its own full-page images
 extern double worker_cpu_slice_ms;    // the worker yields its CPU after this much running time (0: never)
 extern int worker_wal_flush_after_kb; // the worker flushes its own WAL after this much of it (0: never)
+extern bool preallocate_wal;          // the worker creates the WAL segments its next batch fills
 
 void register_settings();
 

@@ -9,7 +9,7 @@ SET client_min_messages = warning;
 
 BEGIN;
 CREATE EXTENSION migration_ext;
-SELECT plan(89);
+SELECT plan(91);
 
 ------------------------------------------------------------------------------------------------------
 -- Signatures. DESIGN.md gives start_backfill's parameters; an overload must begin with exactly those
@@ -218,6 +218,10 @@ SELECT throws_ok($$SET migration_ext.worker_wal_flush_after = '256kB'$$, '55P02'
 	'a session cannot change migration_ext.worker_wal_flush_after');
 SELECT throws_ok($$SET migration_ext.worker_cpu_slice = 0$$, '55P02', NULL,
 	'a session cannot change migration_ext.worker_cpu_slice');
+SELECT is((SELECT setting || ' ' || vartype || ' ' || context FROM pg_settings WHERE name = 'migration_ext.preallocate_wal'),
+	'on bool sighup', 'migration_ext.preallocate_wal: on by default, changed by a reload');
+SELECT throws_ok($$SET migration_ext.preallocate_wal = off$$, '55P02', NULL,
+	'a session cannot change migration_ext.preallocate_wal');
 
 -- How much of the time a job works while a live workload commits: a threshold like the others (a
 -- session's default, a start_backfill argument, changed on a running job by alter_backfill).
