@@ -8,7 +8,7 @@
 # BENCH_REPEAT (3) rounds of three phases, interleaved, each phase on a freshly built and CHECKPOINTed
 # table; medians over the rounds. One round is not enough on a shared box: a neighbour's burst in one
 # 30 s window moves a p99 by 10x.
-#   A  the workload alone for BENCH_SECONDS                             -> p50/p99
+#   A  the workload alone for BENCH_SECONDS, its first 3 s (start-up) not counted -> p50/p99
 #   B  the workload, and start_backfill('accounts','token','v2') in the middle of it; only transactions
 #      that completed while the job ran count                             -> p99 under backfill, default rate
 #   C  start_backfill(.., throttle => false, batch_size => BENCH_BATCH), no workload -> unthrottled rate
@@ -70,6 +70,11 @@ start_workload() {
 latencies() {
     cat "$WORK/$1".[0-9]* | awk 'NF >= 6 && $3 ~ /^[0-9]+$/ { printf "%.6f %.3f\n", $5 + $6 / 1e6, $3 / 1000 }'
 }
+
+# after_start_up <epoch s> < "<t> <ms>": the transactions completed MARGIN s or more after pgbench started.
+# Phase B counts from the job's start, MARGIN s after its pgbench's; A and D skip the same start-up, whose
+# new connections (their first plans, their catalog caches) make the slowest transactions of a run.
+after_start_up() { awk -v a="$1" -v m="$MARGIN" '$1 >= a + m'; }
 
 # summary < "<t> <ms>": "<transactions> <p50> <p99> <mean>"
 summary() {
@@ -155,14 +160,16 @@ round() {
     local r=$1 a b d job t0 t1 rate batches conflicts
     # A: the workload alone.
     bench_rebuild "$ROWS"
+    t0=$(date +%s.%N)
     start_workload "idle$r" "$IDLE_SECONDS"
     wait "$WL_PID" || bench_die "pgbench failed: $(cat "$WORK/idle$r.out")"
     bench_untrack "$WL_PID"
-    a=$(latencies "idle$r" | summary)
+    a=$(latencies "idle$r" | after_start_up "$t0" | summary)
     echo "bench: round $r, A, workload alone: <transactions> <p50> <p99> <mean ms> = $a" >&2
 
     # D: the workload beside one core of pure CPU work in a backend: no I/O, no WAL, no locks.
     bench_rebuild "$ROWS"
+    t0=$(date +%s.%N)
     start_workload "cpu$r" "$IDLE_SECONDS"
     bench_psql -c "DO \$\$ DECLARE stop timestamptz := clock_timestamp() + interval '$((IDLE_SECONDS + 1)) s';
         BEGIN WHILE clock_timestamp() < stop LOOP END LOOP; END \$\$" &
@@ -172,7 +179,7 @@ round() {
     bench_untrack "$WL_PID"
     wait "$busy_loop" || bench_die "the busy loop failed"
     bench_untrack "$busy_loop"
-    d=$(latencies "cpu$r" | summary)
+    d=$(latencies "cpu$r" | after_start_up "$t0" | summary)
     echo "bench: round $r, D, workload beside one busy core: <transactions> <p50> <p99> <mean ms> = $d" >&2
 
     # B: the same workload, a default backfill in its middle. pgbench runs "forever" and is stopped by
@@ -299,7 +306,7 @@ echo "$report"
     echo
     bench_meta
     echo "- rows: $ROWS; workload: live_txn.sql via \`pgbench -n -R $RATE -c 4 -j 2 -l\`; latency counts from each transaction's scheduled start, so it includes schedule lag"
-    echo "- $REPEAT rounds, interleaved; each round: A: $IDLE_SECONDS s of workload alone. B: pgbench starts, ${MARGIN} s later start_backfill('accounts','token','v2'), pgbench stops ${MARGIN} s after the job is done; only transactions completed between the job's created_at and finished_at count. C: start_backfill(.., throttle => false, batch_size => $BATCH), no workload. D: $IDLE_SECONDS s of workload beside a PL/pgSQL busy loop (\`WHILE clock_timestamp() < stop LOOP END LOOP\`) holding one of the host's cores: what pure CPU work in a backend costs the workload here, without I/O, WAL or locks. Every phase on a freshly built, CHECKPOINTed table; every backfill verified (0 rows differ from 'v2:' || reverse(md5(id::text)), 0 conflicts expected and counted)."
+    echo "- $REPEAT rounds, interleaved; each round: A: $IDLE_SECONDS s of workload alone, its first ${MARGIN} s (pgbench's start-up) not counted. B: pgbench starts, ${MARGIN} s later start_backfill('accounts','token','v2'), pgbench stops ${MARGIN} s after the job is done; only transactions completed between the job's created_at and finished_at count. C: start_backfill(.., throttle => false, batch_size => $BATCH), no workload. D: $IDLE_SECONDS s of workload (first ${MARGIN} s not counted) beside a PL/pgSQL busy loop (\`WHILE clock_timestamp() < stop LOOP END LOOP\`) holding one of the host's cores: what pure CPU work in a backend costs the workload here, without I/O, WAL or locks. Every phase on a freshly built, CHECKPOINTed table; every backfill verified (0 rows differ from 'v2:' || reverse(md5(id::text)), 0 conflicts expected and counted)."
     echo "- backfill rate = rows / (finished_at - created_at); every job started and polled every 0.5 s (backfill_status) by one operator session, connected before any workload ran, rather than waited for with wait_backfill(), whose snapshot would hold back the xmin horizon during the run"
     echo
     echo "$report"
