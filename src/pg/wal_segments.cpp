@@ -36,10 +36,12 @@ TimeLineID insert_timeline()
 // With wal_init_zero on, PostgreSQL would write the whole segment's zeros itself; measured beside the
 // benchmark's workload, that 16 MB write and its fsync still delayed every commit by 14-19 ms, now
 // through the disk rather than WALWriteLock. So the worker creates the file sparse (wal_init_zero off
-// for this transaction only) and reserves its blocks with posix_fallocate(): a full disk then fails
-// here, as a zero-fill would, rather than at a later WAL write, and no data is written. The commits
-// then landed in the new segment with no delay beyond a random moment's. Where the DBA turned
-// wal_init_zero off (a copy-on-write file system), the file stays sparse as they chose.
+// for this transaction only) and reserves its blocks with posix_fallocate(), which writes no data. The
+// commits then landed in the new segment with no delay beyond a random moment's. Space is reserved as a
+// zero-fill would reserve it; on a full disk the reservation fails here, the worker reports it and stops
+// creating segments, and the server meets the full disk when it writes into that segment, as it would
+// have when creating it. Where the DBA turned wal_init_zero off (a copy-on-write file system), the file
+// stays sparse as they chose.
 void create_segment(XLogSegNo segment, TimeLineID timeline)
 {
 #ifdef HAVE_POSIX_FALLOCATE
