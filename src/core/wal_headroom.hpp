@@ -5,8 +5,8 @@
 // segments the last checkpoint kept for reuse. Then the process whose WAL write first reaches a segment
 // that does not exist creates it: PostgreSQL writes the whole segment (16 MB of zeros) and fsyncs it
 // while holding WALWriteLock, and every commit in the cluster waits behind it. Measured on the 2-core
-// benchmark host: each of the six segments created during a default job stalled all four application
-// clients at once for 20-27 ms, and those stalls were the workload's p99. So before each batch the worker
+// benchmark host: each segment created during a default job stalled all four application clients at
+// once for 19-26 ms, among the workload's slowest 1 % of transactions. So before each batch the worker
 // creates the segments it is about to fill itself, outside that lock: at least the next one, and as
 // many as twice the largest WAL step (from one look to the next) it saw recently.
 #pragma once
