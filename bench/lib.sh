@@ -142,11 +142,12 @@ bench_extension() {
         -c "SELECT create_codec('v2', 'reverse|add_prefix:v2:', 'v2:', 'absent')" >/dev/null
 }
 
-# bench_verify <rows> <what>: every row holds exactly the baselines' conversion of its original token.
+# bench_verify <rows> <what> [<table>]: every row of accounts (or <table>) holds exactly the baselines'
+# conversion of its original token.
 bench_verify() {
     local bad
     bad=$(bench_value "SELECT count(*) FILTER (WHERE token IS DISTINCT FROM 'v2:' || reverse(md5(id::text)))
-                       || ' ' || count(*) FROM accounts")
+                       || ' ' || count(*) FROM ${3:-accounts}")
     [[ $bad == "0 $1" ]] || bench_die "$2: wrong result: <wrong rows> <total rows> = $bad, expected 0 $1"
 }
 

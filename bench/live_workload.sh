@@ -14,6 +14,9 @@
 #   C  start_backfill(.., throttle => false, batch_size => BENCH_BATCH), no workload -> unthrottled rate
 #   D  the workload beside a PL/pgSQL busy loop holding one core for BENCH_SECONDS -> p99 beside pure CPU
 #      work: the floor any in-database work sets on this host before it writes a byte or takes a lock
+#   E  the workload, and the same default backfill of an UNLOGGED copy of the table, which the workload
+#      never touches -> p99 beside the job's CPU and memory work alone: no WAL, no row the workload
+#      locks, no page it shares (attribution: B - E is what the WAL and the shared table cost)
 # Latency is pgbench's per-transaction log: with -R it counts from the scheduled start, so a stall shows
 # up in full even when pgbench falls behind (no coordinated omission).
 #
@@ -112,13 +115,13 @@ close_operator_session() {
     bench_untrack "$pid"
 }
 
-# run_backfill <start_backfill extra args> <status file>: starts a job from the operator's session and
-# polls it every 0.5 s into <status file> ("epoch state rows_per_second batch_size rows_scanned
-# throttle_reason", tab separated) until it is done.
+# run_backfill <start_backfill extra args> <status file> [<table>]: starts a job (on accounts, or <table>)
+# from the operator's session and polls it every 0.5 s into <status file> ("epoch state rows_per_second
+# batch_size rows_scanned throttle_reason", tab separated) until it is done.
 # Sets JOB, JOB_T0, JOB_T1 (created_at, finished_at as epoch s) and JOB_RATE (rows scanned / (T1 - T0)).
 run_backfill() {
-    local args=$1 status=$2 row state deadline=$((SECONDS + MAX_SECONDS))
-    JOB=$(operator "SELECT start_backfill('accounts', 'token', 'v2'$args)")
+    local args=$1 status=$2 table=${3:-accounts} row state deadline=$((SECONDS + MAX_SECONDS))
+    JOB=$(operator "SELECT start_backfill('$table', 'token', 'v2'$args)")
     : >"$status"
     while :; do
         row=$(operator "SELECT extract(epoch FROM clock_timestamp()), state, coalesce(rows_per_second, 0),
@@ -130,7 +133,7 @@ run_backfill() {
             done) break ;;
             queued | running | throttled) ;;
             *) bench_die "backfill job $JOB ended '$state': $(bench_value "SELECT * FROM backfill_status WHERE job = $JOB")
-reproduce: setup.sql with N=$ROWS, CREATE EXTENSION migration_ext, the v2 codec, SELECT start_backfill('accounts', 'token', 'v2'$args)" ;;
+reproduce: setup.sql with N=$ROWS, CREATE EXTENSION migration_ext, the v2 codec, SELECT start_backfill('$table', 'token', 'v2'$args)" ;;
         esac
         ((SECONDS < deadline)) || bench_die "backfill job $JOB still '$state' after $MAX_SECONDS s: $row"
         sleep 0.5
@@ -152,12 +155,12 @@ verify_backfill() {
     bench_verify "$ROWS" "backfill job $JOB (start_backfill('accounts', 'token', 'v2'$1)) at $ROWS rows"
 }
 
-# round <r>: phases A, D, B and C; appends one line to $ROUNDS:
+# round <r>: phases A, D, B, E and C; appends one line to $ROUNDS:
 #   r A_n A_p50 A_p99 A_mean B_n B_p50 B_p99 B_mean B_t0 B_t1 B_rate B_batches B_conflicts C_s C_rate C_batches
-#   D_n D_p50 D_p99 D_mean
+#   D_n D_p50 D_p99 D_mean E_n E_p50 E_p99 E_mean E_rate
 # and leaves B's latencies and status samples in $WORK/busy<r>.lat, busy<r>.status.
 round() {
-    local r=$1 a b d job t0 t1 rate batches conflicts
+    local r=$1 a b d e job t0 t1 rate batches conflicts
     # A: the workload alone.
     bench_rebuild "$ROWS"
     t0=$(date +%s.%N)
@@ -200,12 +203,29 @@ round() {
     b=$(awk -v a="$t0" -v b="$t1" '$1 >= a && $1 <= b' "$WORK/busy$r.lat" | summary)
     echo "bench: round $r, B, workload + default backfill: <transactions> <p50> <p99> <mean ms> = $b; backfill $rate rows/s" >&2
 
+    # E: the workload on accounts, the same default backfill on an unlogged copy nobody else touches.
+    bench_rebuild "$ROWS"
+    bench_psql -c "DROP TABLE IF EXISTS accounts_copy" -c "CREATE UNLOGGED TABLE accounts_copy (LIKE accounts INCLUDING ALL)" \
+        -c "INSERT INTO accounts_copy SELECT * FROM accounts" -c "VACUUM ANALYZE accounts_copy" -c CHECKPOINT >/dev/null
+    start_workload "copy$r" "$MAX_SECONDS"
+    sleep "$MARGIN"
+    run_backfill "$JOB_ARGS" "$WORK/copy$r.status" accounts_copy
+    sleep "$MARGIN"
+    kill -0 "$WL_PID" 2>/dev/null || bench_die "pgbench stopped early: $(cat "$WORK/copy$r.out")"
+    kill "$WL_PID"
+    wait "$WL_PID" || true
+    bench_untrack "$WL_PID"
+    e="$(latencies "copy$r" | awk -v a="$JOB_T0" -v b="$JOB_T1" '$1 >= a && $1 <= b' | summary) $JOB_RATE"
+    bench_verify "$ROWS" "backfill job $JOB of accounts_copy" accounts_copy
+    bench_psql -c "DROP TABLE accounts_copy" >/dev/null
+    echo "bench: round $r, E, workload + default backfill of an unlogged copy: <transactions> <p50> <p99> <mean ms> <rows/s> = $e" >&2
+
     # C: the unthrottled backfill, no workload.
     bench_rebuild "$ROWS"
     run_backfill ", throttle => false, batch_size => $BATCH" "$WORK/fast$r.status"
     verify_backfill ", throttle => false, batch_size => $BATCH"
     echo "bench: round $r, C, unthrottled backfill alone: $JOB_RATE rows/s" >&2
-    echo "$r $a $b $t0 $t1 $rate $batches $conflicts $(awk -v a="$JOB_T0" -v b="$JOB_T1" 'BEGIN { printf "%.3f", b - a }') $JOB_RATE $JOB_BATCHES $d" >>"$ROUNDS"
+    echo "$r $a $b $t0 $t1 $rate $batches $conflicts $(awk -v a="$JOB_T0" -v b="$JOB_T1" 'BEGIN { printf "%.3f", b - a }') $JOB_RATE $JOB_BATCHES $d $e" >>"$ROUNDS"
 }
 
 ROUNDS=$WORK/rounds
@@ -215,7 +235,7 @@ for ((r = 1; r <= REPEAT; r++)); do round "$r"; done
 close_operator_session
 # col <n>: the median of column n over the rounds.
 col() { cut -d' ' -f"$1" "$ROUNDS" | median; }
-idle_p99=$(col 4) busy_p99=$(col 8) busy_rate=$(col 12) fast_rate=$(col 16) cpu_p99=$(col 20)
+idle_p99=$(col 4) busy_p99=$(col 8) busy_rate=$(col 12) fast_rate=$(col 16) cpu_p99=$(col 20) copy_p99=$(col 24)
 
 # The plot shows the round whose p99 under backfill is the median one (the upper median if even).
 read -r plot_round busy_t0 busy_t1 <<<"$(sort -k8,8g "$ROUNDS" | sed -n "$(((REPEAT + 2) / 2))p" | cut -d' ' -f1,10,11)"
@@ -282,11 +302,11 @@ reasons=$(cat "$WORK"/busy[0-9]*.status | cut -f6 | grep -vx -- '-' | sed -E 's/
 samples=$(cat "$WORK"/busy[0-9]*.status | wc -l)
 
 report=$(
-    echo "| round | A: p50 alone (ms) | A: p99 alone (ms) | D: p99 beside a busy core (ms) | B: p50 under backfill (ms) | B: p99 under backfill (ms) | B: transactions in window | B: default backfill (s) | B: rows/s | B: batches | C: unthrottled (s) | C: rows/s |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    awk '{ printf "| %d | %.2f | %.2f | %.2f | %.2f | %.2f | %d | %.2f | %d | %d | %.2f | %d |\n", $1, $3, $4, $20, $7, $8, $6, $11 - $10, $12, $13, $15, $16 }' "$ROUNDS"
-    awk -v a="$(col 3)" -v b="$idle_p99" -v g="$cpu_p99" -v c="$(col 7)" -v d="$busy_p99" -v e="$busy_rate" -v f="$fast_rate" 'BEGIN {
-        printf "| **median** | %.2f | %.2f | %.2f | %.2f | %.2f | | | %d | | | %d |\n", a, b, g, c, d, e, f }'
+    echo "| round | A: p50 alone (ms) | A: p99 alone (ms) | D: p99 beside a busy core (ms) | E: p99 beside the job on an unlogged copy (ms) | B: p50 under backfill (ms) | B: p99 under backfill (ms) | B: transactions in window | B: default backfill (s) | B: rows/s | B: batches | C: unthrottled (s) | C: rows/s |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    awk '{ printf "| %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %d | %.2f | %d | %d | %.2f | %d |\n", $1, $3, $4, $20, $24, $7, $8, $6, $11 - $10, $12, $13, $15, $16 }' "$ROUNDS"
+    awk -v a="$(col 3)" -v b="$idle_p99" -v g="$cpu_p99" -v h="$copy_p99" -v c="$(col 7)" -v d="$busy_p99" -v e="$busy_rate" -v f="$fast_rate" 'BEGIN {
+        printf "| **median** | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | | | %d | | | %d |\n", a, b, g, h, c, d, e, f }'
     echo
     # A quiet run of the workload alone has a p99 within a few times its median (1.2-1.6 ms vs 0.6 here).
     # When the host stalls the disk or the vCPUs, the p99 alone is tens to hundreds of ms, every phase
@@ -298,6 +318,8 @@ report=$(
         printf "default backfill rate under the workload = %s %% of the unthrottled rate (goal >= 25 %%): %s\n", y, (y + 0 >= 25 ? "PASS" : "FAIL") }'
     awk -v g="$cpu_p99" -v a="$idle_p99" 'BEGIN {
         printf "floor on this host: p99 beside one core of pure CPU work in a backend / p99 alone = %.2f ms / %.2f ms = %.2fx\n", g, a, g / a }'
+    awk -v h="$copy_p99" -v a="$idle_p99" 'BEGIN {
+        printf "the job without its WAL or the workload'"'"'s rows: p99 beside the default backfill of an unlogged copy / p99 alone = %.2f ms / %.2f ms = %.2fx\n", h, a, h / a }'
 )
 echo "$report"
 {
@@ -306,7 +328,7 @@ echo "$report"
     echo
     bench_meta
     echo "- rows: $ROWS; workload: live_txn.sql via \`pgbench -n -R $RATE -c 4 -j 2 -l\`; latency counts from each transaction's scheduled start, so it includes schedule lag"
-    echo "- $REPEAT rounds, interleaved; each round: A: $IDLE_SECONDS s of workload alone, its first ${MARGIN} s (pgbench's start-up) not counted. B: pgbench starts, ${MARGIN} s later start_backfill('accounts','token','v2'), pgbench stops ${MARGIN} s after the job is done; only transactions completed between the job's created_at and finished_at count. C: start_backfill(.., throttle => false, batch_size => $BATCH), no workload. D: $IDLE_SECONDS s of workload (first ${MARGIN} s not counted) beside a PL/pgSQL busy loop (\`WHILE clock_timestamp() < stop LOOP END LOOP\`) holding one of the host's cores: what pure CPU work in a backend costs the workload here, without I/O, WAL or locks. Every phase on a freshly built, CHECKPOINTed table; every backfill verified (0 rows differ from 'v2:' || reverse(md5(id::text)), 0 conflicts expected and counted)."
+    echo "- $REPEAT rounds, interleaved; each round: A: $IDLE_SECONDS s of workload alone, its first ${MARGIN} s (pgbench's start-up) not counted. B: pgbench starts, ${MARGIN} s later start_backfill('accounts','token','v2'), pgbench stops ${MARGIN} s after the job is done; only transactions completed between the job's created_at and finished_at count. C: start_backfill(.., throttle => false, batch_size => $BATCH), no workload. D: $IDLE_SECONDS s of workload (first ${MARGIN} s not counted) beside a PL/pgSQL busy loop (\`WHILE clock_timestamp() < stop LOOP END LOOP\`) holding one of the host's cores: what pure CPU work in a backend costs the workload here, without I/O, WAL or locks. E: as B, but the job converts an UNLOGGED copy of the table (accounts_copy) that the workload never touches: the job's CPU and memory work without its WAL and without sharing a row or a page with the workload. Every phase on a freshly built, CHECKPOINTed table; every backfill verified (0 rows differ from 'v2:' || reverse(md5(id::text)), 0 conflicts expected and counted)."
     echo "- backfill rate = rows / (finished_at - created_at); every job started and polled every 0.5 s (backfill_status) by one operator session, connected before any workload ran, rather than waited for with wait_backfill(), whose snapshot would hold back the xmin horizon during the run"
     echo
     echo "$report"
