@@ -318,6 +318,9 @@ report=$(
         printf "default backfill rate under the workload = %s %% of the unthrottled rate (goal >= 25 %%): %s\n", y, (y + 0 >= 25 ? "PASS" : "FAIL") }'
     awk -v g="$cpu_p99" -v a="$idle_p99" 'BEGIN {
         printf "floor on this host: p99 beside one core of pure CPU work in a backend / p99 alone = %.2f ms / %.2f ms = %.2fx\n", g, a, g / a }'
+    # The goal line compares medians over the rounds; a round's own B and A are minutes apart, so their
+    # ratios show how much of that is the host's mood of the moment.
+    echo "per round, p99 under the default backfill / p99 alone: $(awk '{ printf "%.2fx ", $8 / $4 }' "$ROUNDS")(median $(awk '{ printf "%.4f\n", $8 / $4 }' "$ROUNDS" | median | awk '{ printf "%.2f", $1 }')x); the unlogged copy's: $(awk '{ printf "%.2fx ", $24 / $4 }' "$ROUNDS")"
     awk -v h="$copy_p99" -v a="$idle_p99" 'BEGIN {
         printf "the job without its WAL or the workload'"'"'s rows: p99 beside the default backfill of an unlogged copy / p99 alone = %.2f ms / %.2f ms = %.2fx\n", h, a, h / a }'
 )
