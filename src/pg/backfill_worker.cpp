@@ -451,16 +451,18 @@ void run_job(int64 job)
 		mext::pg::SegmentRange segments = mext::pg::wal_segments_wanted(wal_headroom);
 		if (mext::pg::preallocate_wal && create_wal_ahead && segments.from <= segments.to) {
 			StepError wal_error{};
-			int created = 0;
+			mext::pg::SegmentsCreated made;
 			double creating = now_ms();
-			if (!in_transaction([&] { created = mext::pg::create_wal_segments(wal_headroom, segments); }, &wal_error)) {
+			if (!in_transaction([&] { made = mext::pg::create_wal_segments(wal_headroom, segments); }, &wal_error)) {
 				create_wal_ahead = false;
 				ereport(LOG, (errmsg("migration_ext: backfill job %lld could not create WAL segments ahead: %s",
 				                     static_cast<long long>(job), wal_error.message),
 				              errdetail("The job goes on; the server creates segments when it reaches them.")));
-			} else if (created > 0) {
-				elog(DEBUG1, "migration_ext: backfill job %lld created %d WAL segment(s) ahead in %.1f ms",
-				     static_cast<long long>(job), created, now_ms() - creating);
+			} else if (made.created > 0) {
+				elog(DEBUG1,
+				     "migration_ext: backfill job %lld created %d WAL segment(s) ahead (%d with their blocks reserved) "
+				     "in %.1f ms",
+				     static_cast<long long>(job), made.created, made.reserved, now_ms() - creating);
 			}
 		}
 

@@ -42,15 +42,11 @@ TimeLineID insert_timeline()
 // creating segments, and the server meets the full disk when it writes into that segment, as it would
 // have when creating it. Where the DBA turned wal_init_zero off (a copy-on-write file system), the file
 // stays sparse as they chose.
-void create_segment(XLogSegNo segment, TimeLineID timeline)
+//
+// create_segment: one segment; with `reserve` (wal_init_zero then already off for the transaction), sparse
+// and with its blocks reserved.
+void create_segment(XLogSegNo segment, TimeLineID timeline, bool reserve)
 {
-#ifdef HAVE_POSIX_FALLOCATE
-	const bool reserve = wal_init_zero;
-	if (reserve)
-		(void)set_config_option("wal_init_zero", "off", PGC_SUSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
-#else
-	const bool reserve = false; // without posix_fallocate, PostgreSQL's own zero-fill reserves the space
-#endif
 #if PG_VERSION_NUM >= 150000
 	int fd = XLogFileInit(segment, timeline);
 #else
@@ -62,6 +58,8 @@ void create_segment(XLogSegNo segment, TimeLineID timeline)
 #ifdef HAVE_POSIX_FALLOCATE
 	if (reserve)
 		err = posix_fallocate(fd, 0, wal_segment_size);
+#else
+	(void)reserve;
 #endif
 	close(fd);
 	if (err != 0)
@@ -87,20 +85,30 @@ SegmentRange wal_segments_wanted(WalHeadroom &headroom)
 	return SegmentRange{headroom.first_missing(insert), wanted};
 }
 
-int create_wal_segments(WalHeadroom &headroom, SegmentRange range)
+SegmentsCreated create_wal_segments(WalHeadroom &headroom, SegmentRange range)
 {
 	const TimeLineID timeline = insert_timeline();
-	int created = 0;
+	// Decided once, from the server's setting, before this transaction turns it off for every segment
+	// it creates.
+#ifdef HAVE_POSIX_FALLOCATE
+	const bool reserve = wal_init_zero;
+	if (reserve)
+		(void)set_config_option("wal_init_zero", "off", PGC_SUSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+#else
+	const bool reserve = false; // without posix_fallocate, PostgreSQL's own zero-fill reserves the space
+#endif
+	SegmentsCreated result;
 	for (std::uint64_t segment = range.from; segment <= range.to; ++segment) {
 		char path[MAXPGPATH];
 		XLogFilePath(path, timeline, segment, wal_segment_size);
 		if (access(path, F_OK) != 0) {
-			create_segment(segment, timeline);
-			++created;
+			create_segment(segment, timeline, reserve);
+			++result.created;
+			result.reserved += reserve ? 1 : 0;
 		}
 		headroom.ensured_upto(segment);
 	}
-	return created;
+	return result;
 }
 
 } // namespace mext::pg

@@ -18,9 +18,14 @@ struct SegmentRange {
 };
 SegmentRange wal_segments_wanted(WalHeadroom &headroom);
 
-// Creates the segments of `range` that do not exist; returns how many it created. A PostgreSQL error (a
-// full disk, say) propagates. Call it inside a transaction: the setting it changes for the creation is
-// reverted at its end.
-int create_wal_segments(WalHeadroom &headroom, SegmentRange range);
+// What create_wal_segments did: segments created, and how many of them had their blocks reserved.
+struct SegmentsCreated {
+	int created = 0;
+	int reserved = 0;
+};
+
+// Creates the segments of `range` that do not exist. A PostgreSQL error (a full disk, say) propagates.
+// Call it inside a transaction: the setting it changes for the creation is reverted at its end.
+SegmentsCreated create_wal_segments(WalHeadroom &headroom, SegmentRange range);
 
 } // namespace mext::pg
