@@ -155,12 +155,28 @@ verify_backfill() {
     bench_verify "$ROWS" "backfill job $JOB (start_backfill('accounts', 'token', 'v2'$1)) at $ROWS rows"
 }
 
+# backfill_beside_workload <name> [<table>]: the workload (log $WORK/<name>.*), and MARGIN s into it a
+# default job on accounts (or <table>); pgbench runs "forever" and is stopped by a signal MARGIN s after
+# the job ends (the tail of its log lost with it lies outside the window used). Sets what run_backfill sets.
+backfill_beside_workload() {
+    local name=$1 table=${2:-accounts}
+    start_workload "$name" "$MAX_SECONDS"
+    sleep "$MARGIN"
+    run_backfill "$JOB_ARGS" "$WORK/$name.status" "$table"
+    sleep "$MARGIN"
+    kill -0 "$WL_PID" 2>/dev/null || bench_die "pgbench stopped early: $(cat "$WORK/$name.out")"
+    kill "$WL_PID"
+    wait "$WL_PID" || true
+    bench_untrack "$WL_PID"
+    ! grep -qiE 'aborted|error' "$WORK/$name.out" || bench_die "workload errors during backfill job $JOB: $(cat "$WORK/$name.out")"
+}
+
 # round <r>: phases A, D, B, E and C; appends one line to $ROUNDS:
 #   r A_n A_p50 A_p99 A_mean B_n B_p50 B_p99 B_mean B_t0 B_t1 B_rate B_batches B_conflicts C_s C_rate C_batches
 #   D_n D_p50 D_p99 D_mean E_n E_p50 E_p99 E_mean E_rate
 # and leaves B's latencies and status samples in $WORK/busy<r>.lat, busy<r>.status.
 round() {
-    local r=$1 a b d e job t0 t1 rate batches conflicts
+    local r=$1 a b d e t0 t1 rate batches conflicts
     # A: the workload alone.
     bench_rebuild "$ROWS"
     t0=$(date +%s.%N)
@@ -185,19 +201,10 @@ round() {
     d=$(latencies "cpu$r" | after_start_up "$t0" | summary)
     echo "bench: round $r, D, workload beside one busy core: <transactions> <p50> <p99> <mean ms> = $d" >&2
 
-    # B: the same workload, a default backfill in its middle. pgbench runs "forever" and is stopped by
-    # a signal MARGIN s after the job ends; the tail of its log lost with it lies outside the window used.
+    # B: the same workload, a default backfill in its middle.
     bench_rebuild "$ROWS"
-    start_workload "busy$r" "$MAX_SECONDS"
-    sleep "$MARGIN"
-    run_backfill "$JOB_ARGS" "$WORK/busy$r.status"
-    job=$JOB t0=$JOB_T0 t1=$JOB_T1 rate=$JOB_RATE batches=$JOB_BATCHES conflicts=$JOB_CONFLICTS
-    sleep "$MARGIN"
-    kill -0 "$WL_PID" 2>/dev/null || bench_die "pgbench stopped early: $(cat "$WORK/busy$r.out")"
-    kill "$WL_PID"
-    wait "$WL_PID" || true
-    bench_untrack "$WL_PID"
-    ! grep -qiE 'aborted|error' "$WORK/busy$r.out" || bench_die "workload errors during backfill job $job: $(cat "$WORK/busy$r.out")"
+    backfill_beside_workload "busy$r"
+    t0=$JOB_T0 t1=$JOB_T1 rate=$JOB_RATE batches=$JOB_BATCHES conflicts=$JOB_CONFLICTS
     verify_backfill "$JOB_ARGS"
     latencies "busy$r" >"$WORK/busy$r.lat"
     b=$(awk -v a="$t0" -v b="$t1" '$1 >= a && $1 <= b' "$WORK/busy$r.lat" | summary)
@@ -207,14 +214,7 @@ round() {
     bench_rebuild "$ROWS"
     bench_psql -c "DROP TABLE IF EXISTS accounts_copy" -c "CREATE UNLOGGED TABLE accounts_copy (LIKE accounts INCLUDING ALL)" \
         -c "INSERT INTO accounts_copy SELECT * FROM accounts" -c "VACUUM ANALYZE accounts_copy" -c CHECKPOINT >/dev/null
-    start_workload "copy$r" "$MAX_SECONDS"
-    sleep "$MARGIN"
-    run_backfill "$JOB_ARGS" "$WORK/copy$r.status" accounts_copy
-    sleep "$MARGIN"
-    kill -0 "$WL_PID" 2>/dev/null || bench_die "pgbench stopped early: $(cat "$WORK/copy$r.out")"
-    kill "$WL_PID"
-    wait "$WL_PID" || true
-    bench_untrack "$WL_PID"
+    backfill_beside_workload "copy$r" accounts_copy
     e="$(latencies "copy$r" | awk -v a="$JOB_T0" -v b="$JOB_T1" '$1 >= a && $1 <= b' | summary) $JOB_RATE"
     bench_verify "$ROWS" "backfill job $JOB of accounts_copy" accounts_copy
     bench_psql -c "DROP TABLE accounts_copy" >/dev/null
@@ -320,7 +320,7 @@ report=$(
         printf "floor on this host: p99 beside one core of pure CPU work in a backend / p99 alone = %.2f ms / %.2f ms = %.2fx\n", g, a, g / a }'
     # The goal line compares medians over the rounds; a round's own B and A are minutes apart, so their
     # ratios show how much of that is the host's mood of the moment.
-    echo "per round, p99 under the default backfill / p99 alone: $(awk '{ printf "%.2fx ", $8 / $4 }' "$ROUNDS")(median $(awk '{ printf "%.4f\n", $8 / $4 }' "$ROUNDS" | median | awk '{ printf "%.2f", $1 }')x); the unlogged copy's: $(awk '{ printf "%.2fx ", $24 / $4 }' "$ROUNDS")"
+    echo "per round, p99 under the default backfill / p99 alone: $(awk '{ printf "%.2fx ", $8 / $4 }' "$ROUNDS")(median $(awk '{ printf "%.2f\n", $8 / $4 }' "$ROUNDS" | median | awk '{ printf "%.2f", $1 }')x); the unlogged copy's: $(awk '{ printf "%.2fx ", $24 / $4 }' "$ROUNDS")"
     awk -v h="$copy_p99" -v a="$idle_p99" 'BEGIN {
         printf "the job without its WAL or the workload'"'"'s rows: p99 beside the default backfill of an unlogged copy / p99 alone = %.2f ms / %.2f ms = %.2fx\n", h, a, h / a }'
 )
