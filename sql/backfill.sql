@@ -65,7 +65,7 @@ SELECT r, g, reverse('tok_' || r || g)
 FROM unnest(ARRAY['eu', 'us west', 'o''hare', 'ap']) r, generate_series(1, 250) g;
 SELECT start_backfill('bf.regional', 'token', 'token_plain', batch_size => 70) AS job_regional \gset
 SELECT wait_backfill(:job_regional, '60 s') AS regional_state;
-SELECT j.key_columns, j.key_types FROM migration_ext.backfill_job j WHERE j.id = :job_regional;
+SELECT j.key_columns FROM migration_ext.backfill_job j WHERE j.id = :job_regional;
 SELECT state, rows_scanned, rows_converted, rows_skipped, conflicts, last_key
 FROM backfill_status WHERE job = :job_regional;
 SELECT region, count(*) AS rows, count(*) FILTER (WHERE token = 'tok_' || region || id) AS converted
@@ -177,7 +177,8 @@ SELECT start_backfill('bf.slow', 'token', 'token_plain', batch_size => 50, max_r
 SELECT max_rows_per_second FROM backfill_status WHERE job = :job_slow;
 SELECT pause_backfill(:job_slow);
 SELECT wait_backfill(:job_slow, '60 s') AS paused_state;
-SELECT state, requested, rows_converted < 5000 AS unfinished, pid IS NOT NULL AS worker_waits
+-- A paused job gives its worker back.
+SELECT state, requested, rows_converted < 5000 AS unfinished, pid IS NULL AS worker_given_back
 FROM backfill_status WHERE job = :job_slow;
 -- Pausing a paused job is harmless.
 SELECT pause_backfill(:job_slow);
@@ -265,8 +266,8 @@ SELECT count(*) FILTER (WHERE token = 'tok_' || id) AS vc_converted,
 FROM bf.vc;
 
 ------------------------------------------------------------------------------------------------------
--- Roles: a non-superuser with UPDATE runs a job, and its worker writes as that role; another role
--- neither sees nor steers it (row-level security on the job table).
+-- Roles: the table's owner runs a job, and its worker writes as that role; a member of the owner role
+-- sees it; another role, even with UPDATE on the table, neither sees, steers nor starts one.
 ------------------------------------------------------------------------------------------------------
 CREATE ROLE regress_mext_bf_owner LOGIN;
 CREATE ROLE regress_mext_bf_other LOGIN;
@@ -281,11 +282,13 @@ END
 $$;
 CREATE TRIGGER owned_stamp BEFORE UPDATE ON bf.owned FOR EACH ROW EXECUTE FUNCTION bf.stamp();
 INSERT INTO bf.owned SELECT g, reverse('tok_' || g) FROM generate_series(1, 600) g;
-GRANT SELECT, UPDATE ON bf.owned TO regress_mext_bf_owner, regress_mext_bf_nologin;
-GRANT SELECT ON bf.owned TO regress_mext_bf_other;
+ALTER TABLE bf.owned OWNER TO regress_mext_bf_owner;
+GRANT regress_mext_bf_owner TO regress_mext_bf_nologin;
+GRANT SELECT, UPDATE ON bf.owned TO regress_mext_bf_other;
 CREATE TABLE bf.readonly (id int PRIMARY KEY, token text);
 INSERT INTO bf.readonly VALUES (1, 'cba_kot');
 GRANT SELECT ON bf.readonly TO regress_mext_bf_other;
+ALTER TABLE bf.readonly OWNER TO regress_mext_bf_owner;
 
 SET ROLE regress_mext_bf_owner;
 SELECT start_backfill('bf.owned', 'token', 'token_plain', batch_size => 100) AS job_owned \gset
@@ -301,15 +304,17 @@ SELECT cancel_backfill(:job_owned);
 SELECT resume_backfill(:job_owned);
 SELECT wait_backfill(:job_owned, '1 s');
 -- ... nor can it forge a job row for another role
-INSERT INTO migration_ext.backfill_job (relation, column_name, codec, key_columns, key_types, partitions, batch_size,
+INSERT INTO migration_ext.backfill_job (relation, column_name, codec, key_columns, partitions, batch_size,
                                         throttle, owner)
-VALUES ('bf.owned', 'token', 'token_plain', '{id}', '{integer}', '{bf.owned}', 10, true, 'regress_mext_bf_owner');
--- SELECT alone does not allow a backfill.
+VALUES ('bf.owned', 'token', 'token_plain', '{id}', '{bf.owned}', 10, true, 'regress_mext_bf_owner');
+-- SELECT and UPDATE on the table do not allow a backfill: only its owner's roles may start one.
+SELECT start_backfill('bf.owned', 'token', 'token_plain');
 SELECT start_backfill('bf.readonly', 'token', 'token_plain');
 RESET ROLE;
 
--- A role that cannot log in cannot own a worker.
+-- A member of the owner role sees the job, whether or not it can log in (no worker runs as it).
 SET ROLE regress_mext_bf_nologin;
+SELECT count(*) AS jobs_seen_by_member FROM backfill_status WHERE job = :job_owned;
 SELECT start_backfill('bf.owned', 'token', 'token_plain');
 RESET ROLE;
 

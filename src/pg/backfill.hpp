@@ -11,9 +11,9 @@ extern "C" {
 namespace mext::pg
 {
 
-// Registers a dynamic worker for the job, running as `owner`, and waits until it has started. The
-// worker first waits for `starter` (the transaction that created or re-queued the job) to end.
-void launch_backfill_worker(int64 job, Oid owner, TransactionId starter, pid_t *pid);
+// Registers a dynamic worker for the job and waits until it has started. The worker first waits for
+// `starter` (the transaction that created or re-queued the job) to end.
+void launch_backfill_worker(int64 job, TransactionId starter, pid_t *pid);
 
 // From _PG_init under shared_preload_libraries.
 void register_launcher();

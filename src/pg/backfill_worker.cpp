@@ -1,7 +1,9 @@
 // The backfill worker: a dynamic background worker per job, connected to the job's database as the
-// job's owner. Each step is one transaction that runs migration_ext.worker_step(): one keyset batch
-// and its checkpoint commit together, so a crash at any point loses or repeats nothing. Between steps
-// the worker paces itself and publishes its rate.
+// bootstrap superuser, so that it can keep the job's bookkeeping, which no other role may write; each
+// batch itself runs as the table's owner in a security-restricted operation (run_batch, owner.cpp).
+// Each step is one transaction that runs migration_ext.worker_step(): one keyset batch and its
+// checkpoint commit together, so a crash at any point loses or repeats nothing. Between steps the
+// worker paces itself and publishes its rate.
 //
 // Batches commit asynchronously (synchronous_commit = off). That is safe here: a commit lost in a crash
 // loses its checkpoint with it, and the batch is simply run again from the previous checkpoint, on rows
@@ -52,7 +54,6 @@ namespace
 
 struct WorkerExtra {
 	Oid database;
-	Oid role;
 	TransactionId starter; // the transaction that created the job: its row is visible once it ends
 };
 
@@ -492,11 +493,6 @@ void run_job(int64 job)
 		lock_attempt = 0;
 		if (std::strcmp(step.action, "stop") == 0)
 			return;
-		if (std::strcmp(step.action, "paused") == 0) {
-			report_activity(job, "paused", batch_size);
-			wait_ms(250);
-			continue;
-		}
 		double batch_ms = now_ms() - started;
 		mext::Pause pause = throttle ? controller.after_batch(step.scanned, batch_ms, step.blocked)
 		                             : mext::pace_for_rate_cap(rate_cap, step.scanned, batch_ms);
@@ -521,8 +517,10 @@ void mext_backfill_worker_main(Datum main_arg)
 	pqsignal(SIGINT, StatementCancelHandler);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(extra.database, extra.role, 0);
+	BackgroundWorkerInitializeConnectionByOid(extra.database, InvalidOid, 0);
 	pgstat_report_appname("migration_ext backfill");
+	// Nothing a database owner put on its default search_path takes part in the bookkeeping.
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	compress_own_full_page_images();
 	mext::pg::enable_pacing();
 
@@ -538,12 +536,12 @@ void mext_backfill_worker_main(Datum main_arg)
 namespace mext::pg
 {
 
-void launch_backfill_worker(int64 job, Oid owner, TransactionId starter, pid_t *pid)
+void launch_backfill_worker(int64 job, TransactionId starter, pid_t *pid)
 {
 	BackgroundWorker worker = library_worker("mext_backfill_worker_main", "migration_ext backfill", BGW_NEVER_RESTART);
 	snprintf(worker.bgw_name, BGW_MAXLEN, "migration_ext backfill job %lld", static_cast<long long>(job));
 	worker.bgw_main_arg = Int64GetDatum(job);
-	WorkerExtra extra{MyDatabaseId, owner, starter};
+	WorkerExtra extra{MyDatabaseId, starter};
 	static_assert(sizeof extra <= BGW_EXTRALEN, "worker arguments must fit in bgw_extra");
 	std::memcpy(worker.bgw_extra, &extra, sizeof extra);
 	worker.bgw_notify_pid = MyProcPid;
@@ -561,29 +559,15 @@ void launch_backfill_worker(int64 job, Oid owner, TransactionId starter, pid_t *
 
 } // namespace mext::pg
 
-// launch_worker(job): starts a worker for a job the caller may act for, as the job's owner.
+// launch_worker(job): starts a worker for the job. Only the extension's functions call it, once they
+// have decided the job may run; the worker checks again (worker_begin).
 Datum mext_launch_worker(PG_FUNCTION_ARGS)
 {
-	int64 job = PG_GETARG_INT64(0);
-	Oid types[1] = {INT8OID};
-	Datum values[1] = {Int64GetDatum(job)};
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	// Row-level security on the job table hides other roles' jobs, so this finds only jobs the caller
-	// may act for.
-	int rc = SPI_execute_with_args("SELECT owner FROM migration_ext.backfill_job WHERE id = $1", 1, types, values,
-	                               nullptr, true, 1);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("backfill job %lld does not exist", (long long)job)));
-	bool isnull;
-	Oid owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
-	if (!has_privs_of_role(GetUserId(), owner))
-		ereport(ERROR,
-		        (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-		         errmsg("must be a member of role \"%s\" to run its backfill", GetUserNameFromId(owner, false))));
+	if (!superuser())
+		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE), errmsg("permission denied for function launch_worker"),
+		                errhint("Start or resume a job with start_backfill() or resume_backfill().")));
 	pid_t pid = 0;
-	mext::pg::launch_backfill_worker(job, owner, GetTopTransactionIdIfAny(), &pid);
+	mext::pg::launch_backfill_worker(PG_GETARG_INT64(0), GetTopTransactionIdIfAny(), &pid);
 	PG_RETURN_INT32(pid);
 }
 

@@ -1,13 +1,17 @@
 #include "pg/codec_cache.hpp"
 
+#include "pg/owner.hpp"
+
 #include <cstring>
 #include <unordered_map>
 
 extern "C" {
+#include "access/htup_details.h"
 #include "access/parallel.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_collation_d.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
@@ -193,6 +197,7 @@ LoadedCodec::LoadedCodec(std::string codec_name, const CodecDefinition &definiti
 	pg_call([&] { context_ = AllocSetContextCreate(CacheMemoryContext, "migration_ext codec", ALLOCSET_SMALL_SIZES); });
 	const auto &steps = codec.steps();
 	functions_.assign(steps.size(), nullptr);
+	owners_.assign(steps.size(), InvalidOid);
 	for (std::size_t i = 0; i < steps.size(); ++i) {
 		if (steps[i].kind != mext::StepKind::Function)
 			continue;
@@ -204,6 +209,11 @@ LoadedCodec::LoadedCodec(std::string codec_name, const CodecDefinition &definiti
 			auto *info = static_cast<FmgrInfo *>(MemoryContextAllocZero(context_, sizeof(FmgrInfo)));
 			fmgr_info_cxt(fn, info, context_);
 			functions_[i] = info;
+			HeapTuple proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+			if (!HeapTupleIsValid(proc))
+				elog(ERROR, "cache lookup failed for function %u", fn);
+			owners_[i] = reinterpret_cast<Form_pg_proc>(GETSTRUCT(proc))->proowner;
+			ReleaseSysCache(proc);
 		});
 	}
 	if (definition.shape) {
@@ -223,10 +233,16 @@ LoadedCodec::~LoadedCodec()
 		MemoryContextDelete(context_);
 }
 
+// An fn: step's function runs wherever the codec is evaluated: in a superuser's verifying scan, in the
+// CHECK constraint of a contract on every write, in a mirror trigger, in migrate_value. So that no role
+// ever runs code a less privileged role can change, a function not owned by a superuser runs as its
+// owner, in a security-restricted operation with search_path pg_catalog, pg_temp, as if it were a
+// SECURITY DEFINER function pinned to a safe path; a superuser's function runs as the caller.
 std::string LoadedCodec::call_function(std::size_t step_index, std::string_view input)
 {
 	text *result = nullptr;
 	FmgrInfo *info = functions_.at(step_index);
+	Oid owner = owners_.at(step_index);
 	pg_call([&] {
 		// The codec is cached per backend, but the caller can change (SET ROLE, SECURITY DEFINER):
 		// check the privilege on every call, as calling the function directly would.
@@ -235,7 +251,25 @@ std::string LoadedCodec::call_function(std::size_t step_index, std::string_view 
 			                errmsg("permission denied for function %s", get_func_name(info->fn_oid)),
 			                errdetail("Codec \"%s\" calls it in an fn: step.", name.c_str())));
 		text *argument = cstring_to_text_with_len(input.data(), static_cast<int>(input.size()));
-		result = DatumGetTextPP(FunctionCall1Coll(info, DEFAULT_COLLATION_OID, PointerGetDatum(argument)));
+		if (superuser_arg(owner)) {
+			result = DatumGetTextPP(FunctionCall1Coll(info, DEFAULT_COLLATION_OID, PointerGetDatum(argument)));
+			return;
+		}
+		RoleSwitch saved;
+		begin_as_role(owner, "pg_catalog, pg_temp", &saved);
+		PG_TRY();
+		{
+			result = DatumGetTextPP(FunctionCall1Coll(info, DEFAULT_COLLATION_OID, PointerGetDatum(argument)));
+		}
+		PG_CATCH();
+		{
+			// pg_call() turns the error into a C++ exception that may be caught and handled: the
+			// caller's role and settings must be back before anything else runs.
+			end_as_role(saved);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		end_as_role(saved);
 	});
 	return std::string(VARDATA_ANY(result), VARSIZE_ANY_EXHDR(result));
 }
@@ -277,9 +311,29 @@ LoadedCodec &codec_for_call(FunctionCallInfo fcinfo, const text *name)
 	return codec;
 }
 
-void validate_codec_definition(const CodecDefinition &definition)
+void validate_codec_definition(const CodecDefinition &definition, Oid actor)
 {
 	LoadedCodec probe("validation", definition);
+	for (std::size_t i = 0; i < probe.functions().size(); ++i) {
+		if (!probe.functions()[i])
+			continue;
+		Oid fn = probe.functions()[i]->fn_oid;
+		Oid owner = probe.function_owner(i);
+		pg_call([&] {
+			if (pg_proc_aclcheck(fn, actor, ACL_EXECUTE) != ACLCHECK_OK)
+				ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				                errmsg("permission denied for function %s", get_func_name(fn))));
+			// Another role's function would run as that role wherever the codec is evaluated: only the
+			// codec's creator's own functions (or those of a role it belongs to) and superusers' qualify.
+			if (!superuser_arg(owner) && !has_privs_of_role(actor, owner))
+				ereport(ERROR,
+				        (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				         errmsg("function %s is owned by role %s", get_func_name(fn), GetUserNameFromId(owner, false)),
+				         errdetail("An fn: step runs its function as the function's owner, wherever the codec is "
+				                   "evaluated."),
+				         errhint("Use a function you own, or one owned by a superuser.")));
+		});
+	}
 }
 
 void register_codec_cache_callbacks()

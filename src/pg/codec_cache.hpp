@@ -41,18 +41,24 @@ class LoadedCodec : public mext::Host
 	const std::string name;
 	const mext::Codec codec;
 
+	// The functions of fn: steps, their owners. Indexed by step; nullptr / InvalidOid for builtin steps.
+	const std::vector<FmgrInfo *> &functions() const { return functions_; }
+	Oid function_owner(std::size_t step_index) const { return owners_.at(step_index); }
+
   private:
 	MemoryContext context_;             // owns shape_ and the FmgrInfos of fn: steps
 	text *shape_ = nullptr;             // the regex, as PostgreSQL's regex cache wants it
 	std::vector<FmgrInfo *> functions_; // indexed by step; nullptr for builtin steps
+	std::vector<Oid> owners_;           // the owner of each fn: step's function
 };
 
 // The codec for this call site: a per-FmgrInfo pointer checked against the cache generation, so the
 // hot path costs a length compare and a memcmp. Throws SqlError for an unknown codec.
 LoadedCodec &codec_for_call(FunctionCallInfo fcinfo, const text *name);
 
-// Validates a definition as create_codec receives it: throws CodecError / SqlError / PgError.
-void validate_codec_definition(const CodecDefinition &definition);
+// Validates a definition as create_codec receives it from `actor`, and that actor may use every
+// function its fn: steps name: throws CodecError / SqlError / PgError.
+void validate_codec_definition(const CodecDefinition &definition, Oid actor);
 
 void register_codec_cache_callbacks();
 

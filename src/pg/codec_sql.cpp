@@ -113,16 +113,17 @@ Datum mext_classify(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(mext::verdict_name(classify_argument(fcinfo))));
 }
 
-// codec_check(convert, marker, detect, shape): raises the error create_codec should report, if any.
+// codec_check(actor, convert, marker, detect, shape): raises the error create_codec should report, if any.
 Datum mext_codec_check(PG_FUNCTION_ARGS)
 {
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(3))
 		ereport(ERROR,
 		        (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("codec conversion and detect mode must not be NULL")));
-	const text *convert = PG_GETARG_TEXT_PP(0);
-	const text *marker = PG_ARGISNULL(1) ? nullptr : PG_GETARG_TEXT_PP(1);
-	const text *detect = PG_GETARG_TEXT_PP(2);
-	const text *shape = PG_ARGISNULL(3) ? nullptr : PG_GETARG_TEXT_PP(3);
+	Oid actor = PG_GETARG_OID(0);
+	const text *convert = PG_GETARG_TEXT_PP(1);
+	const text *marker = PG_ARGISNULL(2) ? nullptr : PG_GETARG_TEXT_PP(2);
+	const text *detect = PG_GETARG_TEXT_PP(3);
+	const text *shape = PG_ARGISNULL(4) ? nullptr : PG_GETARG_TEXT_PP(4);
 	guard([&] {
 		mext::pg::CodecDefinition definition;
 		definition.convert = std::string(view_of(convert));
@@ -131,7 +132,7 @@ Datum mext_codec_check(PG_FUNCTION_ARGS)
 		definition.detect = std::string(view_of(detect));
 		if (shape)
 			definition.shape = std::string(view_of(shape));
-		mext::pg::validate_codec_definition(definition);
+		mext::pg::validate_codec_definition(definition, actor);
 	});
 	PG_RETURN_VOID();
 }

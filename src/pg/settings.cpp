@@ -17,6 +17,8 @@ bool compress_wal = true;
 double worker_cpu_slice_ms = 0.2;
 int worker_wal_flush_after_kb = 0;
 bool preallocate_wal = true;
+int max_jobs = 8;
+int max_jobs_per_role = 4;
 
 namespace
 {
@@ -81,6 +83,14 @@ void register_settings()
 	                         "Otherwise whichever process first writes into a missing segment creates it (16 MB "
 	                         "written and fsynced) while holding WALWriteLock, and every commit waits.",
 	                         &preallocate_wal, true, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("migration_ext.max_jobs",
+	                        "Backfill workers that may run at once in the whole cluster; a job beyond it waits.",
+	                        "start_backfill() and resume_backfill() refuse a job at the limit; the resumer "
+	                        "leaves such a job queued, with the reason in backfill_status.",
+	                        &max_jobs, 8, 1, 1024, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("migration_ext.max_jobs_per_role",
+	                        "Backfill workers one role's jobs may run at once in a database (0: no limit).",
+	                        nullptr, &max_jobs_per_role, 4, 0, 1024, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("migration_ext");
 #else

@@ -2,6 +2,12 @@
 -- User-facing functions and views live in @extschema@; the extension's own state lives in the schema
 -- migration_ext, which users never need to touch. Every reference is schema-qualified and every
 -- function pins its search_path, so objects planted earlier on a caller's search_path change nothing.
+--
+-- Who may write the state: the tables take no DML from PUBLIC. An API function that changes state is
+-- the C function as_invoker(), which calls the SECURITY DEFINER implementation of the same name in
+-- schema migration_ext with the calling role as its first argument, `actor`; the implementation
+-- authorizes that role, and whatever it does to a user's objects (a scan, a contract's ALTER TABLE, a
+-- body swap) it does through run_as(), as those objects' owner in a security-restricted operation.
 
 \echo Use "CREATE EXTENSION migration_ext" to load this file. \quit
 
@@ -20,10 +26,37 @@ CREATE TABLE migration_ext.codec (
 	detect     text NOT NULL CHECK (detect IN ('converted', 'absent', 'null')),
 	shape      text,
 	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
-	created_by name NOT NULL DEFAULT CURRENT_USER
+	created_by name NOT NULL
 );
 -- Every backend reads codecs on a cache miss, as whatever role calls migrate_value.
 GRANT SELECT ON migration_ext.codec TO PUBLIC;
+
+-- May `actor` act on this table as its owner does: a superuser, the owner or a member of the owner role
+-- (the test PostgreSQL applies to ALTER TABLE and VACUUM)?
+CREATE FUNCTION migration_ext.may_act_on(actor regrole, relation regclass) RETURNS boolean
+	LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+	RETURN coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = actor), false)
+		OR coalesce((SELECT pg_has_role(actor, c.relowner, 'USAGE') FROM pg_class c WHERE c.oid = relation), false);
+
+CREATE FUNCTION migration_ext.require_table_owner(actor regrole, relation regclass, action text) RETURNS void
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT migration_ext.may_act_on(actor, relation) THEN
+		RAISE EXCEPTION 'must be owner of table % to %', relation, action USING ERRCODE = 'insufficient_privilege',
+			DETAIL = format('Role %s is not a member of its owner role %s.', actor,
+							(SELECT c.relowner::regrole FROM pg_class c WHERE c.oid = relation)),
+			HINT = 'A migration and its backfill act as the table''s owner: run it as that role, or a member of it.';
+	END IF;
+END
+$$;
+
+-- Runs one statement on a user's objects as `role`, in a security-restricted operation (C: owner.cpp).
+CREATE FUNCTION migration_ext.run_as(role oid, statement text, search_path text) RETURNS text
+	LANGUAGE c AS 'MODULE_PATHNAME', 'mext_run_as';
+
+-- An API function that changes state: calls migration_ext.<its name>(<the calling role>, <its arguments>).
+-- (Each is declared with LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker'.)
 
 CREATE FUNCTION migration_ext.codec_changed() RETURNS trigger
 	LANGUAGE c AS 'MODULE_PATHNAME', 'mext_codec_changed';
@@ -31,7 +64,8 @@ CREATE FUNCTION migration_ext.codec_changed() RETURNS trigger
 CREATE TRIGGER codec_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON migration_ext.codec
 	FOR EACH STATEMENT EXECUTE FUNCTION migration_ext.codec_changed();
 
-CREATE FUNCTION migration_ext.codec_check(convert text, marker text, detect text, shape text) RETURNS void
+-- Validates a definition, and that every function an fn: step names may be used by `actor` (see codec_cache.cpp).
+CREATE FUNCTION migration_ext.codec_check(actor regrole, convert text, marker text, detect text, shape text) RETURNS void
 	LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'mext_codec_check';
 
 CREATE FUNCTION migration_ext.classify(codec text, value text) RETURNS text
@@ -45,7 +79,10 @@ CREATE FUNCTION @extschema@.migrate_value(codec text, value text) RETURNS text
 
 CREATE FUNCTION @extschema@.create_codec(name text, convert text, marker text DEFAULT NULL,
 										  detect text DEFAULT 'converted', shape text DEFAULT NULL)
-	RETURNS void LANGUAGE plpgsql
+	RETURNS void LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
+
+CREATE FUNCTION migration_ext.create_codec(actor regrole, name text, convert text, marker text, detect text, shape text)
+	RETURNS void LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -65,23 +102,42 @@ BEGIN
 		RAISE EXCEPTION 'codec detect mode must not be NULL' USING ERRCODE = 'null_value_not_allowed',
 			HINT = 'Use ''converted'', ''absent'' or ''null''.';
 	END IF;
+	-- Codec names are the database's, as schema names are: taking one takes CREATE on the database.
+	IF NOT has_database_privilege(actor, current_database(), 'CREATE') THEN
+		RAISE EXCEPTION 'permission denied to create codec "%"', create_codec.name
+			USING ERRCODE = 'insufficient_privilege',
+				DETAIL = format('Role %s has no CREATE privilege on database %s.', actor, current_database()),
+				HINT = 'Codec names are shared by the whole database, like schema names.';
+	END IF;
 	IF EXISTS (SELECT FROM migration_ext.codec c WHERE c.name = create_codec.name) THEN
 		RAISE EXCEPTION 'codec "%" already exists', create_codec.name USING ERRCODE = 'duplicate_object',
 			HINT = 'Drop it first with drop_codec(), or choose another name.';
 	END IF;
-	PERFORM migration_ext.codec_check(create_codec.convert, create_codec.marker, create_codec.detect,
+	PERFORM migration_ext.codec_check(actor, create_codec.convert, create_codec.marker, create_codec.detect,
 									  create_codec.shape);
-	INSERT INTO migration_ext.codec (name, convert, marker, detect, shape)
-	VALUES (create_codec.name, create_codec.convert, create_codec.marker, create_codec.detect, create_codec.shape);
+	INSERT INTO migration_ext.codec (name, convert, marker, detect, shape, created_by)
+	VALUES (create_codec.name, create_codec.convert, create_codec.marker, create_codec.detect, create_codec.shape,
+			actor::name);
 END
 $$;
 
-CREATE FUNCTION @extschema@.drop_codec(name text) RETURNS void LANGUAGE plpgsql
+CREATE FUNCTION @extschema@.drop_codec(name text) RETURNS void
+	LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
+
+-- A codec is dropped by its creator (or a member of that role) or a superuser.
+CREATE FUNCTION migration_ext.drop_codec(actor regrole, name text) RETURNS void LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	user_migration text;
+	creator name;
 BEGIN
+	SELECT c.created_by INTO creator FROM migration_ext.codec c WHERE c.name = drop_codec.name;
+	IF FOUND AND NOT (coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = actor), false)
+					  OR coalesce(pg_has_role(actor, to_regrole(creator), 'USAGE'), false)) THEN
+		RAISE EXCEPTION 'must be a member of role % to drop codec "%"', creator, drop_codec.name
+			USING ERRCODE = 'insufficient_privilege', DETAIL = format('Role %s created it.', creator);
+	END IF;
 	IF to_regclass('migration_ext.migration') IS NOT NULL THEN
 		SELECT m.name INTO user_migration FROM migration_ext.migration m WHERE m.codec = drop_codec.name LIMIT 1;
 		IF FOUND THEN
@@ -108,14 +164,22 @@ BEGIN
 END
 $$;
 
--- Rows in a table: its statistics, or the planner's guess from its size before the first ANALYZE.
+-- Rows in a table: its statistics, or the planner's guess from its size before the first ANALYZE. Planning
+-- may evaluate the table's row-security policies: a superuser (an implementation function) plans as the
+-- table's owner, restricted.
 CREATE FUNCTION migration_ext.row_estimate(relation regclass) RETURNS bigint
 	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+	statement text := format('EXPLAIN (FORMAT JSON) SELECT 1 FROM %s', relation);
 	plan json;
 BEGIN
-	EXECUTE format('EXPLAIN (FORMAT JSON) SELECT 1 FROM %s', relation) INTO plan;
+	IF (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+		plan := migration_ext.run_as((SELECT c.relowner FROM pg_class c WHERE c.oid = relation), statement,
+									 'pg_catalog, pg_temp')::json;
+	ELSE
+		EXECUTE statement INTO plan;
+	END IF;
 	RETURN (plan -> 0 -> 'Plan' ->> 'Plan Rows')::numeric::bigint;
 END
 $$;
@@ -189,7 +253,7 @@ CREATE TABLE migration_ext.frozen_function (
 	pronamespace    oid NOT NULL,
 	current_version int NOT NULL,
 	frozen_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
-	frozen_by       name NOT NULL DEFAULT CURRENT_USER
+	frozen_by       name NOT NULL
 );
 
 CREATE TABLE migration_ext.function_version (
@@ -202,7 +266,7 @@ CREATE TABLE migration_ext.function_version (
 	migration        text,
 	note             text,
 	created_at       timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
-	created_by       name NOT NULL DEFAULT CURRENT_USER,
+	created_by       name NOT NULL,
 	wal_lsn          pg_lsn,
 	PRIMARY KEY (fn, version)
 );
@@ -214,7 +278,31 @@ CREATE TABLE migration_ext.pending_swap (
 	xid xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id()
 );
 
+-- May the current role read a function's bodies: a superuser, or a member of the function's owner role?
+CREATE FUNCTION migration_ext.may_read_function(fn regprocedure) RETURNS boolean
+	LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+	RETURN coalesce((SELECT pg_has_role(current_user, p.proowner, 'USAGE') FROM pg_proc p WHERE p.oid = fn), false);
+
+-- May `actor` change this function: a superuser, its owner or a member of the owner role?
+CREATE FUNCTION migration_ext.require_function_owner(actor regrole, fn regprocedure) RETURNS void
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT coalesce((SELECT r.rolsuper OR pg_has_role(actor, p.proowner, 'USAGE')
+					 FROM pg_proc p, pg_roles r WHERE p.oid = fn AND r.oid = actor), false) THEN
+		RAISE EXCEPTION 'must be owner of function %', fn USING ERRCODE = 'insufficient_privilege',
+			DETAIL = format('Role %s is not a member of its owner role %s.', actor,
+							(SELECT p.proowner::regrole FROM pg_proc p WHERE p.oid = fn));
+	END IF;
+END
+$$;
+
+-- Past and planned bodies are the function owner's to read (as pg_proc's prosrc is not secret, but a
+-- body planned for later, or replaced for a reason, may be).
 GRANT SELECT ON migration_ext.frozen_function, migration_ext.function_version TO PUBLIC;
+ALTER TABLE migration_ext.function_version ENABLE ROW LEVEL SECURITY;
+CREATE POLICY function_version_owner ON migration_ext.function_version FOR SELECT
+	USING (migration_ext.may_read_function(fn));
 
 CREATE VIEW @extschema@.function_history WITH (security_invoker = true) AS
 	SELECT v.fn, v.version, v.role, v.body, v.note, v.migration, v.created_at, v.created_by, v.wal_lsn,
@@ -223,8 +311,8 @@ CREATE VIEW @extschema@.function_history WITH (security_invoker = true) AS
 	JOIN migration_ext.frozen_function f USING (fn);
 
 -- Records the function's present definition as the next version and makes it current.
-CREATE FUNCTION migration_ext.record_version(fn regprocedure, role text, note text, migration text DEFAULT NULL,
-											 previous_version int DEFAULT NULL)
+CREATE FUNCTION migration_ext.record_version(actor regrole, fn regprocedure, role text, note text,
+											 migration text DEFAULT NULL, previous_version int DEFAULT NULL)
 	RETURNS int LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -236,10 +324,10 @@ BEGIN
 	SELECT coalesce(max(v.version), 0) + 1 INTO next_version
 	FROM migration_ext.function_version v WHERE v.fn = record_version.fn;
 	INSERT INTO migration_ext.function_version (fn, version, body, definition, role, previous_version, migration,
-												note, wal_lsn)
+												note, created_by, wal_lsn)
 	SELECT record_version.fn, next_version, p.prosrc, pg_get_functiondef(p.oid), record_version.role,
 		   CASE WHEN record_version.role = 'revert' THEN record_version.previous_version ELSE nullif(previous, 0) END,
-		   record_version.migration, record_version.note,
+		   record_version.migration, record_version.note, actor::name,
 		   CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn() END
 	FROM pg_proc p WHERE p.oid = record_version.fn;
 	UPDATE migration_ext.frozen_function f SET current_version = next_version WHERE f.fn = record_version.fn;
@@ -262,7 +350,10 @@ END
 $$;
 
 CREATE FUNCTION @extschema@.freeze_function(fn regprocedure) RETURNS int
-	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
+
+CREATE FUNCTION migration_ext.freeze_function(actor regrole, fn regprocedure) RETURNS int
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	kind "char";
@@ -271,7 +362,7 @@ BEGIN
 	IF fn IS NULL THEN
 		RAISE EXCEPTION 'function must not be NULL' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	SELECT p.prokind, pg_has_role(p.proowner, 'USAGE') INTO kind, owner_ok FROM pg_proc p WHERE p.oid = fn;
+	SELECT p.prokind, pg_has_role(actor, p.proowner, 'USAGE') INTO kind, owner_ok FROM pg_proc p WHERE p.oid = fn;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'function with OID % does not exist', fn::oid USING ERRCODE = 'undefined_function';
 	END IF;
@@ -286,23 +377,29 @@ BEGIN
 		RAISE EXCEPTION 'function % is already frozen', fn USING ERRCODE = 'duplicate_object',
 			HINT = 'See function_history for its versions.';
 	END IF;
-	INSERT INTO migration_ext.frozen_function (fn, identity, proname, pronamespace, current_version)
-	SELECT fn, fn::text, p.proname, p.pronamespace, 0 FROM pg_proc p WHERE p.oid = fn;
-	RETURN migration_ext.record_version(fn, 'freeze', 'frozen');
+	INSERT INTO migration_ext.frozen_function (fn, identity, proname, pronamespace, current_version, frozen_by)
+	SELECT fn, fn::text, p.proname, p.pronamespace, 0, actor::name FROM pg_proc p WHERE p.oid = fn;
+	RETURN migration_ext.record_version(actor, fn, 'freeze', 'frozen');
 END
 $$;
 
 CREATE FUNCTION @extschema@.unfreeze_function(fn regprocedure) RETURNS void
-	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
+
+CREATE FUNCTION migration_ext.unfreeze_function(actor regrole, fn regprocedure) RETURNS void
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	PERFORM migration_ext.require_frozen(fn);
+	PERFORM migration_ext.require_function_owner(actor, fn);
 	DELETE FROM migration_ext.frozen_function f WHERE f.fn = unfreeze_function.fn;
 END
 $$;
 
--- CREATE OR REPLACE with the frozen signature and attributes and a new body. The event trigger sees
--- the pending_swap row and leaves the recording to the caller. The body is validated under the
+-- CREATE OR REPLACE with the frozen signature and attributes and a new body, run as the function's owner
+-- (restricted): whoever advances a migration, a body its owner planned is created with the owner's
+-- rights, never a superuser's (a language only a superuser may use stays refused). The event trigger
+-- sees the pending_swap row and leaves the recording to the caller. The body is validated under the
 -- caller's search_path, as a CREATE OR REPLACE typed by the caller would be.
 CREATE FUNCTION migration_ext.replace_body(fn regprocedure, body text, language name, caller_search_path text)
 	RETURNS void
@@ -339,36 +436,39 @@ BEGIN
 	END IF;
 	statement := statement || format('LANGUAGE %I %s ', coalesce(language, p.lanname),
 		CASE WHEN p.prosecdef THEN 'SECURITY DEFINER' ELSE 'SECURITY INVOKER' END);
+	-- Stored settings are catalog text: quoted element by element, as pg_get_functiondef() does.
 	FOREACH setting IN ARRAY coalesce(p.proconfig, '{}'::text[]) LOOP
-		-- List settings (search_path, temp_tablespaces) are stored in list syntax and must stay lists;
-		-- the value comes from the catalog, written there by this same function's owner.
-		statement := statement || CASE WHEN split_part(setting, '=', 1) IN ('search_path', 'temp_tablespaces')
-			THEN format('SET %I TO %s ', split_part(setting, '=', 1), substr(setting, strpos(setting, '=') + 1))
-			ELSE format('SET %I TO %L ', split_part(setting, '=', 1), substr(setting, strpos(setting, '=') + 1)) END;
+		statement := statement || migration_ext.setting_clause(setting) || ' ';
 	END LOOP;
 	statement := statement || format('AS %L', body);
 	INSERT INTO migration_ext.pending_swap (fn) VALUES (replace_body.fn);
-	-- Compile under the caller's schemas, behind pg_catalog so that nothing planted there can redefine
-	-- a built-in type or operator of the signature; then back to this function's own path at once.
-	PERFORM set_config('search_path', 'pg_catalog, ' || caller_search_path, true);
-	EXECUTE statement;
-	PERFORM set_config('search_path', 'pg_catalog, pg_temp', true);
+	-- Compiled under the caller's schemas, behind pg_catalog so that nothing planted there can redefine
+	-- a built-in type or operator of the signature.
+	PERFORM migration_ext.run_as(p.proowner, statement, 'pg_catalog, ' || caller_search_path);
 	DELETE FROM migration_ext.pending_swap s WHERE s.fn = replace_body.fn;
 END
 $$;
 
+CREATE FUNCTION migration_ext.setting_clause(setting text) RETURNS text
+	LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'mext_setting_clause';
+
 CREATE FUNCTION migration_ext.swap_function(fn regprocedure, body text, note text, language name,
 											 caller_search_path text)
-	RETURNS int LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	RETURNS int LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
+
+CREATE FUNCTION migration_ext.swap_function(actor regrole, fn regprocedure, body text, note text, language name,
+											 caller_search_path text)
+	RETURNS int LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	PERFORM migration_ext.require_frozen(fn);
+	PERFORM migration_ext.require_function_owner(actor, fn);
 	IF body IS NULL THEN
 		RAISE EXCEPTION 'function body must not be NULL' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 	PERFORM migration_ext.check_swap_order(fn);
 	PERFORM migration_ext.replace_body(fn, body, language, caller_search_path);
-	RETURN migration_ext.record_version(fn, 'swap', note);
+	RETURN migration_ext.record_version(actor, fn, 'swap', note);
 END
 $$;
 
@@ -379,7 +479,8 @@ CREATE FUNCTION @extschema@.swap_function(fn regprocedure, body text, note text 
 	RETURNS int LANGUAGE sql
 	RETURN migration_ext.swap_function(fn, body, note, language, pg_catalog.current_setting('search_path'));
 
--- Re-executes a recorded definition (byte-identical pg_get_functiondef afterwards).
+-- Re-executes a recorded definition (byte-identical pg_get_functiondef afterwards), as the function's
+-- owner, restricted.
 CREATE FUNCTION migration_ext.restore_version(fn regprocedure, version int, caller_search_path text) RETURNS void
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
@@ -389,21 +490,24 @@ BEGIN
 	SELECT v.definition INTO stored FROM migration_ext.function_version v
 	WHERE v.fn = restore_version.fn AND v.version = restore_version.version;
 	INSERT INTO migration_ext.pending_swap (fn) VALUES (restore_version.fn);
-	PERFORM set_config('search_path', 'pg_catalog, ' || caller_search_path, true);
-	EXECUTE stored;
-	PERFORM set_config('search_path', 'pg_catalog, pg_temp', true);
+	PERFORM migration_ext.run_as((SELECT p.proowner FROM pg_proc p WHERE p.oid = restore_version.fn), stored,
+								 'pg_catalog, ' || caller_search_path);
 	DELETE FROM migration_ext.pending_swap s WHERE s.fn = restore_version.fn;
 END
 $$;
 
 CREATE FUNCTION migration_ext.revert_function(fn regprocedure, to_version int, caller_search_path text)
-	RETURNS int LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	RETURNS int LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
+
+CREATE FUNCTION migration_ext.revert_function(actor regrole, fn regprocedure, to_version int, caller_search_path text)
+	RETURNS int LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	current_row migration_ext.function_version;
 	target_row migration_ext.function_version;
 BEGIN
 	PERFORM migration_ext.require_frozen(fn);
+	PERFORM migration_ext.require_function_owner(actor, fn);
 	SELECT v.* INTO current_row FROM migration_ext.function_version v
 	JOIN migration_ext.frozen_function f ON f.fn = v.fn AND f.current_version = v.version
 	WHERE v.fn = revert_function.fn;
@@ -422,7 +526,7 @@ BEGIN
 			HINT = 'See function_history for its versions.';
 	END IF;
 	PERFORM migration_ext.restore_version(fn, to_version, caller_search_path);
-	RETURN migration_ext.record_version(fn, 'revert', format('reverted to version %s', to_version), NULL,
+	RETURN migration_ext.record_version(actor, fn, 'revert', format('reverted to version %s', to_version), NULL,
 										target_row.previous_version);
 END
 $$;
@@ -432,9 +536,10 @@ CREATE FUNCTION @extschema@.revert_function(fn regprocedure, to_version int DEFA
 	RETURN migration_ext.revert_function(fn, to_version, pg_catalog.current_setting('search_path'));
 
 -- DDL on a frozen function outside migration_ext: renames and moves are refused (callers use the name);
--- any other change (CREATE OR REPLACE, ALTER ... SET, OWNER) is recorded as an out-of-band version.
+-- any other change (CREATE OR REPLACE, ALTER ... SET, OWNER) is recorded as an out-of-band version, in
+-- the name of the role that made it. Runs as that role; only the recording goes through as_invoker().
 CREATE FUNCTION migration_ext.on_ddl_command_end() RETURNS event_trigger
-	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	command record;
@@ -455,14 +560,27 @@ BEGIN
 		END IF;
 		CONTINUE WHEN EXISTS (SELECT FROM migration_ext.pending_swap s
 							  WHERE s.fn = frozen.fn AND s.xid = pg_current_xact_id());
-		PERFORM migration_ext.record_version(frozen.fn, 'out_of_band',
-											 format('%s outside migration_ext', command.command_tag));
+		PERFORM migration_ext.record_out_of_band(frozen.fn, command.command_tag);
 	END LOOP;
 END
 $$;
 
-CREATE FUNCTION migration_ext.on_sql_drop() RETURNS event_trigger
+CREATE FUNCTION migration_ext.record_out_of_band(fn regprocedure, command_tag text) RETURNS void
+	LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
+
+-- Only a change its owner (or a superuser) could make is recorded: the DDL just happened, as `actor`.
+CREATE FUNCTION migration_ext.record_out_of_band(actor regrole, fn regprocedure, command_tag text) RETURNS void
 	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM migration_ext.require_frozen(fn);
+	PERFORM migration_ext.require_function_owner(actor, fn);
+	PERFORM migration_ext.record_version(actor, fn, 'out_of_band', format('%s outside migration_ext', command_tag));
+END
+$$;
+
+CREATE FUNCTION migration_ext.on_sql_drop() RETURNS event_trigger
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	dropped record;
@@ -500,8 +618,7 @@ CREATE TABLE migration_ext.backfill_job (
 	target_relation     regclass,                  -- a table move: converted rows are copied here
 	codec               text NOT NULL,
 	migration           text,
-	key_columns         name[] NOT NULL,
-	key_types           text[] NOT NULL,
+	key_columns         name[] NOT NULL,               -- their types are read from the catalog at each batch
 	partitions          regclass[] NOT NULL,       -- the leaves walked, in order
 	partition_index     int NOT NULL DEFAULT 1,
 	last_key            text[],                    -- checkpoint inside partitions[partition_index]
@@ -516,7 +633,7 @@ CREATE TABLE migration_ext.backfill_job (
 	state               text NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'running', 'throttled', 'paused',
 									'interrupted', 'done', 'failed', 'cancelled')),
 	requested           text CHECK (requested IN ('pause', 'cancel')),
-	owner               regrole NOT NULL DEFAULT CURRENT_USER::regrole,
+	owner               regrole NOT NULL,          -- the role that started it (its batches run as the table's owner)
 	rows_estimated      bigint NOT NULL DEFAULT 0,
 	rows_scanned        bigint NOT NULL DEFAULT 0,
 	rows_converted      bigint NOT NULL DEFAULT 0,
@@ -541,13 +658,12 @@ CREATE TABLE migration_ext.backfill_job (
 CREATE UNIQUE INDEX backfill_job_one_per_column ON migration_ext.backfill_job (relation, column_name)
 	WHERE state IN ('queued', 'running', 'throttled', 'paused', 'interrupted');
 
--- A role sees and steers its own jobs (and those of roles it is a member of); superusers see all.
+-- A job on a table is seen and steered by the roles that may act as the table's owner (superusers, the
+-- owner, members of the owner role), whoever started it. Rows are written only by the extension.
 ALTER TABLE migration_ext.backfill_job ENABLE ROW LEVEL SECURITY;
-CREATE POLICY backfill_job_owner ON migration_ext.backfill_job
-	USING (pg_catalog.pg_has_role(CURRENT_USER, owner, 'MEMBER'))
-	WITH CHECK (pg_catalog.pg_has_role(CURRENT_USER, owner, 'MEMBER'));
-GRANT SELECT, INSERT, UPDATE ON migration_ext.backfill_job TO PUBLIC;
-GRANT USAGE ON SEQUENCE migration_ext.backfill_job_id_seq TO PUBLIC;
+CREATE POLICY backfill_job_table_owner ON migration_ext.backfill_job FOR SELECT
+	USING (migration_ext.may_act_on(CURRENT_USER::regrole, relation));
+GRANT SELECT ON migration_ext.backfill_job TO PUBLIC;
 
 CREATE FUNCTION migration_ext.batch_statement(relation text, key_names text[], key_types text[], target text,
 											  source text, api_schema text, after_last_key boolean)
@@ -560,6 +676,45 @@ CREATE FUNCTION migration_ext.copy_statement(relation text, key_names text[], ke
 
 CREATE FUNCTION migration_ext.launch_worker(job bigint) RETURNS int
 	LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'mext_launch_worker';
+
+-- The worker's claim on its job and on a worker slot: 'claimed', 'taken' or 'full' (job_claim.cpp).
+CREATE FUNCTION migration_ext.claim_job(job bigint) RETURNS text
+	LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'mext_claim_job';
+
+-- One batch, as the table's owner in a security-restricted operation (owner.cpp).
+CREATE FUNCTION migration_ext.run_batch(relation regclass, statement text, codec text, batch_size int,
+										last_key text[], OUT scanned bigint, OUT legacy_seen bigint,
+										OUT converted bigint, OUT conflicts bigint, OUT last_key text[])
+	LANGUAGE c AS 'MODULE_PATHNAME', 'mext_run_batch';
+
+-- Refuses a new worker for `actor` when migration_ext.max_jobs workers run in the cluster, or
+-- migration_ext.max_jobs_per_role of the role's jobs have one in this database.
+CREATE FUNCTION migration_ext.check_job_limits(actor regrole) RETURNS void
+	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cluster_limit int := migration_ext.setting_int('migration_ext.max_jobs', 8);
+	role_limit int := migration_ext.setting_int('migration_ext.max_jobs_per_role', 4);
+	running int;
+BEGIN
+	PERFORM pg_stat_clear_snapshot();
+	SELECT count(*) INTO running FROM pg_stat_activity a WHERE a.backend_type = 'migration_ext backfill';
+	IF running >= cluster_limit THEN
+		RAISE EXCEPTION 'too many backfill workers: % of migration_ext.max_jobs = % are running', running, cluster_limit
+			USING ERRCODE = 'configuration_limit_exceeded',
+				HINT = 'Wait for a job to finish or pause one, or raise migration_ext.max_jobs (a reload).';
+	END IF;
+	IF role_limit > 0 THEN
+		SELECT count(*) INTO running FROM migration_ext.backfill_job b
+		WHERE b.owner = actor AND b.state IN ('queued', 'running', 'throttled') AND migration_ext.worker_alive(b.pid);
+		IF running >= role_limit THEN
+			RAISE EXCEPTION 'role % already runs % backfill job(s), the limit of migration_ext.max_jobs_per_role', actor,
+				running USING ERRCODE = 'configuration_limit_exceeded',
+					HINT = 'Wait for one of them to finish or pause one, or ask a superuser to raise the limit.';
+		END IF;
+	END IF;
+END
+$$;
 
 -- Is the worker of a job alive? Read from the process array, not pg_stat_activity, whose contents a
 -- transaction caches: wait_backfill() must see a worker die while it waits.
@@ -578,18 +733,23 @@ AS $$
 DECLARE
 	now_state text;
 BEGIN
-	IF j.state NOT IN ('queued', 'running', 'throttled', 'paused') OR migration_ext.worker_alive(j.pid) THEN
+	-- Queued with no worker (not launched yet, or waiting for a slot), or paused (a paused job gives its
+	-- worker back): nothing was interrupted.
+	IF j.state NOT IN ('queued', 'running', 'throttled', 'paused') OR migration_ext.worker_alive(j.pid)
+	   OR (j.state = 'queued' AND j.pid IS NULL) OR (j.state = 'paused' AND j.requested = 'pause') THEN
 		RETURN j.state;
 	END IF;
 	SELECT b.state INTO now_state FROM migration_ext.backfill_job b WHERE b.id = j.id;
 	RETURN CASE
-		WHEN now_state IN ('running', 'throttled', 'paused') THEN 'interrupted'
-		WHEN now_state = 'queued' AND j.created_at < now() - interval '1 minute' THEN 'interrupted'
+		WHEN now_state IN ('running', 'throttled') THEN 'interrupted'
+		WHEN now_state = 'paused' AND j.requested IS DISTINCT FROM 'pause' THEN 'interrupted'
+		WHEN now_state = 'queued' AND j.pid IS NOT NULL AND j.created_at < now() - interval '1 minute' THEN 'interrupted'
 		ELSE coalesce(now_state, j.state) END;
 END
 $$;
 
-CREATE FUNCTION migration_ext.require_job(job bigint) RETURNS migration_ext.backfill_job
+-- The job, if `actor` may see it (as row-level security shows it to a role's own queries).
+CREATE FUNCTION migration_ext.require_job(actor regrole, job bigint) RETURNS migration_ext.backfill_job
 	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -599,7 +759,7 @@ BEGIN
 		RAISE EXCEPTION 'job id must not be NULL' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 	SELECT * INTO j FROM migration_ext.backfill_job b WHERE b.id = job;
-	IF NOT FOUND THEN
+	IF NOT FOUND OR NOT migration_ext.may_act_on(actor, j.relation) THEN
 		RAISE EXCEPTION 'backfill job % does not exist', job USING ERRCODE = 'undefined_object',
 			HINT = 'See backfill_status for the jobs you can see.';
 	END IF;
@@ -663,9 +823,6 @@ DECLARE
 BEGIN
 	PERFORM migration_ext.checked_text_column(target_relation, column_name);
 	PERFORM migration_ext.checked_text_column(relation, coalesce(source_column, column_name));
-	IF NOT has_table_privilege(target_relation, 'INSERT') THEN
-		RAISE EXCEPTION 'permission denied to insert into %', target_relation USING ERRCODE = 'insufficient_privilege';
-	END IF;
 	SELECT * INTO walk FROM migration_ext.walk_key(relation);
 	-- Plain columns, immediate: ON CONFLICT DO NOTHING must recognise exactly the rows with the same key.
 	IF NOT EXISTS (SELECT FROM pg_index i WHERE i.indrelid = target_relation AND i.indisunique AND i.indpred IS NULL
@@ -734,7 +891,17 @@ CREATE FUNCTION migration_ext.start_backfill(relation regclass, column_name name
 											 max_wal_bytes_per_second bigint DEFAULT NULL,
 											 target_relation regclass DEFAULT NULL,
 											 live_duty_cycle double precision DEFAULT NULL)
-	RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	RETURNS bigint LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
+
+-- Who may start a job on a table: whoever may act as its owner (superusers, the owner, members of the
+-- owner role). Its batches run as the table's owner, restricted, whoever started it.
+CREATE FUNCTION migration_ext.start_backfill(actor regrole, relation regclass, column_name name, codec text,
+											 source_column name, batch_size int, max_rows_per_second int,
+											 throttle boolean, migration text, launch boolean,
+											 batch_time_target interval, max_replica_lag interval,
+											 max_active_backends int, max_wal_bytes_per_second bigint,
+											 target_relation regclass, live_duty_cycle double precision)
+	RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	kind "char";
@@ -742,8 +909,6 @@ DECLARE
 	leaves regclass[];
 	estimate bigint;
 	job bigint;
-	can_login boolean;
-	new_pid int;
 BEGIN
 	IF relation IS NULL OR column_name IS NULL OR codec IS NULL THEN
 		RAISE EXCEPTION 'relation, column_name and codec must not be NULL' USING ERRCODE = 'null_value_not_allowed';
@@ -757,13 +922,20 @@ BEGIN
 		RAISE EXCEPTION '% is not a table', relation USING ERRCODE = 'wrong_object_type',
 			HINT = 'A backfill rewrites the rows of a table or a partitioned table.';
 	END IF;
+	PERFORM migration_ext.require_table_owner(actor, relation, 'backfill it');
 	IF target_relation IS NULL THEN
 		PERFORM migration_ext.checked_text_column(relation, column_name);
 		IF source_column IS NOT NULL THEN
 			PERFORM migration_ext.checked_text_column(relation, source_column);
 		END IF;
 	ELSE
+		PERFORM migration_ext.require_table_owner(actor, target_relation, 'copy rows into it');
 		PERFORM migration_ext.check_table_move(relation, target_relation, column_name, source_column);
+	END IF;
+	IF migration IS NOT NULL AND NOT EXISTS (SELECT FROM migration_ext.migration m WHERE m.name = migration
+											 AND m.relation = start_backfill.relation AND m.column_name = start_backfill.column_name) THEN
+		RAISE EXCEPTION 'migration "%" does not cover %.%', migration, relation, quote_ident(column_name)
+			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	PERFORM migration_ext.require_codec(codec);
 	IF batch_size IS NOT NULL AND batch_size <= 0 THEN
@@ -775,16 +947,6 @@ BEGIN
 	END IF;
 	PERFORM migration_ext.check_throttle_settings(batch_time_target, max_replica_lag, max_active_backends,
 												  max_wal_bytes_per_second, live_duty_cycle);
-	IF NOT (has_table_privilege(relation, 'SELECT') AND has_table_privilege(relation, 'UPDATE')) THEN
-		RAISE EXCEPTION 'permission denied to backfill %', relation USING ERRCODE = 'insufficient_privilege',
-			DETAIL = 'The backfill worker runs as the role that starts it, which needs SELECT and UPDATE on the table.';
-	END IF;
-	SELECT r.rolcanlogin INTO can_login FROM pg_roles r WHERE r.rolname = CURRENT_USER;
-	IF NOT can_login THEN
-		RAISE EXCEPTION 'role % cannot log in, so no worker can run as it', CURRENT_USER
-			USING ERRCODE = 'insufficient_privilege',
-				HINT = 'Start the backfill as a role with LOGIN that may update the table.';
-	END IF;
 	SELECT * INTO walk FROM migration_ext.walk_key(relation);
 	IF target_relation IS NULL AND column_name = ANY (walk.key_columns) THEN
 		RAISE EXCEPTION 'column "%" is part of the key of %', column_name, relation
@@ -802,14 +964,17 @@ BEGIN
 	ELSE
 		leaves := ARRAY[relation];
 	END IF;
+	IF launch THEN
+		PERFORM migration_ext.check_job_limits(actor);
+	END IF;
 	SELECT coalesce(sum(migration_ext.row_estimate(leaf)), 0)::bigint INTO estimate FROM unnest(leaves) leaf;
 	BEGIN
 		INSERT INTO migration_ext.backfill_job (relation, column_name, source_column, target_relation, codec, migration, key_columns,
-												key_types, partitions, batch_size, max_rows_per_second, throttle,
+												partitions, batch_size, max_rows_per_second, throttle,
 												rows_estimated, current_batch_size, batch_time_target_ms,
 												max_replica_lag_s, max_active_backends, max_wal_bytes_per_second,
-												live_duty_cycle)
-		VALUES (relation, column_name, source_column, target_relation, codec, migration, walk.key_columns, walk.key_types, leaves,
+												live_duty_cycle, owner)
+		VALUES (relation, column_name, source_column, target_relation, codec, migration, walk.key_columns, leaves,
 				coalesce(batch_size, CASE WHEN throttle THEN migration_ext.setting_int('migration_ext.batch_size', 1000)
 										  ELSE 20000 END), max_rows_per_second,
 				coalesce(throttle, true), estimate,
@@ -822,7 +987,7 @@ BEGIN
 				coalesce(max_active_backends, migration_ext.setting_int('migration_ext.max_active_backends', 25)),
 				coalesce(max_wal_bytes_per_second,
 						 migration_ext.setting_int('migration_ext.max_wal_bytes_per_second', 0)),
-				coalesce(live_duty_cycle, migration_ext.setting_real('migration_ext.live_duty_cycle', 0.5)))
+				coalesce(live_duty_cycle, migration_ext.setting_real('migration_ext.live_duty_cycle', 0.5)), actor)
 		RETURNING id INTO job;
 	EXCEPTION WHEN unique_violation THEN
 		RAISE EXCEPTION 'a backfill of %.% is already active', relation, quote_ident(column_name)
@@ -831,10 +996,35 @@ BEGIN
 	END;
 	-- launch => false leaves the job queued for a caller that runs worker_step() itself (the isolation tests).
 	IF launch THEN
-		new_pid := migration_ext.launch_worker(job);
-		UPDATE migration_ext.backfill_job b SET pid = new_pid WHERE b.id = job;
+		PERFORM migration_ext.launch_job(job);
 	END IF;
 	RETURN job;
+END
+$$;
+
+-- Starts a worker for a queued job and records its pid. A launch that fails (no free background worker
+-- slot) leaves the job queued, with the reason in backfill_status and a WARNING; the resumer, or
+-- resume_backfill(), tries again.
+CREATE FUNCTION migration_ext.launch_job(job bigint) RETURNS boolean
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	new_pid int;
+	reason text;
+BEGIN
+	BEGIN
+		new_pid := migration_ext.launch_worker(job);
+	EXCEPTION WHEN OTHERS THEN
+		GET STACKED DIAGNOSTICS reason = MESSAGE_TEXT;
+		UPDATE migration_ext.backfill_job b SET pid = NULL, state = 'queued', updated_at = now(),
+			warning = format('not started: %s', reason) WHERE b.id = job;
+		RAISE WARNING 'backfill job % is queued but not started: %', job, reason
+			USING HINT = 'resume_backfill() tries again; with migration_ext preloaded, the resumer does.';
+		RETURN false;
+	END;
+	UPDATE migration_ext.backfill_job b SET pid = new_pid, state = 'queued', created_at = now(), warning = NULL
+	WHERE b.id = job;
+	RETURN true;
 END
 $$;
 
@@ -860,6 +1050,8 @@ AS $$
 DECLARE
 	j migration_ext.backfill_job;
 	leaf regclass;
+	key_names text[];
+	key_types text[];
 	statement text;
 	r record;
 	api text := quote_ident('@extschema@');
@@ -876,12 +1068,11 @@ BEGIN
 		action := 'stop';
 		RETURN;
 	END IF;
+	-- A paused job gives its worker (and its slot) back; resume_backfill() starts a new one.
 	IF j.requested = 'pause' THEN
-		IF j.state <> 'paused' THEN
-			UPDATE migration_ext.backfill_job b SET state = 'paused', throttle_reason = 'paused by operator',
-				updated_at = now() WHERE b.id = job;
-		END IF;
-		action := 'paused';
+		UPDATE migration_ext.backfill_job b SET state = 'paused', throttle_reason = 'paused by operator', pid = NULL,
+			updated_at = now() WHERE b.id = job;
+		action := 'stop';
 		RETURN;
 	END IF;
 	leaf := j.partitions[j.partition_index];
@@ -889,16 +1080,22 @@ BEGIN
 		RAISE EXCEPTION 'table % was dropped during the backfill', coalesce(j.relation::text, leaf::text)
 			USING ERRCODE = 'undefined_table';
 	END IF;
+	-- The key's names quoted and its types as the catalog spells them now (format_type quotes them).
+	SELECT array_agg(quote_ident(u.k) ORDER BY u.o), array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY u.o)
+	INTO key_names, key_types
+	FROM unnest(j.key_columns) WITH ORDINALITY u(k, o)
+	JOIN pg_attribute a ON a.attrelid = leaf AND a.attname = u.k AND a.attnum > 0 AND NOT a.attisdropped;
+	IF coalesce(array_length(key_types, 1), 0) <> array_length(j.key_columns, 1) THEN
+		RAISE EXCEPTION 'the key (%) of % changed during the backfill', array_to_string(j.key_columns, ', '), leaf
+			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
 	IF j.target_relation IS NULL THEN
-		statement := migration_ext.batch_statement(
-			leaf::text,
-			(SELECT array_agg(quote_ident(k) ORDER BY o) FROM unnest(j.key_columns) WITH ORDINALITY u(k, o)),
-			j.key_types, quote_ident(j.column_name), quote_ident(j.source_column), api, j.last_key IS NOT NULL);
+		statement := migration_ext.batch_statement(leaf::text, key_names, key_types, quote_ident(j.column_name),
+												   quote_ident(j.source_column), api, j.last_key IS NOT NULL);
 	ELSE
 		statement := migration_ext.copy_statement(
-			leaf::text,
-			(SELECT array_agg(quote_ident(k) ORDER BY o) FROM unnest(j.key_columns) WITH ORDINALITY u(k, o)),
-			j.key_types, quote_ident(j.column_name), quote_ident(coalesce(j.source_column, j.column_name)), api,
+			leaf::text, key_names, key_types, quote_ident(j.column_name),
+			quote_ident(coalesce(j.source_column, j.column_name)), api,
 			j.last_key IS NOT NULL, j.target_relation::text,
 			(SELECT array_agg(quote_ident(a.attname) ORDER BY a.attnum) FROM pg_attribute a
 			 WHERE a.attrelid = j.target_relation AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
@@ -906,7 +1103,7 @@ BEGIN
 					OR EXISTS (SELECT FROM pg_attribute v WHERE v.attrelid = leaf AND v.attname = a.attname
 							   AND v.attnum > 0 AND NOT v.attisdropped))));
 	END IF;
-	EXECUTE statement INTO r USING j.codec, batch_size, j.last_key;
+	SELECT * INTO r FROM migration_ext.run_batch(leaf, statement, j.codec, batch_size, j.last_key);
 	scanned := r.scanned; converted := r.converted; conflicts := r.conflicts;
 	IF j.throttle AND r.converted > 0 THEN
 		-- Still holding the batch's row locks: is a live session waiting on them right now?
@@ -941,31 +1138,46 @@ BEGIN
 END
 $$;
 
--- A worker taking a job: it holds a session advisory lock on the job for its whole life, so a job never
--- has two workers, and records its pid. Returns the batch size and rate cap to start with, or nothing.
+-- A worker taking a job: it claims the job and a worker slot for its whole life (claim_job), so a job
+-- never has two workers and no more than migration_ext.max_jobs run, and records its pid. The role that
+-- started the job must still be one that may act as the table's owner. Returns the batch size and rate
+-- cap to start with, or nothing.
 CREATE FUNCTION migration_ext.worker_begin(job bigint, OUT batch_size int, OUT max_rows_per_second int,
 										   OUT throttle boolean)
 	RETURNS SETOF record LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	j migration_ext.backfill_job;
+	claim text;
+	role_limit int := migration_ext.setting_int('migration_ext.max_jobs_per_role', 4);
 BEGIN
 	SELECT * INTO j FROM migration_ext.backfill_job b WHERE b.id = job FOR UPDATE;
 	IF NOT FOUND OR j.state IN ('done', 'failed', 'cancelled') THEN
 		RETURN;
 	END IF;
-	IF NOT pg_try_advisory_lock(1835365492, job::int) THEN
+	claim := migration_ext.claim_job(job);
+	IF claim = 'taken' THEN
 		RETURN;
 	END IF;
-	IF NOT (has_table_privilege(j.relation, 'SELECT') AND has_table_privilege(j.relation, 'UPDATE')) THEN
+	IF claim = 'full' OR (role_limit > 0 AND role_limit <= (
+			SELECT count(*) FROM migration_ext.backfill_job b WHERE b.owner = j.owner AND b.id <> job
+			AND b.state IN ('queued', 'running', 'throttled') AND migration_ext.worker_alive(b.pid))) THEN
+		UPDATE migration_ext.backfill_job b SET pid = NULL, state = 'queued', updated_at = now(),
+			warning = CASE WHEN claim = 'full'
+						   THEN 'not started: migration_ext.max_jobs backfill workers are running'
+						   ELSE format('not started: role %s runs migration_ext.max_jobs_per_role jobs', j.owner) END
+		WHERE b.id = job;
+		RETURN;
+	END IF;
+	IF NOT migration_ext.may_act_on(j.owner, j.relation) THEN
 		UPDATE migration_ext.backfill_job b SET state = 'failed', finished_at = now(), updated_at = now(),
-			last_error = format('permission denied: role %s may not update %s', CURRENT_USER, j.relation)
+			last_error = format('permission denied: role %s may no longer act as the owner of %s', j.owner, j.relation)
 		WHERE b.id = job;
 		RETURN;
 	END IF;
 	UPDATE migration_ext.backfill_job b SET pid = pg_backend_pid(),
 		state = CASE WHEN j.requested = 'pause' THEN 'paused' ELSE 'running' END,
-		started_at = coalesce(b.started_at, now()), updated_at = now(), throttle_reason = NULL
+		started_at = coalesce(b.started_at, now()), updated_at = now(), throttle_reason = NULL, warning = NULL
 	WHERE b.id = job;
 	batch_size := coalesce(j.current_batch_size, j.batch_size);
 	max_rows_per_second := j.max_rows_per_second;
@@ -974,12 +1186,10 @@ BEGIN
 END
 $$;
 
--- The server's own load signals, as aggregates only. SECURITY DEFINER because pg_stat_activity,
--- pg_stat_replication and pg_stat_progress_vacuum hide these columns from roles without
--- pg_read_all_stats, and a backfill runs as an ordinary role; nothing private is returned.
+-- The server's own load signals, as aggregates only (the worker reads them as a superuser).
 CREATE FUNCTION migration_ext.server_signals(relations regclass[], OUT wal_bytes numeric, OUT active_backends int,
 											 OUT vacuum_on_table boolean, OUT transactions numeric)
-	LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	PERFORM pg_stat_clear_snapshot();
@@ -993,7 +1203,7 @@ $$;
 
 -- Every connected standby and the WAL position it has replayed (NULL: not reported yet).
 CREATE FUNCTION migration_ext.standby_positions() RETURNS TABLE (name text, replay_bytes numeric)
-	LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+	LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT coalesce(nullif(r.application_name, ''), r.pid::text), pg_wal_lsn_diff(r.replay_lsn, '0/0')
 	FROM pg_stat_replication r ORDER BY r.pid
@@ -1072,10 +1282,13 @@ END
 $$;
 
 CREATE FUNCTION @extschema@.pause_backfill(job bigint) RETURNS void
-	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
+
+CREATE FUNCTION migration_ext.pause_backfill(actor regrole, job bigint) RETURNS void
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	job_state text := migration_ext.unfinished_job_state(migration_ext.require_job(job), 'paused');
+	job_state text := migration_ext.unfinished_job_state(migration_ext.require_job(actor, job), 'paused');
 BEGIN
 	UPDATE migration_ext.backfill_job b SET requested = 'pause', updated_at = now(),
 		state = CASE WHEN job_state = 'interrupted' THEN 'paused' ELSE b.state END
@@ -1090,10 +1303,16 @@ CREATE FUNCTION @extschema@.alter_backfill(job bigint, max_rows_per_second int D
 										   max_replica_lag interval DEFAULT NULL, max_active_backends int DEFAULT NULL,
 										   max_wal_bytes_per_second bigint DEFAULT NULL, throttle boolean DEFAULT NULL,
 										   live_duty_cycle double precision DEFAULT NULL)
-	RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	RETURNS void LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
+
+CREATE FUNCTION migration_ext.alter_backfill(actor regrole, job bigint, max_rows_per_second int,
+											 batch_time_target interval, max_replica_lag interval,
+											 max_active_backends int, max_wal_bytes_per_second bigint,
+											 throttle boolean, live_duty_cycle double precision)
+	RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	j migration_ext.backfill_job := migration_ext.require_job(job);
+	j migration_ext.backfill_job := migration_ext.require_job(actor, job);
 BEGIN
 	IF max_rows_per_second < 0 THEN
 		RAISE EXCEPTION 'max_rows_per_second must not be negative' USING ERRCODE = 'invalid_parameter_value',
@@ -1117,11 +1336,14 @@ END
 $$;
 
 CREATE FUNCTION @extschema@.resume_backfill(job bigint) RETURNS void
-	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
+
+-- A job is resumed in the name of the role that resumes it: its workers count against that role's limit.
+CREATE FUNCTION migration_ext.resume_backfill(actor regrole, job bigint) RETURNS void
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	j migration_ext.backfill_job := migration_ext.require_job(job);
-	new_pid int;
+	j migration_ext.backfill_job := migration_ext.require_job(actor, job);
 BEGIN
 	IF migration_ext.effective_state(j) = 'failed' THEN
 		RAISE EXCEPTION 'backfill job % failed, it cannot be resumed', job
@@ -1140,18 +1362,21 @@ BEGIN
 		WHERE b.id = job;
 	ELSE
 		PERFORM FROM migration_ext.backfill_job b WHERE b.id = job FOR UPDATE; -- see resume_interrupted()
-		new_pid := migration_ext.launch_worker(job);
-		UPDATE migration_ext.backfill_job b SET requested = NULL, updated_at = now(), state = 'queued',
-			created_at = now(), pid = new_pid WHERE b.id = job;
+		PERFORM migration_ext.check_job_limits(actor);
+		UPDATE migration_ext.backfill_job b SET requested = NULL, updated_at = now(), state = 'queued' WHERE b.id = job;
+		PERFORM migration_ext.launch_job(job);
 	END IF;
 END
 $$;
 
 CREATE FUNCTION @extschema@.cancel_backfill(job bigint) RETURNS void
-	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
+
+CREATE FUNCTION migration_ext.cancel_backfill(actor regrole, job bigint) RETURNS void
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	j migration_ext.backfill_job := migration_ext.require_job(job);
+	j migration_ext.backfill_job := migration_ext.require_job(actor, job);
 	job_state text := migration_ext.effective_state(j);
 BEGIN
 	IF job_state IN ('done', 'failed', 'cancelled') THEN
@@ -1178,7 +1403,7 @@ DECLARE
 	deadline timestamptz := CASE WHEN timeout < interval '100 years' THEN clock_timestamp() + timeout END;
 	job_state text;
 BEGIN
-	PERFORM migration_ext.require_job(job);
+	PERFORM migration_ext.require_job(current_user::regrole, job);
 	-- A worker that would have to see this transaction's change of the job waits for it to commit.
 	IF (SELECT migration_ext.xid_is_mine(b.xmin) AND b.pid IS NOT NULL
 			   AND b.state NOT IN ('done', 'failed', 'cancelled')
@@ -1222,26 +1447,28 @@ CREATE VIEW @extschema@.backfill_status WITH (security_invoker = true) AS
 	-- OFFSET 0 keeps the planner from pulling the subquery up into the three expressions that use it.
 	CROSS JOIN LATERAL (SELECT migration_ext.effective_state(j) AS state OFFSET 0) e;
 
--- Run by the launcher's per-database helper after a restart, and by resume_backfill: every job that
--- claims to run but has no live worker gets a new one, which continues from its checkpoint.
+-- Run by the launcher's per-database helper after a restart and every migration_ext.resume_interval:
+-- every job that should run but has no live worker (interrupted, or queued without one) gets a new one,
+-- which continues from its checkpoint. A paused job stays paused. A launch that fails leaves its job
+-- queued with the reason and goes on with the others.
 CREATE FUNCTION migration_ext.resume_interrupted() RETURNS int
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	j migration_ext.backfill_job;
 	resumed int := 0;
-	new_pid int;
 BEGIN
 	-- The row is locked first (which also gives this transaction an id the new worker waits for), and
 	-- the worker launched in a statement of its own: inside an UPDATE's SET list a concurrent change of
 	-- the row would make PostgreSQL evaluate it, and so launch a worker, twice.
 	FOR j IN SELECT * FROM migration_ext.backfill_job b
-			 WHERE b.state IN ('queued', 'running', 'throttled', 'paused', 'interrupted') ORDER BY b.id
+			 WHERE b.state IN ('queued', 'running', 'throttled', 'paused', 'interrupted')
+			   AND b.requested IS DISTINCT FROM 'pause' ORDER BY b.id
 			 FOR UPDATE LOOP
 		CONTINUE WHEN migration_ext.worker_alive(j.pid);
-		new_pid := migration_ext.launch_worker(j.id);
-		UPDATE migration_ext.backfill_job b SET state = 'queued', created_at = now(), pid = new_pid WHERE b.id = j.id;
-		resumed := resumed + 1;
+		IF migration_ext.launch_job(j.id) THEN
+			resumed := resumed + 1;
+		END IF;
 	END LOOP;
 	RETURN resumed;
 END
@@ -1263,7 +1490,7 @@ CREATE TABLE migration_ext.migration (
 	job              bigint,
 	constraint_name  name,
 	created_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
-	created_by       name NOT NULL DEFAULT CURRENT_USER
+	created_by       name NOT NULL
 );
 
 CREATE TABLE migration_ext.planned_swap (
@@ -1290,12 +1517,15 @@ CREATE TABLE migration_ext.migration_event (
 	role       text,
 	detail     text,
 	at         timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
-	by_role    name NOT NULL DEFAULT CURRENT_USER,
+	by_role    name NOT NULL,
 	wal_lsn    pg_lsn DEFAULT CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL
 								  ELSE pg_catalog.pg_current_wal_insert_lsn() END
 );
 
 GRANT SELECT ON migration_ext.migration, migration_ext.planned_swap, migration_ext.migration_event TO PUBLIC;
+-- A planned body is its function owner's to read, like the function's history.
+ALTER TABLE migration_ext.planned_swap ENABLE ROW LEVEL SECURITY;
+CREATE POLICY planned_swap_owner ON migration_ext.planned_swap FOR SELECT USING (migration_ext.may_read_function(fn));
 
 CREATE FUNCTION migration_ext.phase_after(migration text, phase text, direction text) RETURNS text
 	LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'mext_phase_after';
@@ -1393,7 +1623,11 @@ $$;
 
 CREATE FUNCTION @extschema@.create_migration(name text, relation regclass, column_name name, codec text,
 											 source_column name DEFAULT NULL, allow_key_update boolean DEFAULT false)
-	RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	RETURNS void LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
+
+CREATE FUNCTION migration_ext.create_migration(actor regrole, name text, relation regclass, column_name name,
+											   codec text, source_column name, allow_key_update boolean)
+	RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	inventory record;
@@ -1406,6 +1640,7 @@ BEGIN
 	END IF;
 	PERFORM migration_ext.require_codec(codec);
 	PERFORM migration_ext.checked_text_column(relation, column_name);
+	PERFORM migration_ext.require_table_owner(actor, relation, 'migrate it');
 	IF source_column IS NOT NULL THEN
 		PERFORM migration_ext.checked_text_column(relation, source_column);
 	END IF;
@@ -1419,20 +1654,26 @@ BEGIN
 	IF EXISTS (SELECT FROM migration_ext.migration m WHERE m.name = create_migration.name) THEN
 		RAISE EXCEPTION 'migration "%" already exists', name USING ERRCODE = 'duplicate_object';
 	END IF;
-	INSERT INTO migration_ext.migration (name, relation, column_name, codec, source_column, allow_key_update)
-	VALUES (name, relation, column_name, codec, source_column, coalesce(allow_key_update, false));
-	INSERT INTO migration_ext.migration_event (migration, event, to_phase, detail)
-	VALUES (name, 'create', 'planned', format('%s.%I with codec %s', relation, column_name, codec));
+	INSERT INTO migration_ext.migration (name, relation, column_name, codec, source_column, allow_key_update, created_by)
+	VALUES (name, relation, column_name, codec, source_column, coalesce(allow_key_update, false), actor::name);
+	INSERT INTO migration_ext.migration_event (migration, event, to_phase, detail, by_role)
+	VALUES (name, 'create', 'planned', format('%s.%I with codec %s', relation, column_name, codec), actor::name);
 END
 $$;
 
 CREATE FUNCTION @extschema@.plan_swap(migration text, fn regprocedure, body text, role text DEFAULT 'reader',
 									  language name DEFAULT NULL)
-	RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	RETURNS void LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
+
+-- Planned by a role that may act as the table's owner, on a function it may change.
+CREATE FUNCTION migration_ext.plan_swap(actor regrole, migration text, fn regprocedure, body text, role text,
+										language name)
+	RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	m migration_ext.migration := migration_ext.require_migration(migration, true);
 BEGIN
+	PERFORM migration_ext.require_table_owner(actor, m.relation, 'plan its migration');
 	IF role IS NULL OR role NOT IN ('reader', 'writer') THEN
 		RAISE EXCEPTION 'swap role must be ''reader'' or ''writer'', not %', coalesce(quote_literal(role), 'NULL')
 			USING ERRCODE = 'invalid_parameter_value',
@@ -1446,6 +1687,7 @@ BEGIN
 			USING ERRCODE = 'object_not_in_prerequisite_state';
 	END IF;
 	PERFORM migration_ext.require_frozen(fn);
+	PERFORM migration_ext.require_function_owner(actor, fn);
 	IF EXISTS (SELECT FROM migration_ext.planned_swap s WHERE s.migration = plan_swap.migration AND s.fn = plan_swap.fn) THEN
 		RAISE EXCEPTION 'function % already has a planned swap in migration "%"', fn, migration
 			USING ERRCODE = 'duplicate_object';
@@ -1504,7 +1746,8 @@ END
 $$;
 
 -- Applies one planned swap and records it, with the version to restore on retreat.
-CREATE FUNCTION migration_ext.apply_swap(s migration_ext.planned_swap, caller_search_path text) RETURNS void
+CREATE FUNCTION migration_ext.apply_swap(actor regrole, s migration_ext.planned_swap, caller_search_path text)
+	RETURNS void
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -1513,22 +1756,29 @@ DECLARE
 BEGIN
 	SELECT f.current_version INTO before FROM migration_ext.frozen_function f WHERE f.fn = s.fn;
 	PERFORM migration_ext.replace_body(s.fn, s.body, s.language, caller_search_path);
-	after := migration_ext.record_version(s.fn, s.role, format('migration %s: %s swap', s.migration, s.role), s.migration);
+	after := migration_ext.record_version(actor, s.fn, s.role, format('migration %s: %s swap', s.migration, s.role),
+										  s.migration);
 	UPDATE migration_ext.planned_swap p SET restore_version = before, applied_version = after,
 		applied_at = clock_timestamp(),
 		applied_lsn = CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn() END
 	WHERE p.migration = s.migration AND p.fn = s.fn;
-	INSERT INTO migration_ext.migration_event (migration, event, fn, role, detail)
-	VALUES (s.migration, 'swap', s.fn, s.role, format('version %s -> %s', before, after));
+	INSERT INTO migration_ext.migration_event (migration, event, fn, role, detail, by_role)
+	VALUES (s.migration, 'swap', s.fn, s.role, format('version %s -> %s', before, after), actor::name);
 END
 $$;
 
 CREATE FUNCTION migration_ext.advance_migration(name text, confirm text, caller_search_path text) RETURNS text
-	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
+
+-- What it does to the table (the verifying scan, the contract) runs as the table's owner, restricted;
+-- the swaps as each function's owner.
+CREATE FUNCTION migration_ext.advance_migration(actor regrole, name text, confirm text, caller_search_path text)
+	RETURNS text LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	m migration_ext.migration := migration_ext.require_migration(name, true);
 	next_phase text := migration_ext.phase_after(name, m.phase, 'advance');
+	table_owner oid := (SELECT c.relowner FROM pg_class c WHERE c.oid = m.relation);
 	s migration_ext.planned_swap;
 	settle record;
 	readers int;
@@ -1536,10 +1786,11 @@ DECLARE
 	remaining bigint;
 	new_constraint name;
 BEGIN
+	PERFORM migration_ext.require_table_owner(actor, m.relation, 'advance its migration');
 	IF m.phase = 'planned' THEN
 		FOR s IN SELECT * FROM migration_ext.planned_swap p WHERE p.migration = name AND p.role = 'reader'
 				 ORDER BY p.ordinal LOOP
-			PERFORM migration_ext.apply_swap(s, caller_search_path);
+			PERFORM migration_ext.apply_swap(actor, s, caller_search_path);
 		END LOOP;
 	ELSIF m.phase = 'tolerant' THEN
 		SELECT count(*), count(*) FILTER (WHERE f.current_version = p.applied_version)
@@ -1551,7 +1802,7 @@ BEGIN
 										 confirm IS NOT DISTINCT FROM name);
 		FOR s IN SELECT * FROM migration_ext.planned_swap p WHERE p.migration = name AND p.role = 'writer'
 				 ORDER BY p.ordinal LOOP
-			PERFORM migration_ext.apply_swap(s, caller_search_path);
+			PERFORM migration_ext.apply_swap(actor, s, caller_search_path);
 		END LOOP;
 	ELSIF m.phase = 'backfilling' THEN
 		IF m.job IS NOT NULL AND (SELECT migration_ext.effective_state(j) FROM migration_ext.backfill_job j WHERE j.id = m.job)
@@ -1560,11 +1811,11 @@ BEGIN
 				USING ERRCODE = 'object_not_in_prerequisite_state',
 					HINT = format('See backfill_status; wait_backfill(%s) waits for it.', m.job);
 		END IF;
-		EXECUTE format('SELECT count(*) FROM %s WHERE %s', m.relation,
+		remaining := migration_ext.run_as(table_owner, format('SELECT count(*) FROM %s WHERE %s', m.relation,
 					   CASE WHEN m.source_column IS NULL
-							THEN format('%I.is_legacy($1, %I::text)', '@extschema@', m.column_name)
-							ELSE format('%I IS NULL OR %I.is_legacy($1, %I::text)', m.column_name, '@extschema@', m.column_name) END)
-			INTO remaining USING m.codec;
+							THEN format('%I.is_legacy(%L, %I::text)', '@extschema@', m.codec, m.column_name)
+							ELSE format('%I IS NULL OR %I.is_legacy(%L, %I::text)', m.column_name, '@extschema@', m.codec,
+										m.column_name) END), 'pg_catalog, pg_temp')::bigint;
 		IF remaining > 0 THEN
 			RAISE EXCEPTION 'cannot advance migration "%": % legacy value(s) remain in %.%', name, remaining, m.relation,
 				quote_ident(m.column_name) USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -1575,29 +1826,36 @@ BEGIN
 		new_constraint := left(format('%s_%s_not_legacy', m.relation::text, m.column_name), 63);
 		new_constraint := regexp_replace(new_constraint, '[^A-Za-z0-9_]', '_', 'g');
 		IF (SELECT c.detect FROM migration_ext.codec c WHERE c.name = m.codec) = 'null' THEN
-			EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I CHECK (%I IS NOT NULL) NOT VALID', m.relation, new_constraint, m.column_name);
-			EXECUTE format('ALTER TABLE %s VALIDATE CONSTRAINT %I', m.relation, new_constraint);
+			PERFORM migration_ext.run_as(table_owner, format('ALTER TABLE %s ADD CONSTRAINT %I CHECK (%I IS NOT NULL) NOT VALID',
+															 m.relation, new_constraint, m.column_name), 'pg_catalog, pg_temp');
+			PERFORM migration_ext.run_as(table_owner, format('ALTER TABLE %s VALIDATE CONSTRAINT %I', m.relation,
+															 new_constraint), 'pg_catalog, pg_temp');
 			-- The validated check proves the column has no NULL, so SET NOT NULL skips its scan.
-			EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', m.relation, m.column_name);
-			EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', m.relation, new_constraint);
+			PERFORM migration_ext.run_as(table_owner, format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', m.relation,
+															 m.column_name), 'pg_catalog, pg_temp');
+			PERFORM migration_ext.run_as(table_owner, format('ALTER TABLE %s DROP CONSTRAINT %I', m.relation,
+															 new_constraint), 'pg_catalog, pg_temp');
 			new_constraint := NULL;
 		ELSE
-			EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I CHECK (NOT %I.is_legacy(%L, %I::text)) NOT VALID',
-						   m.relation, new_constraint, '@extschema@', m.codec, m.column_name);
-			EXECUTE format('ALTER TABLE %s VALIDATE CONSTRAINT %I', m.relation, new_constraint);
+			PERFORM migration_ext.run_as(table_owner,
+				format('ALTER TABLE %s ADD CONSTRAINT %I CHECK (NOT %I.is_legacy(%L, %I::text)) NOT VALID',
+					   m.relation, new_constraint, '@extschema@', m.codec, m.column_name), 'pg_catalog, pg_temp');
+			PERFORM migration_ext.run_as(table_owner, format('ALTER TABLE %s VALIDATE CONSTRAINT %I', m.relation,
+															 new_constraint), 'pg_catalog, pg_temp');
 		END IF;
 		UPDATE migration_ext.migration x SET constraint_name = new_constraint WHERE x.name = m.name;
 		-- A column move is complete: the dual-write trigger has nothing left to do.
 		IF m.source_column IS NOT NULL AND EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = m.relation
 				AND t.tgname = migration_ext.mirror_name(m.source_column, m.column_name)) THEN
-			EXECUTE format('DROP TRIGGER %I ON %s', migration_ext.mirror_name(m.source_column, m.column_name), m.relation);
-			INSERT INTO migration_ext.migration_event (migration, event, detail)
-			VALUES (name, 'drop_mirror', format('%I -> %I', m.source_column, m.column_name));
+			PERFORM migration_ext.run_as(table_owner, format('DROP TRIGGER %I ON %s',
+				migration_ext.mirror_name(m.source_column, m.column_name), m.relation), 'pg_catalog, pg_temp');
+			INSERT INTO migration_ext.migration_event (migration, event, detail, by_role)
+			VALUES (name, 'drop_mirror', format('%I -> %I', m.source_column, m.column_name), actor::name);
 		END IF;
 	END IF;
 	UPDATE migration_ext.migration x SET phase = next_phase WHERE x.name = m.name;
-	INSERT INTO migration_ext.migration_event (migration, event, from_phase, to_phase)
-	VALUES (name, 'advance', m.phase, next_phase);
+	INSERT INTO migration_ext.migration_event (migration, event, from_phase, to_phase, by_role)
+	VALUES (name, 'advance', m.phase, next_phase, actor::name);
 	RETURN next_phase;
 END
 $$;
@@ -1607,32 +1865,39 @@ CREATE FUNCTION @extschema@.advance_migration(name text, confirm text DEFAULT NU
 	RETURN migration_ext.advance_migration(name, confirm, pg_catalog.current_setting('search_path'));
 
 CREATE FUNCTION migration_ext.retreat_migration(name text, caller_search_path text) RETURNS text
-	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
+
+CREATE FUNCTION migration_ext.retreat_migration(actor regrole, name text, caller_search_path text) RETURNS text
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	m migration_ext.migration := migration_ext.require_migration(name, true);
 	previous_phase text := migration_ext.phase_after(name, m.phase, 'retreat');
+	table_owner oid := (SELECT c.relowner FROM pg_class c WHERE c.oid = m.relation);
 	s migration_ext.planned_swap;
 BEGIN
+	PERFORM migration_ext.require_table_owner(actor, m.relation, 'retreat its migration');
 	IF m.phase = 'tolerant' THEN
 		FOR s IN SELECT * FROM migration_ext.planned_swap p WHERE p.migration = name AND p.applied_version IS NOT NULL
 				 ORDER BY p.ordinal DESC LOOP
 			PERFORM migration_ext.restore_version(s.fn, s.restore_version, caller_search_path);
-			PERFORM migration_ext.record_version(s.fn, 'revert', format('migration %s: retreat', name), name, NULL);
+			PERFORM migration_ext.record_version(actor, s.fn, 'revert', format('migration %s: retreat', name), name, NULL);
 			UPDATE migration_ext.planned_swap p SET applied_version = NULL, applied_at = NULL, applied_lsn = NULL
 			WHERE p.migration = s.migration AND p.fn = s.fn;
-			INSERT INTO migration_ext.migration_event (migration, event, fn, role, detail)
-			VALUES (name, 'unswap', s.fn, s.role, format('restored version %s', s.restore_version));
+			INSERT INTO migration_ext.migration_event (migration, event, fn, role, detail, by_role)
+			VALUES (name, 'unswap', s.fn, s.role, format('restored version %s', s.restore_version), actor::name);
 		END LOOP;
 	ELSIF m.phase = 'contracted' AND m.constraint_name IS NOT NULL THEN
-		EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', m.relation, m.constraint_name);
+		PERFORM migration_ext.run_as(table_owner, format('ALTER TABLE %s DROP CONSTRAINT %I', m.relation,
+														 m.constraint_name), 'pg_catalog, pg_temp');
 		UPDATE migration_ext.migration x SET constraint_name = NULL WHERE x.name = m.name;
 	ELSIF m.phase = 'contracted' THEN
-		EXECUTE format('ALTER TABLE %s ALTER COLUMN %I DROP NOT NULL', m.relation, m.column_name);
+		PERFORM migration_ext.run_as(table_owner, format('ALTER TABLE %s ALTER COLUMN %I DROP NOT NULL', m.relation,
+														 m.column_name), 'pg_catalog, pg_temp');
 	END IF;
 	UPDATE migration_ext.migration x SET phase = previous_phase WHERE x.name = m.name;
-	INSERT INTO migration_ext.migration_event (migration, event, from_phase, to_phase)
-	VALUES (name, 'retreat', m.phase, previous_phase);
+	INSERT INTO migration_ext.migration_event (migration, event, from_phase, to_phase, by_role)
+	VALUES (name, 'retreat', m.phase, previous_phase, actor::name);
 	RETURN previous_phase;
 END
 $$;
@@ -1646,7 +1911,14 @@ CREATE FUNCTION migration_ext.start_migration_backfill(migration text, source_co
 														batch_time_target interval, max_replica_lag interval,
 														max_active_backends int, max_wal_bytes_per_second bigint,
 														live_duty_cycle double precision)
-	RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	RETURNS bigint LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
+
+CREATE FUNCTION migration_ext.start_migration_backfill(actor regrole, migration text, source_column name,
+														batch_size int, max_rows_per_second int, throttle boolean,
+														batch_time_target interval, max_replica_lag interval,
+														max_active_backends int, max_wal_bytes_per_second bigint,
+														live_duty_cycle double precision)
+	RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	m migration_ext.migration := migration_ext.require_migration(migration, true);
@@ -1658,13 +1930,13 @@ BEGIN
 				DETAIL = 'The backfill starts once writers produce the new format: after the point of no return.',
 				HINT = format('advance_migration(%L) until it is producing.', migration);
 	END IF;
-	new_job := migration_ext.start_backfill(m.relation, m.column_name, m.codec,
+	new_job := migration_ext.start_backfill(actor, m.relation, m.column_name, m.codec,
 											coalesce(source_column, m.source_column), batch_size, max_rows_per_second,
 											throttle, migration, true, batch_time_target, max_replica_lag,
 											max_active_backends, max_wal_bytes_per_second, NULL, live_duty_cycle);
 	UPDATE migration_ext.migration x SET phase = 'backfilling', job = new_job WHERE x.name = m.name;
-	INSERT INTO migration_ext.migration_event (migration, event, from_phase, to_phase, detail)
-	VALUES (migration, 'backfill', m.phase, 'backfilling', format('job %s', new_job));
+	INSERT INTO migration_ext.migration_event (migration, event, from_phase, to_phase, detail, by_role)
+	VALUES (migration, 'backfill', m.phase, 'backfilling', format('job %s', new_job), actor::name);
 	RETURN new_job;
 END
 $$;
@@ -1795,6 +2067,39 @@ BEGIN
 END
 $$;
 
--- The views run as the caller: row-level security shows each role its own jobs only.
+-- The views run as the caller: row-level security shows each role the jobs of tables it may act on, and
+-- the bodies of functions it owns.
 GRANT SELECT ON @extschema@.backfill_status, @extschema@.migration_status, @extschema@.migration_history,
 	@extschema@.function_history TO PUBLIC;
+
+------------------------------------------------------------------------------------------------------
+-- Who may call what: every function of schema migration_ext is the extension's own, except the entry
+-- points below (as_invoker() calls into the implementations, which authorize their actor) and what the
+-- views, row-level security policies, create_mirror() and wait_backfill() evaluate as the caller.
+------------------------------------------------------------------------------------------------------
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA migration_ext FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+	migration_ext.start_backfill(regclass, name, text, name, int, int, boolean, text, boolean, interval, interval, int,
+								 bigint, regclass, double precision),
+	migration_ext.start_migration_backfill(text, name, int, int, boolean, interval, interval, int, bigint,
+										   double precision),
+	migration_ext.swap_function(regprocedure, text, text, name, text),
+	migration_ext.revert_function(regprocedure, int, text),
+	migration_ext.advance_migration(text, text, text),
+	migration_ext.retreat_migration(text, text),
+	migration_ext.record_out_of_band(regprocedure, text),
+	migration_ext.may_act_on(regrole, regclass),
+	migration_ext.may_read_function(regprocedure),
+	migration_ext.require_job(regrole, bigint),
+	migration_ext.effective_state(migration_ext.backfill_job),
+	migration_ext.worker_alive(int),
+	migration_ext.xid_is_mine(xid),
+	migration_ext.settle_state(text),
+	migration_ext.require_migration(text, boolean),
+	migration_ext.classify(text, text),
+	migration_ext.checked_text_column(regclass, name, boolean),
+	migration_ext.require_codec(text),
+	migration_ext.row_estimate(regclass),
+	migration_ext.mirror_trigger(),
+	migration_ext.mirror_name(name, name)
+TO PUBLIC;

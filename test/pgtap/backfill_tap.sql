@@ -125,7 +125,7 @@ SELECT throws_ok($$ SELECT cancel_backfill(-1) $$, '42704', 'backfill job -1 doe
 SELECT throws_ok($$ SELECT wait_backfill(-1, '1 s') $$, '42704', 'backfill job -1 does not exist', 'waiting for an unknown job');
 SELECT throws_ok($$ SELECT wait_backfill(NULL) $$, '22004', 'job id must not be NULL', 'waiting for a NULL job');
 
--- A worker runs as the role that starts it: that role needs SELECT and UPDATE, and LOGIN.
+-- A job's batches run as the table's owner: only roles that may act as the owner start one.
 CREATE ROLE regress_mext_tap_reader LOGIN;
 CREATE ROLE regress_mext_tap_nologin NOLOGIN;
 GRANT USAGE ON SCHEMA tap_bf TO regress_mext_tap_reader, regress_mext_tap_nologin;
@@ -133,11 +133,11 @@ GRANT SELECT ON tap_bf.guarded TO regress_mext_tap_reader;
 GRANT SELECT, UPDATE ON tap_bf.guarded TO regress_mext_tap_nologin;
 SET ROLE regress_mext_tap_reader;
 SELECT throws_ok($$ SELECT start_backfill('tap_bf.guarded', 'token', 'tap_plain') $$, '42501',
-	'permission denied to backfill tap_bf.guarded', 'a role with SELECT but no UPDATE');
+	'must be owner of table tap_bf.guarded to backfill it', 'a role with SELECT but no UPDATE');
 RESET ROLE;
 SET ROLE regress_mext_tap_nologin;
 SELECT throws_ok($$ SELECT start_backfill('tap_bf.guarded', 'token', 'tap_plain') $$, '42501',
-	'role regress_mext_tap_nologin cannot log in, so no worker can run as it', 'a role without LOGIN');
+	'must be owner of table tap_bf.guarded to backfill it', 'a role with UPDATE that does not own the table');
 RESET ROLE;
 SELECT is((SELECT count(*) FROM backfill_status), 0::bigint, 'no refused call left a job');
 
@@ -169,7 +169,8 @@ SELECT throws_ok(format('SELECT resume_backfill(%s)', :tap_job), '55000',
 SELECT lives_ok($$ SELECT migration_ext.start_backfill('tap_bf.accounts', 'token', 'tap_plain', NULL, NULL, NULL, true,
 	launch => false) $$, 'a finished job frees its column');
 
--- Row-level security: a role sees and steers its own jobs; another role neither sees nor steers them.
+-- Row-level security: the owner of a table sees and steers the jobs on it; another role neither sees nor
+-- steers them.
 CREATE FUNCTION pg_temp.visible_jobs(own boolean) RETURNS bigint[] LANGUAGE plpgsql AS $$
 BEGIN
 	RETURN (SELECT coalesce(array_agg(job ORDER BY job), '{}') FROM backfill_status
@@ -181,7 +182,7 @@ $$;
 CREATE ROLE regress_mext_tap_owner LOGIN;
 GRANT USAGE ON SCHEMA tap_bf TO regress_mext_tap_owner;
 CREATE TABLE tap_bf.owned (id int PRIMARY KEY, token text);
-GRANT SELECT, UPDATE ON tap_bf.owned TO regress_mext_tap_owner;
+ALTER TABLE tap_bf.owned OWNER TO regress_mext_tap_owner;
 SET ROLE regress_mext_tap_owner;
 SELECT migration_ext.start_backfill('tap_bf.owned', 'token', 'tap_plain', NULL, NULL, NULL, true, launch => false)
 	AS owned_job \gset
