@@ -277,6 +277,8 @@ CREATE TABLE migration_ext.pending_swap (
 	fn  regprocedure NOT NULL,
 	xid xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id()
 );
+-- Read by the event trigger, which runs as whoever changed the function.
+GRANT SELECT ON migration_ext.pending_swap TO PUBLIC;
 
 -- May the current role read a function's bodies: a superuser, or a member of the function's owner role?
 CREATE FUNCTION migration_ext.may_read_function(fn regprocedure) RETURNS boolean

@@ -1,0 +1,207 @@
+-- The trust model, tried as an attacker would: an ordinary role (alice) owns a table and functions, a
+-- superuser works on them, and another role (bob) tries to get in. No road leads to a superuser's
+-- rights: stored settings cannot smuggle SQL into a swap; a superuser's backfill, verifying scan and
+-- contract run the table's code as its owner, restricted; an fn: step runs as its function's owner;
+-- the state cannot be forged; worker claims cannot be squatted; bodies are their owner's to read.
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS migration_ext CASCADE;
+DROP SCHEMA IF EXISTS trust CASCADE;
+DROP ROLE IF EXISTS regress_mext_t_alice;
+DROP ROLE IF EXISTS regress_mext_t_bob;
+RESET client_min_messages;
+CREATE EXTENSION migration_ext;
+CREATE ROLE regress_mext_t_alice LOGIN;
+CREATE ROLE regress_mext_t_bob LOGIN;
+CREATE SCHEMA trust;
+GRANT USAGE ON SCHEMA trust TO regress_mext_t_alice, regress_mext_t_bob;
+GRANT CREATE ON SCHEMA trust TO regress_mext_t_alice;
+GRANT CREATE ON DATABASE :"DBNAME" TO regress_mext_t_alice, regress_mext_t_bob;
+CREATE FUNCTION trust.is_super(role name) RETURNS boolean LANGUAGE sql STABLE
+	AS $$ SELECT rolsuper FROM pg_roles WHERE rolname = role $$;
+
+------------------------------------------------------------------------------------------------------
+-- 1. A frozen function's stored search_path carrying SQL. PostgreSQL's check of search_path lets
+--    comments and quotes through; re-emitted unquoted, a superuser's swap would have run the ALTER ROLE.
+------------------------------------------------------------------------------------------------------
+SET ROLE regress_mext_t_alice;
+CREATE FUNCTION trust.decode(t text) RETURNS text LANGUAGE sql AS $$ SELECT pg_catalog.reverse(t) $$;
+SELECT freeze_function('trust.decode(text)') AS frozen;
+SELECT set_config('search_path',
+	$$pg_catalog/**/AS/**/'select/**/$1';ALTER/**/ROLE/**/regress_mext_t_alice/**/SUPERUSER;--$$, false) IS NOT NULL
+	AS planted;
+ALTER FUNCTION trust.decode(text) SET search_path FROM CURRENT;
+RESET search_path;
+SELECT proconfig AS stored_settings FROM pg_proc WHERE oid = 'trust.decode(text)'::regprocedure;
+RESET ROLE;
+SELECT swap_function('trust.decode(text)', $$ SELECT 'swapped:' || t $$) AS swapped_by_superuser;
+SELECT trust.is_super('regress_mext_t_alice') AS alice_is_superuser;
+SELECT trust.decode('x') AS after_swap,
+       proconfig AS settings_kept FROM pg_proc WHERE oid = 'trust.decode(text)'::regprocedure;
+SELECT revert_function('trust.decode(text)') AS reverted_by_superuser;
+SELECT trust.is_super('regress_mext_t_alice') AS alice_is_superuser;
+-- A body planned in a language only a superuser may use stays refused when a superuser applies it: the
+-- swap is created as the function's owner.
+SET ROLE regress_mext_t_alice;
+CREATE TABLE trust.tokens (id int PRIMARY KEY, token text, note text);
+INSERT INTO trust.tokens SELECT g, reverse('tok_' || g), NULL FROM generate_series(1, 300) g;
+CREATE FUNCTION trust.read_token(i int) RETURNS text LANGUAGE sql STABLE
+	AS $$ SELECT token FROM trust.tokens WHERE id = i $$;
+SELECT freeze_function('trust.read_token(int)') AS frozen;
+SELECT create_codec('t_tok', 'reverse', marker => 'tok_');
+SELECT create_migration('t_tokens', 'trust.tokens', 'token', 't_tok');
+SELECT plan_swap('t_tokens', 'trust.read_token(int)', 'pg_sleep', language => 'internal');
+RESET ROLE;
+SELECT advance_migration('t_tokens');
+SELECT phase FROM migration_status WHERE name = 't_tokens';
+
+------------------------------------------------------------------------------------------------------
+-- 2. A superuser's backfill on alice's table: her trigger, her index expression and her codec function
+--    run as alice, never as the superuser, and with a pinned search_path.
+------------------------------------------------------------------------------------------------------
+SET ROLE regress_mext_t_alice;
+CREATE TABLE trust.seen (what text, role_name name, superuser boolean, path text);
+CREATE FUNCTION trust.seen_by_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO trust.seen VALUES ('trigger', current_user, trust.is_super(current_user),
+								   current_setting('search_path'));
+	RETURN NEW;
+END
+$$;
+CREATE TRIGGER seen BEFORE UPDATE ON trust.tokens FOR EACH ROW EXECUTE FUNCTION trust.seen_by_trigger();
+CREATE FUNCTION trust.note_index_call() RETURNS void LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+	INSERT INTO trust.seen VALUES ('index expression', current_user, trust.is_super(current_user),
+								   current_setting('search_path'));
+END
+$$;
+CREATE FUNCTION trust.indexed(t text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+	IF t = 'tok_1' THEN
+		PERFORM trust.note_index_call();
+	END IF;
+	RETURN t;
+END
+$$;
+CREATE INDEX tokens_indexed ON trust.tokens (trust.indexed(token));
+RESET ROLE;
+-- The regclass form, started by the superuser: the job is recorded as the superuser's, its writes as alice's.
+SELECT start_backfill('trust.tokens', 'token', 't_tok', throttle => false) AS job_super \gset
+SELECT wait_backfill(:job_super, '120 s') AS super_state;
+SELECT state, rows_converted, role::text = current_user AS started_by_superuser FROM backfill_status WHERE job = :job_super;
+SELECT what, role_name, superuser, path, count(*) FROM trust.seen GROUP BY 1, 2, 3, 4 ORDER BY 1;
+
+------------------------------------------------------------------------------------------------------
+-- 3. fn: steps. bob may not put alice's function in a codec of his; alice's own function runs as alice
+--    wherever her codec is evaluated, even by a superuser, whatever body she gives it later.
+------------------------------------------------------------------------------------------------------
+SET ROLE regress_mext_t_alice;
+CREATE FUNCTION trust.unwrap(t text) RETURNS text LANGUAGE plpgsql STABLE AS $$
+BEGIN
+	RETURN substr(t, 4);
+END
+$$;
+SELECT create_codec('t_unwrap', 'fn:trust.unwrap|add_prefix:v2:', marker => 'v2:', detect => 'absent');
+RESET ROLE;
+SET ROLE regress_mext_t_bob;
+SELECT create_codec('t_bobs', 'fn:trust.unwrap|add_prefix:v2:', marker => 'v2:', detect => 'absent');
+RESET ROLE;
+-- After the codec was created, alice turns the function into an attempt on the superuser's rights.
+SET ROLE regress_mext_t_alice;
+CREATE OR REPLACE FUNCTION trust.unwrap(t text) RETURNS text LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+	RAISE NOTICE 'unwrap runs as % (superuser: %), search_path %', current_user, trust.is_super(current_user),
+		current_setting('search_path');
+	IF t = 'v1:escalate' THEN
+		EXECUTE 'ALTER ROLE regress_mext_t_alice SUPERUSER';
+	END IF;
+	RETURN substr(t, 4);
+END
+$$;
+RESET ROLE;
+SELECT migrate_value('t_unwrap', 'v1:abc') AS converted_for_superuser;
+SELECT migrate_value('t_unwrap', 'v1:escalate');
+SELECT trust.is_super('regress_mext_t_alice') AS alice_is_superuser;
+-- A function a superuser owns runs as the caller, as a direct call would.
+SELECT create_codec('t_upper', 'fn:pg_catalog.upper|add_prefix:v2:', marker => 'v2:', detect => 'absent');
+SELECT migrate_value('t_upper', 'abc') AS upper_converted;
+
+------------------------------------------------------------------------------------------------------
+-- 4. The state cannot be forged, nor the extension's internals called.
+------------------------------------------------------------------------------------------------------
+SET ROLE regress_mext_t_bob;
+SELECT nextval('migration_ext.backfill_job_id_seq');
+UPDATE migration_ext.backfill_job SET pid = pg_backend_pid();
+INSERT INTO migration_ext.backfill_job (relation, column_name, codec, key_columns, partitions, batch_size, throttle,
+                                        owner, state)
+VALUES ('trust.tokens', 'note', 't_tok', '{id}', '{trust.tokens}', 10, true, 'regress_mext_t_alice', 'running');
+SELECT migration_ext.claim_job(1);
+SELECT migration_ext.run_as('regress_mext_t_alice'::regrole, 'SELECT 1', 'pg_catalog');
+SELECT * FROM migration_ext.run_batch('trust.tokens', 'SELECT 1', 't_tok', 1, NULL);
+SELECT migration_ext.launch_worker(1);
+SELECT migration_ext.start_backfill('regress_mext_t_alice', 'trust.tokens', 'note', 't_tok', NULL, NULL, NULL, true,
+                                    NULL, false, NULL, NULL, NULL, NULL, NULL, NULL);
+SELECT migration_ext.create_codec('regress_mext_t_alice', 'forged', 'reverse', 'tok_', 'converted', NULL);
+-- A job id bob guesses names no job of his.
+SELECT pause_backfill(:job_super);
+RESET ROLE;
+
+------------------------------------------------------------------------------------------------------
+-- 5. The worker's claim lives where no role can take it first: a session holding every advisory-lock
+--    key a job could use (the old claim key included) blocks no job.
+------------------------------------------------------------------------------------------------------
+SELECT count(pg_advisory_lock(1835365492, g)) AS int4_keys_held,
+       count(pg_advisory_lock(g)) AS int8_keys_held
+FROM generate_series(:job_super + 1, :job_super + 50) g;
+SET ROLE regress_mext_t_alice;
+UPDATE trust.tokens SET note = 'note' || id;
+SELECT create_codec('t_note', 'add_prefix:n2:', marker => 'n2:', detect => 'absent');
+SELECT start_backfill('trust.tokens', 'note', 't_note', throttle => false) AS job_squatted \gset
+SELECT wait_backfill(:job_squatted, '120 s') AS state_beside_squatter;
+RESET ROLE;
+SELECT pg_advisory_unlock_all();
+
+------------------------------------------------------------------------------------------------------
+-- 6. Bodies, past and planned, are their function owner's to read; standby positions are not public.
+------------------------------------------------------------------------------------------------------
+SET ROLE regress_mext_t_alice;
+SELECT count(*) > 0 AS alice_reads_her_history, bool_or(body LIKE '%swapped%') AS with_bodies
+FROM function_history WHERE fn = 'trust.decode(text)'::regprocedure;
+RESET ROLE;
+SET ROLE regress_mext_t_bob;
+SELECT count(*) AS bob_reads_history FROM function_history;
+SELECT count(*) AS bob_reads_versions FROM migration_ext.function_version;
+SELECT count(*) AS bob_reads_planned_bodies FROM migration_ext.planned_swap;
+SELECT count(*) AS bob_sees_jobs FROM backfill_status;
+SELECT * FROM migration_ext.standby_positions();
+RESET ROLE;
+
+------------------------------------------------------------------------------------------------------
+-- 7. Inside a security-restricted operation (here REFRESH MATERIALIZED VIEW, which runs the view's query
+--    as its owner) no state-changing function may be called in the owner's name.
+------------------------------------------------------------------------------------------------------
+SET ROLE regress_mext_t_alice;
+CREATE FUNCTION trust.sneaky() RETURNS int LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+	PERFORM create_codec('t_sneaky', 'reverse', 'tok_');
+	RETURN 1;
+END
+$$;
+CREATE MATERIALIZED VIEW trust.refreshed AS SELECT trust.sneaky() AS one WITH NO DATA;
+RESET ROLE;
+REFRESH MATERIALIZED VIEW trust.refreshed;
+SELECT count(*) AS sneaky_codecs FROM migration_ext.codec WHERE name = 't_sneaky';
+
+------------------------------------------------------------------------------------------------------
+-- Clean up.
+------------------------------------------------------------------------------------------------------
+SELECT state, count(*) FROM backfill_status GROUP BY state ORDER BY state;
+SELECT count(unfreeze_function(fn)) AS unfrozen FROM (SELECT DISTINCT fn FROM function_history) f;
+SET client_min_messages = warning;
+DROP SCHEMA trust CASCADE;
+RESET client_min_messages;
+DROP EXTENSION migration_ext;
+REVOKE CREATE ON DATABASE :"DBNAME" FROM regress_mext_t_alice, regress_mext_t_bob;
+DROP ROLE regress_mext_t_alice;
+DROP ROLE regress_mext_t_bob;
