@@ -445,6 +445,13 @@ std::string_view Codec::run_into_scratch(std::string_view value, Host &host) con
 	return current;
 }
 
+void Codec::release_large_scratch() const
+{
+	for (std::string *scratch : {&scratch_a_, &scratch_b_})
+		if (scratch->capacity() > kScratchKeepBytes)
+			std::string().swap(*scratch);
+}
+
 std::string Codec::run(std::string_view value, Host &host) const
 {
 	return std::string(run_into_scratch(value, host));

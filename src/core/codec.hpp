@@ -99,6 +99,11 @@ class Codec
 	// Runs the pipeline unconditionally (used by tests and by the convergence probe).
 	std::string run(std::string_view value, Host &host) const;
 
+	// The scratch buffers keep their capacity from call to call (a hot path allocates nothing), except
+	// a large value's: once the caller has copied the result out, buffers past kScratchKeepBytes are
+	// freed, so one huge value does not stay resident in the backend for its life.
+	void release_large_scratch() const;
+
 	const std::vector<Step> &steps() const { return steps_; }
 	const CodecSpec &spec() const { return spec_; }
 	bool has_function_steps() const;
@@ -122,6 +127,8 @@ class Codec
 #define MEXT_MAX_VALUE_BYTES (0x3FFFFFFF - 4)
 #endif
 inline constexpr std::size_t kMaxValueBytes = MEXT_MAX_VALUE_BYTES;
+
+inline constexpr std::size_t kScratchKeepBytes = 1 << 20;
 
 // Single conversion step on a value (builtin steps only; Function steps need a Host).
 void apply_builtin_step(const Step &step, std::string_view in, std::string &out, bool utf8);

@@ -53,7 +53,9 @@ mext::Verdict classify_argument(FunctionCallInfo fcinfo)
 		if (!value)
 			return codec.codec.classify(nullptr, codec);
 		std::string_view view = view_of(value);
-		return codec.codec.classify(&view, codec);
+		mext::Verdict verdict = codec.codec.classify(&view, codec);
+		codec.codec.release_large_scratch();
+		return verdict;
 	});
 }
 
@@ -74,7 +76,9 @@ Datum mext_migrate_value(PG_FUNCTION_ARGS)
 		if (spec.detect != mext::DetectMode::Null)
 			PG_RETURN_NULL();
 		auto converted = guard([&] { return codec->codec.migrate(nullptr, *codec); });
-		PG_RETURN_TEXT_P(cstring_to_text_with_len(converted->data(), static_cast<int>(converted->size())));
+		text *result = cstring_to_text_with_len(converted->data(), static_cast<int>(converted->size()));
+		codec->codec.release_large_scratch();
+		PG_RETURN_TEXT_P(result);
 	}
 	Datum value = PG_GETARG_DATUM(1);
 	if (spec.detect == mext::DetectMode::Null)
@@ -85,15 +89,26 @@ Datum mext_migrate_value(PG_FUNCTION_ARGS)
 	const text *detoasted = PG_GETARG_TEXT_PP(1);
 	auto converted = guard([&] {
 		std::string_view view = view_of(detoasted);
-		return codec->codec.migrate(&view, *codec);
+		try {
+			return codec->codec.migrate(&view, *codec);
+		} catch (...) {
+			codec->codec.release_large_scratch();
+			throw;
+		}
 	});
-	if (!converted)
+	if (!converted) {
+		codec->codec.release_large_scratch();
 		PG_RETURN_DATUM(value);
-	if (converted->size() > MaxAllocSize - VARHDRSZ)
+	}
+	if (converted->size() > MaxAllocSize - VARHDRSZ) {
+		codec->codec.release_large_scratch();
 		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED), errmsg("converted value is too large"),
 		                errdetail("Codec \"%s\" produced %zu bytes; a text value holds at most 1 GB.",
 		                          codec->name.c_str(), converted->size())));
-	PG_RETURN_TEXT_P(cstring_to_text_with_len(converted->data(), static_cast<int>(converted->size())));
+	}
+	text *result = cstring_to_text_with_len(converted->data(), static_cast<int>(converted->size()));
+	codec->codec.release_large_scratch();
+	PG_RETURN_TEXT_P(result);
 }
 
 // is_legacy(codec, value): true only for a value the backfill would convert; ambiguous is not legacy.

@@ -734,6 +734,20 @@ TEST_F(SeedCodec, LegacyValueMigrates)
 	EXPECT_EQ(migrate(codec, host, "321cba_kot"), std::optional<std::string>("tok_abc123"));
 }
 
+// A value past the scratch keep size leaves no capacity behind, and the codec converts as before.
+TEST_F(SeedCodec, LargeValueScratchIsReleased)
+{
+	std::string large(3 * mext::kScratchKeepBytes, 'x');
+	large += "_kot";
+	auto converted = migrate(codec, host, large);
+	ASSERT_TRUE(converted.has_value());
+	EXPECT_EQ(converted->size(), large.size());
+	codec.release_large_scratch();
+	EXPECT_EQ(migrate(codec, host, "321cba_kot"), std::optional<std::string>("tok_abc123"));
+	codec.release_large_scratch();
+	EXPECT_EQ(migrate(codec, host, "654cba_kot"), std::optional<std::string>("tok_abc456"));
+}
+
 TEST_F(SeedCodec, TargetValuePassesThrough)
 {
 	EXPECT_EQ(verdict_str(classify(codec, host, "tok_abc123")), "target");
