@@ -123,6 +123,15 @@ RESET ROLE;
 SELECT migrate_value('t_unwrap', 'v1:abc') AS converted_for_superuser;
 SELECT migrate_value('t_unwrap', 'v1:escalate');
 SELECT trust.is_super('regress_mext_t_alice') AS alice_is_superuser;
+-- The step's name is resolved anew in each session: once the function it finds belongs to another role
+-- (here given away by a superuser), the codec refuses to run it.
+SET ROLE regress_mext_t_alice;
+CREATE FUNCTION trust.unwrap2(t text) RETURNS text LANGUAGE sql STABLE AS $$ SELECT substr(t, 4) $$;
+SELECT create_codec('t_unwrap2', 'fn:trust.unwrap2|add_prefix:v2:', marker => 'v2:', detect => 'absent');
+SELECT migrate_value('t_unwrap2', 'v1:abc') AS converted_while_hers;
+RESET ROLE;
+ALTER FUNCTION trust.unwrap2(text) OWNER TO regress_mext_t_bob;
+SELECT migrate_value('t_unwrap2', 'v1:abc');
 -- A function a superuser owns runs as the caller, as a direct call would.
 SELECT create_codec('t_upper', 'fn:pg_catalog.upper|add_prefix:v2:', marker => 'v2:', detect => 'absent');
 SELECT migrate_value('t_upper', 'abc') AS upper_converted;
@@ -138,14 +147,41 @@ INSERT INTO migration_ext.backfill_job (relation, column_name, codec, key_column
 VALUES ('trust.tokens', 'note', 't_tok', '{id}', '{trust.tokens}', 10, true, 'regress_mext_t_alice', 'running');
 SELECT migration_ext.claim_job(1);
 SELECT migration_ext.run_as('regress_mext_t_alice'::regrole, 'SELECT 1', 'pg_catalog');
-SELECT * FROM migration_ext.run_batch('trust.tokens', 'SELECT 1', 't_tok', 1, NULL);
+SELECT * FROM migration_ext.run_batch('regress_mext_t_alice'::regrole, 'SELECT 1', 't_tok', 1, NULL);
 SELECT migration_ext.launch_worker(1);
 SELECT migration_ext.start_backfill('regress_mext_t_alice', 'trust.tokens', 'note', 't_tok', NULL, NULL, NULL, true,
                                     NULL, false, NULL, NULL, NULL, NULL, NULL, NULL);
 SELECT migration_ext.create_codec('regress_mext_t_alice', 'forged', 'reverse', 'tok_', 'converted', NULL);
--- A job id bob guesses names no job of his.
+-- A job id bob guesses names no job of his, and he sees no migration of hers.
 SELECT pause_backfill(:job_super);
+SELECT count(*) AS bob_sees_migrations FROM migration_status;
+SELECT count(*) AS bob_sees_migration_events FROM migration_history;
 RESET ROLE;
+-- Queuing a job without a worker is for a superuser's tests only: the launch limits would not see it.
+SET ROLE regress_mext_t_alice;
+SELECT migration_ext.start_backfill('trust.tokens', 'note', 't_tok', NULL, NULL, NULL, true, launch => false);
+RESET ROLE;
+
+------------------------------------------------------------------------------------------------------
+-- 4b. Every batch runs as the owner of the job's table; tables a job would touch under another owner are
+--     refused before it starts: a partition someone else owns (created by a superuser's maintenance,
+--     say), whose rows would run the parent's triggers with that owner's rights, and a table move into
+--     a table of another owner.
+------------------------------------------------------------------------------------------------------
+SET ROLE regress_mext_t_alice;
+CREATE TABLE trust.parted (id int PRIMARY KEY, token text) PARTITION BY RANGE (id);
+CREATE TABLE trust.parted_1 PARTITION OF trust.parted FOR VALUES FROM (0) TO (100);
+RESET ROLE;
+CREATE TABLE trust.parted_2 PARTITION OF trust.parted FOR VALUES FROM (100) TO (200);
+ALTER TABLE trust.parted_2 OWNER TO regress_mext_t_bob;
+INSERT INTO trust.parted SELECT g, reverse('tok_' || g) FROM generate_series(1, 150) g;
+SET ROLE regress_mext_t_alice;
+SELECT start_backfill('trust.parted', 'token', 't_tok');
+RESET ROLE;
+SELECT start_backfill('trust.parted', 'token', 't_tok');
+CREATE TABLE trust.superuser_copy (id int PRIMARY KEY, token text);
+GRANT INSERT, SELECT ON trust.superuser_copy TO regress_mext_t_alice;
+SELECT start_backfill('trust.tokens', 'token', 't_tok', target_relation => 'trust.superuser_copy');
 
 ------------------------------------------------------------------------------------------------------
 -- 5. The worker's claim lives where no role can take it first: a session holding every advisory-lock
@@ -161,6 +197,13 @@ SELECT start_backfill('trust.tokens', 'note', 't_note', throttle => false) AS jo
 SELECT wait_backfill(:job_squatted, '120 s') AS state_beside_squatter;
 RESET ROLE;
 SELECT pg_advisory_unlock_all();
+
+-- A codec in use by a mirror trigger (or an unfinished job) is not dropped from under it.
+SET ROLE regress_mext_t_alice;
+SELECT create_mirror('trust.tokens', 'token', 'note', 't_unwrap');
+SELECT drop_codec('t_unwrap');
+SELECT drop_mirror('trust.tokens', 'token', 'note');
+RESET ROLE;
 
 ------------------------------------------------------------------------------------------------------
 -- 6. Bodies, past and planned, are their function owner's to read; standby positions are not public.

@@ -241,4 +241,10 @@ double lock_backoff_ms(int attempt, double jitter)
 	return base * (0.5 + 0.5 * std::clamp(jitter, 0.0, 1.0));
 }
 
+double ddl_backoff_ms(int attempt, double jitter)
+{
+	double base = std::min(100.0 * std::pow(2.0, std::max(0, attempt - 1)), 5000.0);
+	return base * (0.5 + 0.5 * std::clamp(jitter, 0.0, 1.0));
+}
+
 } // namespace mext

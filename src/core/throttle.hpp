@@ -152,4 +152,9 @@ Pause pace_for_rate_cap(std::optional<int> max_rows_per_second, long rows, doubl
 // numbers), jitter in [0, 1) supplied by the caller so that tests are deterministic.
 double lock_backoff_ms(int attempt, double jitter);
 
+// The wait before attempt `attempt` (1-based) of a brief strong lock the protocol takes (ALTER TABLE,
+// DROP TRIGGER) after a lock timeout: 100 ms doubling to 5 s, times 0.5..1 by `jitter` (0..1), so a
+// lock freed by a transaction that ends is taken soon, and a busy table is not hammered.
+double ddl_backoff_ms(int attempt, double jitter);
+
 } // namespace mext

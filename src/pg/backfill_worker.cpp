@@ -17,6 +17,7 @@
 #include "pg/pace_point.hpp"
 #include "pg/settings.hpp"
 #include "pg/wal_segments.hpp"
+#include "pg/worker_transaction.hpp"
 
 extern "C" {
 #include "access/xact.h"
@@ -49,6 +50,11 @@ PG_FUNCTION_INFO_V1(mext_xid_is_mine);
 PGDLLEXPORT void mext_backfill_worker_main(Datum main_arg);
 }
 
+using mext::pg::drop_stray_cancel;
+using mext::pg::in_transaction;
+using mext::pg::StepError;
+using mext::pg::wait_ms;
+
 namespace
 {
 
@@ -67,11 +73,6 @@ struct StepResult {
 	int blocked; // live sessions waiting on the batch's row locks just before it committed
 };
 
-struct StepError {
-	char sqlstate[6];
-	char message[512];
-};
-
 struct WorkerConfig {
 	bool found;
 	int batch_size;
@@ -82,81 +83,6 @@ struct WorkerConfig {
 double now_ms()
 {
 	return static_cast<double>(GetCurrentTimestamp()) / 1000.0;
-}
-
-// A pg_cancel_backend() that arrives between batches has no statement to cancel. Left pending, the
-// next CHECK_FOR_INTERRUPTS outside a transaction would raise an ERROR nobody catches and end the
-// worker; drop it instead (a cancel during a batch is retried like a lock timeout).
-void drop_stray_cancel()
-{
-	if (QueryCancelPending) {
-		QueryCancelPending = false;
-		elog(LOG, "migration_ext: a cancel request between batches was ignored");
-	}
-}
-
-// Sleeps on the latch, waking for interrupts (SIGTERM ends the process here) and postmaster death.
-void wait_ms(double milliseconds)
-{
-	while (milliseconds > 0) {
-		long chunk = static_cast<long>(std::min(milliseconds, 1000.0));
-		if (chunk <= 0)
-			break;
-		(void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, chunk, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		drop_stray_cancel();
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending) {
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-		milliseconds -= chunk;
-	}
-}
-
-void begin_transaction()
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	PushActiveSnapshot(GetTransactionSnapshot());
-}
-
-void commit_transaction()
-{
-	PopActiveSnapshot();
-	SPI_finish();
-	CommitTransactionCommand();
-}
-
-// Runs fn inside its own transaction. An error aborts the transaction and is returned, never thrown:
-// the worker decides what a failed step means for the job.
-template <typename Fn> bool in_transaction(Fn &&fn, StepError *error)
-{
-	MemoryContext caller = CurrentMemoryContext;
-	volatile bool ok = true;
-	PG_TRY();
-	{
-		begin_transaction();
-		fn();
-		commit_transaction();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(caller);
-		ErrorData *data = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		if (error) {
-			strlcpy(error->sqlstate, unpack_sql_state(data->sqlerrcode), sizeof error->sqlstate);
-			strlcpy(error->message, data->message ? data->message : "unknown error", sizeof error->message);
-		}
-		FreeErrorData(data);
-		ok = false;
-	}
-	PG_END_TRY();
-	return ok;
 }
 
 Datum int8_arg(int64 value)

@@ -112,6 +112,7 @@ struct CodecRow {
 	char *marker;
 	char *detect;
 	char *shape;
+	char *creator;
 };
 
 char *copy_column(HeapTuple tuple, TupleDesc desc, int column, MemoryContext target)
@@ -133,7 +134,8 @@ void fetch_codec_row(const char *name, CodecRow *row)
 	// The latest committed definition, whatever the transaction's snapshot: the cache outlives the
 	// transaction, so a REPEATABLE READ snapshot must not pin an old definition in it.
 	SPIPlanPtr plan = SPI_prepare(
-	    "SELECT convert, marker, detect, shape FROM migration_ext.codec WHERE name OPERATOR(pg_catalog.=) $1", 1,
+	    "SELECT convert, marker, detect, shape, created_by FROM migration_ext.codec WHERE name OPERATOR(pg_catalog.=) $1",
+	    1,
 	    argtypes);
 	if (!plan)
 		elog(ERROR, "preparing the codec lookup failed: %s", SPI_result_code_string(SPI_result));
@@ -150,6 +152,7 @@ void fetch_codec_row(const char *name, CodecRow *row)
 		row->marker = copy_column(tuple, desc, 2, caller);
 		row->detect = copy_column(tuple, desc, 3, caller);
 		row->shape = copy_column(tuple, desc, 4, caller);
+		row->creator = copy_column(tuple, desc, 5, caller);
 	}
 	SPI_finish();
 }
@@ -168,6 +171,8 @@ std::shared_ptr<LoadedCodec> load_codec(const std::string &name)
 	definition.detect = row.detect;
 	if (row.shape)
 		definition.shape = std::string(row.shape);
+	if (row.creator)
+		definition.creator = std::string(row.creator);
 	return std::make_shared<LoadedCodec>(name, definition);
 }
 
@@ -214,6 +219,18 @@ LoadedCodec::LoadedCodec(std::string codec_name, const CodecDefinition &definiti
 				elog(ERROR, "cache lookup failed for function %u", fn);
 			owners_[i] = reinterpret_cast<Form_pg_proc>(GETSTRUCT(proc))->proowner;
 			ReleaseSysCache(proc);
+			// The name is resolved anew in every session: a function of that name that another role
+			// created since must not run (as that role) in this codec.
+			if (definition.creator && !superuser_arg(owners_[i])) {
+				Oid creator = get_role_oid(definition.creator->c_str(), true);
+				if (!OidIsValid(creator) || !has_privs_of_role(creator, owners_[i]))
+					ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					                errmsg("codec \"%s\" calls function %s.%s, owned by role %s", name.c_str(),
+					                       schema.c_str(), function.c_str(), GetUserNameFromId(owners_[i], false)),
+					                errdetail("An fn: step may call only functions of the codec's creator (%s) or of a "
+					                          "superuser.",
+					                          definition.creator->c_str())));
+			}
 		});
 	}
 	if (definition.shape) {

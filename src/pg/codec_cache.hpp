@@ -25,6 +25,7 @@ struct CodecDefinition {
 	std::optional<std::string> marker;
 	std::string detect;
 	std::optional<std::string> shape;
+	std::optional<std::string> creator; // the role that created it (a stored codec)
 };
 
 class LoadedCodec : public mext::Host

@@ -6,14 +6,12 @@
 
 extern "C" {
 #include "access/htup_details.h"
-#include "catalog/pg_class.h"
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/syscache.h"
 
 PG_FUNCTION_INFO_V1(mext_run_as);
 PG_FUNCTION_INFO_V1(mext_run_batch);
@@ -36,16 +34,6 @@ void end_as_role(const RoleSwitch &saved)
 {
 	AtEOXact_GUC(false, saved.guc_level);
 	SetUserIdAndSecContext(saved.saved_user, saved.saved_context);
-}
-
-Oid relation_owner(Oid relation)
-{
-	HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relation));
-	if (!HeapTupleIsValid(tuple))
-		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("relation with OID %u does not exist", relation)));
-	Oid owner = reinterpret_cast<Form_pg_class>(GETSTRUCT(tuple))->relowner;
-	ReleaseSysCache(tuple);
-	return owner;
 }
 
 } // namespace mext::pg
@@ -95,9 +83,9 @@ Datum mext_run_as(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(first));
 }
 
-// run_batch(relation, statement, codec, batch_size, last_key): one keyset batch of a backfill (the
-// statement from batch_statement() or copy_statement()), run as the owner of `relation` in a
-// security-restricted operation with search_path pg_catalog, pg_temp: the table's triggers, index
+// run_batch(role, statement, codec, batch_size, last_key): one keyset batch of a backfill (the
+// statement from batch_statement() or copy_statement()), run as `role`, the owner of the job's table,
+// in a security-restricted operation with search_path pg_catalog, pg_temp: the table's triggers, index
 // expressions, defaults and constraints run with their owner's rights, whoever started the job.
 Datum mext_run_batch(PG_FUNCTION_ARGS)
 {
@@ -108,7 +96,7 @@ Datum mext_run_batch(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, nullptr, &result_desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "run_batch must return a record");
 	BlessTupleDesc(result_desc);
-	Oid owner = mext::pg::relation_owner(PG_GETARG_OID(0));
+	Oid owner = PG_GETARG_OID(0);
 	char *statement = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	Oid types[3] = {TEXTOID, INT4OID, TEXTARRAYOID};
 	Datum values[3] = {PG_GETARG_DATUM(2), PG_GETARG_DATUM(3), PG_ARGISNULL(4) ? Datum(0) : PG_GETARG_DATUM(4)};

@@ -24,7 +24,4 @@ struct RoleSwitch {
 void begin_as_role(Oid role, const char *search_path, RoleSwitch *saved);
 void end_as_role(const RoleSwitch &saved);
 
-// The owner of a relation, or an error naming it if it no longer exists.
-Oid relation_owner(Oid relation);
-
 } // namespace mext::pg

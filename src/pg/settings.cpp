@@ -18,6 +18,7 @@ double worker_cpu_slice_ms = 0.2;
 int worker_wal_flush_after_kb = 0;
 bool preallocate_wal = true;
 int max_jobs = 8;
+int ddl_lock_timeout_ms = 200;
 int max_jobs_per_role = 4;
 
 namespace
@@ -83,6 +84,12 @@ void register_settings()
 	                         "Otherwise whichever process first writes into a missing segment creates it (16 MB "
 	                         "written and fsynced) while holding WALWriteLock, and every commit waits.",
 	                         &preallocate_wal, true, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("migration_ext.ddl_lock_timeout",
+	                        "lock_timeout of each strong lock the migration protocol takes; a timed-out statement is "
+	                        "retried with backoff.",
+	                        "So that ALTER TABLE or DROP TRIGGER never keeps the application queued behind it for "
+	                        "longer than this.",
+	                        &ddl_lock_timeout_ms, 200, 1, 60000, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("migration_ext.max_jobs",
 	                        "Backfill workers that may run at once in the whole cluster; a job beyond it waits.",
 	                        "start_backfill() and resume_backfill() refuse a job at the limit; the resumer "

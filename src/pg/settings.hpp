@@ -11,6 +11,7 @@ extern double worker_cpu_slice_ms;    // the worker yields its CPU after this mu
 extern int worker_wal_flush_after_kb; // the worker flushes its own WAL after this much of it (0: never)
 extern bool preallocate_wal;          // the worker creates the WAL segments its next batch fills
 extern int max_jobs;                  // backfill workers running at once, cluster-wide
+extern int ddl_lock_timeout_ms;       // lock_timeout of each strong lock the protocol takes
 extern int max_jobs_per_role;         // backfill workers of one role's jobs at once, per database (0: no limit)
 
 void register_settings();

@@ -55,6 +55,28 @@ $$;
 CREATE FUNCTION migration_ext.run_as(role oid, statement text, search_path text) RETURNS text
 	LANGUAGE c AS 'MODULE_PATHNAME', 'mext_run_as';
 
+-- DDL that must not stop the application: each statement in its own transaction, in a background worker,
+-- as `role` (restricted), with lock_timeout = migration_ext.ddl_lock_timeout and retries (online_ddl.cpp).
+CREATE FUNCTION migration_ext.run_online(role oid, statements text[], label text) RETURNS void
+	LANGUAGE c AS 'MODULE_PATHNAME', 'mext_run_online';
+
+-- Refuses online DDL on a table this transaction already holds a lock on: the worker would wait for it
+-- for ever, and this transaction for the worker.
+CREATE FUNCTION migration_ext.require_no_lock_held(relation regclass, action text) RETURNS void
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF EXISTS (SELECT FROM pg_locks l WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation'
+			   AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+			   AND l.relation = require_no_lock_held.relation) THEN
+		RAISE EXCEPTION 'cannot % while this transaction holds a lock on %', action, relation
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				DETAIL = 'The change runs in transactions of its own, which would wait for this one.',
+				HINT = 'Commit first, then call it in a transaction that has not touched the table.';
+	END IF;
+END
+$$;
+
 -- An API function that changes state: calls migration_ext.<its name>(<the calling role>, <its arguments>).
 -- (Each is declared with LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker'.)
 
@@ -117,7 +139,7 @@ BEGIN
 									  create_codec.shape);
 	INSERT INTO migration_ext.codec (name, convert, marker, detect, shape, created_by)
 	VALUES (create_codec.name, create_codec.convert, create_codec.marker, create_codec.detect, create_codec.shape,
-			actor::name);
+			pg_get_userbyid(actor));
 END
 $$;
 
@@ -134,7 +156,7 @@ DECLARE
 BEGIN
 	SELECT c.created_by INTO creator FROM migration_ext.codec c WHERE c.name = drop_codec.name;
 	IF FOUND AND NOT (coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = actor), false)
-					  OR coalesce(pg_has_role(actor, to_regrole(creator), 'USAGE'), false)) THEN
+					  OR coalesce((SELECT pg_has_role(actor, r.oid, 'USAGE') FROM pg_roles r WHERE r.rolname = creator), false)) THEN
 		RAISE EXCEPTION 'must be a member of role % to drop codec "%"', creator, drop_codec.name
 			USING ERRCODE = 'insufficient_privilege', DETAIL = format('Role %s created it.', creator);
 	END IF;
@@ -145,6 +167,16 @@ BEGIN
 				USING ERRCODE = 'dependent_objects_still_exist',
 					HINT = 'A migration keeps its codec for its whole life, its contract included.';
 		END IF;
+	END IF;
+	IF EXISTS (SELECT FROM migration_ext.backfill_job b WHERE b.codec = drop_codec.name
+			   AND b.state NOT IN ('done', 'failed', 'cancelled')) THEN
+		RAISE EXCEPTION 'codec "%" is used by an unfinished backfill job', drop_codec.name
+			USING ERRCODE = 'dependent_objects_still_exist', HINT = 'Wait for the job, or cancel it; see backfill_status.';
+	END IF;
+	IF EXISTS (SELECT FROM pg_trigger t WHERE t.tgfoid = 'migration_ext.mirror_trigger()'::regprocedure
+			   AND (pg_catalog.string_to_array(pg_catalog.encode(t.tgargs, 'escape'), '\000'))[3] = drop_codec.name) THEN
+		RAISE EXCEPTION 'codec "%" is used by a mirror trigger', drop_codec.name
+			USING ERRCODE = 'dependent_objects_still_exist', HINT = 'Drop the mirror first with drop_mirror().';
 	END IF;
 	DELETE FROM migration_ext.codec c WHERE c.name = drop_codec.name;
 	IF NOT FOUND THEN
@@ -329,7 +361,7 @@ BEGIN
 												note, created_by, wal_lsn)
 	SELECT record_version.fn, next_version, p.prosrc, pg_get_functiondef(p.oid), record_version.role,
 		   CASE WHEN record_version.role = 'revert' THEN record_version.previous_version ELSE nullif(previous, 0) END,
-		   record_version.migration, record_version.note, actor::name,
+		   record_version.migration, record_version.note, pg_get_userbyid(actor),
 		   CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn() END
 	FROM pg_proc p WHERE p.oid = record_version.fn;
 	UPDATE migration_ext.frozen_function f SET current_version = next_version WHERE f.fn = record_version.fn;
@@ -380,7 +412,7 @@ BEGIN
 			HINT = 'See function_history for its versions.';
 	END IF;
 	INSERT INTO migration_ext.frozen_function (fn, identity, proname, pronamespace, current_version, frozen_by)
-	SELECT fn, fn::text, p.proname, p.pronamespace, 0, actor::name FROM pg_proc p WHERE p.oid = fn;
+	SELECT fn, fn::text, p.proname, p.pronamespace, 0, pg_get_userbyid(actor) FROM pg_proc p WHERE p.oid = fn;
 	RETURN migration_ext.record_version(actor, fn, 'freeze', 'frozen');
 END
 $$;
@@ -683,8 +715,8 @@ CREATE FUNCTION migration_ext.launch_worker(job bigint) RETURNS int
 CREATE FUNCTION migration_ext.claim_job(job bigint) RETURNS text
 	LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'mext_claim_job';
 
--- One batch, as the table's owner in a security-restricted operation (owner.cpp).
-CREATE FUNCTION migration_ext.run_batch(relation regclass, statement text, codec text, batch_size int,
+-- One batch, as `role` (the owner of the job's table) in a security-restricted operation (owner.cpp).
+CREATE FUNCTION migration_ext.run_batch(role oid, statement text, codec text, batch_size int,
 										last_key text[], OUT scanned bigint, OUT legacy_seen bigint,
 										OUT converted bigint, OUT conflicts bigint, OUT last_key text[])
 	LANGUAGE c AS 'MODULE_PATHNAME', 'mext_run_batch';
@@ -909,6 +941,7 @@ DECLARE
 	kind "char";
 	walk record;
 	leaves regclass[];
+	foreign_leaf text;
 	estimate bigint;
 	job bigint;
 BEGIN
@@ -925,6 +958,9 @@ BEGIN
 			HINT = 'A backfill rewrites the rows of a table or a partitioned table.';
 	END IF;
 	PERFORM migration_ext.require_table_owner(actor, relation, 'backfill it');
+	IF NOT launch AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = actor), false) THEN
+		RAISE EXCEPTION 'only a superuser may queue a job without a worker' USING ERRCODE = 'insufficient_privilege';
+	END IF;
 	IF target_relation IS NULL THEN
 		PERFORM migration_ext.checked_text_column(relation, column_name);
 		IF source_column IS NOT NULL THEN
@@ -932,6 +968,15 @@ BEGIN
 		END IF;
 	ELSE
 		PERFORM migration_ext.require_table_owner(actor, target_relation, 'copy rows into it');
+		-- The copy runs as one role: the owner of both tables, so that neither table's code (triggers,
+		-- defaults, policies) runs with the other owner's rights.
+		IF (SELECT c.relowner FROM pg_class c WHERE c.oid = relation)
+		   <> (SELECT c.relowner FROM pg_class c WHERE c.oid = target_relation) THEN
+			RAISE EXCEPTION '% and % have different owners', relation, target_relation
+				USING ERRCODE = 'insufficient_privilege',
+					DETAIL = 'A table move copies rows as the tables'' owner; each table''s triggers, defaults and policies would otherwise run with the other owner''s rights.',
+					HINT = 'Give both tables the same owner (ALTER TABLE ... OWNER TO).';
+		END IF;
 		PERFORM migration_ext.check_table_move(relation, target_relation, column_name, source_column);
 	END IF;
 	IF migration IS NOT NULL AND NOT EXISTS (SELECT FROM migration_ext.migration m WHERE m.name = migration
@@ -962,6 +1007,17 @@ BEGIN
 		WHERE t.isleaf AND c.relkind = 'r';
 		IF leaves IS NULL THEN
 			RAISE EXCEPTION 'partitioned table % has no partitions', relation USING ERRCODE = 'object_not_in_prerequisite_state';
+		END IF;
+		-- Every batch runs as the partitioned table's owner: a partition someone else owns would have that
+		-- owner's table rewritten, or run the parent's triggers with its rights. Refused before starting.
+		SELECT format('partition %s is owned by role %s, not by the table''s owner %s', leaf, c.relowner::regrole,
+					  (SELECT p.relowner::regrole FROM pg_class p WHERE p.oid = relation)) INTO foreign_leaf
+		FROM unnest(leaves) leaf JOIN pg_class c ON c.oid = leaf
+		WHERE c.relowner <> (SELECT p.relowner FROM pg_class p WHERE p.oid = relation) LIMIT 1;
+		IF foreign_leaf IS NOT NULL THEN
+			RAISE EXCEPTION 'cannot backfill %: %', relation, foreign_leaf
+				USING ERRCODE = 'insufficient_privilege',
+					HINT = 'Give every partition the owner of the partitioned table (ALTER TABLE ... OWNER TO).';
 		END IF;
 	ELSE
 		leaves := ARRAY[relation];
@@ -1105,7 +1161,9 @@ BEGIN
 					OR EXISTS (SELECT FROM pg_attribute v WHERE v.attrelid = leaf AND v.attname = a.attname
 							   AND v.attnum > 0 AND NOT v.attisdropped))));
 	END IF;
-	SELECT * INTO r FROM migration_ext.run_batch(leaf, statement, j.codec, batch_size, j.last_key);
+	-- As the owner of the job's table (a partition's batch too): what the starter was allowed to act as.
+	SELECT * INTO r FROM migration_ext.run_batch((SELECT c.relowner FROM pg_class c WHERE c.oid = j.relation), statement,
+												 j.codec, batch_size, j.last_key);
 	scanned := r.scanned; converted := r.converted; conflicts := r.conflicts;
 	IF j.throttle AND r.converted > 0 THEN
 		-- Still holding the batch's row locks: is a live session waiting on them right now?
@@ -1171,7 +1229,8 @@ BEGIN
 		WHERE b.id = job;
 		RETURN;
 	END IF;
-	IF NOT migration_ext.may_act_on(j.owner, j.relation) THEN
+	IF NOT migration_ext.may_act_on(j.owner, j.relation)
+	   OR (j.target_relation IS NOT NULL AND NOT migration_ext.may_act_on(j.owner, j.target_relation)) THEN
 		UPDATE migration_ext.backfill_job b SET state = 'failed', finished_at = now(), updated_at = now(),
 			last_error = format('permission denied: role %s may no longer act as the owner of %s', j.owner, j.relation)
 		WHERE b.id = job;
@@ -1459,17 +1518,30 @@ AS $$
 DECLARE
 	j migration_ext.backfill_job;
 	resumed int := 0;
+	cluster_limit int := migration_ext.setting_int('migration_ext.max_jobs', 8);
+	role_limit int := migration_ext.setting_int('migration_ext.max_jobs_per_role', 4);
+	running int;
+	launched_for regrole[] := '{}';
 BEGIN
+	PERFORM pg_stat_clear_snapshot();
+	SELECT count(*) INTO running FROM pg_stat_activity a WHERE a.backend_type = 'migration_ext backfill';
 	-- The row is locked first (which also gives this transaction an id the new worker waits for), and
 	-- the worker launched in a statement of its own: inside an UPDATE's SET list a concurrent change of
-	-- the row would make PostgreSQL evaluate it, and so launch a worker, twice.
+	-- the row would make PostgreSQL evaluate it, and so launch a worker, twice. The workers started
+	-- here hold their slots until this transaction ends: no more are started than the limits allow,
+	-- so one role's queued jobs cannot take every slot of the cluster.
 	FOR j IN SELECT * FROM migration_ext.backfill_job b
 			 WHERE b.state IN ('queued', 'running', 'throttled', 'paused', 'interrupted')
 			   AND b.requested IS DISTINCT FROM 'pause' ORDER BY b.id
 			 FOR UPDATE LOOP
 		CONTINUE WHEN migration_ext.worker_alive(j.pid);
+		EXIT WHEN running + resumed >= cluster_limit;
+		CONTINUE WHEN role_limit > 0 AND role_limit <= cardinality(array_positions(launched_for, j.owner))
+			+ (SELECT count(*) FROM migration_ext.backfill_job b WHERE b.owner = j.owner
+			   AND b.state IN ('queued', 'running', 'throttled') AND migration_ext.worker_alive(b.pid));
 		IF migration_ext.launch_job(j.id) THEN
 			resumed := resumed + 1;
+			launched_for := launched_for || j.owner;
 		END IF;
 	END LOOP;
 	RETURN resumed;
@@ -1525,6 +1597,13 @@ CREATE TABLE migration_ext.migration_event (
 );
 
 GRANT SELECT ON migration_ext.migration, migration_ext.planned_swap, migration_ext.migration_event TO PUBLIC;
+-- A migration and its history are seen by the roles that may act on its table.
+ALTER TABLE migration_ext.migration ENABLE ROW LEVEL SECURITY;
+CREATE POLICY migration_table_owner ON migration_ext.migration FOR SELECT
+	USING (migration_ext.may_act_on(CURRENT_USER::regrole, relation));
+ALTER TABLE migration_ext.migration_event ENABLE ROW LEVEL SECURITY;
+CREATE POLICY migration_event_table_owner ON migration_ext.migration_event FOR SELECT
+	USING (EXISTS (SELECT FROM migration_ext.migration m WHERE m.name = migration));
 -- A planned body is its function owner's to read, like the function's history.
 ALTER TABLE migration_ext.planned_swap ENABLE ROW LEVEL SECURITY;
 CREATE POLICY planned_swap_owner ON migration_ext.planned_swap FOR SELECT USING (migration_ext.may_read_function(fn));
@@ -1657,9 +1736,9 @@ BEGIN
 		RAISE EXCEPTION 'migration "%" already exists', name USING ERRCODE = 'duplicate_object';
 	END IF;
 	INSERT INTO migration_ext.migration (name, relation, column_name, codec, source_column, allow_key_update, created_by)
-	VALUES (name, relation, column_name, codec, source_column, coalesce(allow_key_update, false), actor::name);
+	VALUES (name, relation, column_name, codec, source_column, coalesce(allow_key_update, false), pg_get_userbyid(actor));
 	INSERT INTO migration_ext.migration_event (migration, event, to_phase, detail, by_role)
-	VALUES (name, 'create', 'planned', format('%s.%I with codec %s', relation, column_name, codec), actor::name);
+	VALUES (name, 'create', 'planned', format('%s.%I with codec %s', relation, column_name, codec), pg_get_userbyid(actor));
 END
 $$;
 
@@ -1765,7 +1844,48 @@ BEGIN
 		applied_lsn = CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn() END
 	WHERE p.migration = s.migration AND p.fn = s.fn;
 	INSERT INTO migration_ext.migration_event (migration, event, fn, role, detail, by_role)
-	VALUES (s.migration, 'swap', s.fn, s.role, format('version %s -> %s', before, after), actor::name);
+	VALUES (s.migration, 'swap', s.fn, s.role, format('version %s -> %s', before, after), pg_get_userbyid(actor));
+END
+$$;
+
+-- What is left of a migration's contract, as statements for run_online(): the CHECK that refuses the legacy
+-- format added NOT VALID and validated (for a `null` codec: a NOT NULL check, validated, so that SET NOT
+-- NULL needs no scan, then dropped), and the dual-write trigger of a column move dropped.
+CREATE FUNCTION migration_ext.contract_statements(m migration_ext.migration, OUT statements text[],
+												  OUT constraint_name name, OUT drops_mirror boolean)
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	check_name name := regexp_replace(left(format('%s_%s_not_legacy', m.relation::text, m.column_name), 63),
+									  '[^A-Za-z0-9_]', '_', 'g');
+	existing pg_constraint;
+	null_codec boolean := (SELECT c.detect FROM migration_ext.codec c WHERE c.name = m.codec) = 'null';
+	mirror name := CASE WHEN m.source_column IS NOT NULL THEN migration_ext.mirror_name(m.source_column, m.column_name) END;
+BEGIN
+	statements := '{}';
+	SELECT * INTO existing FROM pg_constraint c WHERE c.conrelid = m.relation AND c.conname = check_name;
+	IF NOT null_codec OR NOT (SELECT a.attnotnull FROM pg_attribute a WHERE a.attrelid = m.relation
+							  AND a.attname = m.column_name) THEN
+		IF existing.oid IS NULL THEN
+			statements := statements || format('ALTER TABLE %s ADD CONSTRAINT %I CHECK (%s) NOT VALID', m.relation,
+				check_name, CASE WHEN null_codec THEN format('%I IS NOT NULL', m.column_name)
+								 ELSE format('NOT %I.is_legacy(%L, %I::text)', '@extschema@', m.codec, m.column_name) END);
+		END IF;
+		IF existing.oid IS NULL OR NOT existing.convalidated THEN
+			statements := statements || format('ALTER TABLE %s VALIDATE CONSTRAINT %I', m.relation, check_name);
+		END IF;
+		IF null_codec THEN
+			statements := statements || format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', m.relation, m.column_name);
+		END IF;
+	END IF;
+	IF null_codec AND (existing.oid IS NOT NULL OR cardinality(statements) > 0) THEN
+		statements := statements || format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I', m.relation, check_name);
+	END IF;
+	constraint_name := CASE WHEN NOT null_codec THEN check_name END;
+	drops_mirror := mirror IS NOT NULL AND EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = m.relation AND t.tgname = mirror);
+	IF drops_mirror THEN
+		statements := statements || format('DROP TRIGGER IF EXISTS %I ON %s', mirror, m.relation);
+	END IF;
 END
 $$;
 
@@ -1787,6 +1907,7 @@ DECLARE
 	readers_current int;
 	remaining bigint;
 	new_constraint name;
+	contract record;
 BEGIN
 	PERFORM migration_ext.require_table_owner(actor, m.relation, 'advance its migration');
 	IF m.phase = 'planned' THEN
@@ -1825,39 +1946,23 @@ BEGIN
 				HINT = format('Run start_backfill(%L) again: converted rows are skipped.', name);
 		END IF;
 	ELSIF m.phase = 'converted' THEN
-		new_constraint := left(format('%s_%s_not_legacy', m.relation::text, m.column_name), 63);
-		new_constraint := regexp_replace(new_constraint, '[^A-Za-z0-9_]', '_', 'g');
-		IF (SELECT c.detect FROM migration_ext.codec c WHERE c.name = m.codec) = 'null' THEN
-			PERFORM migration_ext.run_as(table_owner, format('ALTER TABLE %s ADD CONSTRAINT %I CHECK (%I IS NOT NULL) NOT VALID',
-															 m.relation, new_constraint, m.column_name), 'pg_catalog, pg_temp');
-			PERFORM migration_ext.run_as(table_owner, format('ALTER TABLE %s VALIDATE CONSTRAINT %I', m.relation,
-															 new_constraint), 'pg_catalog, pg_temp');
-			-- The validated check proves the column has no NULL, so SET NOT NULL skips its scan.
-			PERFORM migration_ext.run_as(table_owner, format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', m.relation,
-															 m.column_name), 'pg_catalog, pg_temp');
-			PERFORM migration_ext.run_as(table_owner, format('ALTER TABLE %s DROP CONSTRAINT %I', m.relation,
-															 new_constraint), 'pg_catalog, pg_temp');
-			new_constraint := NULL;
-		ELSE
-			PERFORM migration_ext.run_as(table_owner,
-				format('ALTER TABLE %s ADD CONSTRAINT %I CHECK (NOT %I.is_legacy(%L, %I::text)) NOT VALID',
-					   m.relation, new_constraint, '@extschema@', m.codec, m.column_name), 'pg_catalog, pg_temp');
-			PERFORM migration_ext.run_as(table_owner, format('ALTER TABLE %s VALIDATE CONSTRAINT %I', m.relation,
-															 new_constraint), 'pg_catalog, pg_temp');
-		END IF;
+		-- The contract, online: ADD ... NOT VALID commits at once (a brief ACCESS EXCLUSIVE), VALIDATE
+		-- scans under SHARE UPDATE EXCLUSIVE while reads and writes go on, and every strong lock is
+		-- taken with migration_ext.ddl_lock_timeout and retried (run_online). Each statement is written
+		-- from what the catalog holds now, so a contract that was interrupted continues.
+		PERFORM migration_ext.require_no_lock_held(m.relation, 'contract the migration');
+		SELECT * INTO contract FROM migration_ext.contract_statements(m);
+		PERFORM migration_ext.run_online(table_owner, contract.statements, format('contract of migration %s', name));
+		new_constraint := contract.constraint_name;
 		UPDATE migration_ext.migration x SET constraint_name = new_constraint WHERE x.name = m.name;
-		-- A column move is complete: the dual-write trigger has nothing left to do.
-		IF m.source_column IS NOT NULL AND EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = m.relation
-				AND t.tgname = migration_ext.mirror_name(m.source_column, m.column_name)) THEN
-			PERFORM migration_ext.run_as(table_owner, format('DROP TRIGGER %I ON %s',
-				migration_ext.mirror_name(m.source_column, m.column_name), m.relation), 'pg_catalog, pg_temp');
+		IF contract.drops_mirror THEN
 			INSERT INTO migration_ext.migration_event (migration, event, detail, by_role)
-			VALUES (name, 'drop_mirror', format('%I -> %I', m.source_column, m.column_name), actor::name);
+			VALUES (name, 'drop_mirror', format('%I -> %I', m.source_column, m.column_name), pg_get_userbyid(actor));
 		END IF;
 	END IF;
 	UPDATE migration_ext.migration x SET phase = next_phase WHERE x.name = m.name;
 	INSERT INTO migration_ext.migration_event (migration, event, from_phase, to_phase, by_role)
-	VALUES (name, 'advance', m.phase, next_phase, actor::name);
+	VALUES (name, 'advance', m.phase, next_phase, pg_get_userbyid(actor));
 	RETURN next_phase;
 END
 $$;
@@ -1887,19 +1992,20 @@ BEGIN
 			UPDATE migration_ext.planned_swap p SET applied_version = NULL, applied_at = NULL, applied_lsn = NULL
 			WHERE p.migration = s.migration AND p.fn = s.fn;
 			INSERT INTO migration_ext.migration_event (migration, event, fn, role, detail, by_role)
-			VALUES (name, 'unswap', s.fn, s.role, format('restored version %s', s.restore_version), actor::name);
+			VALUES (name, 'unswap', s.fn, s.role, format('restored version %s', s.restore_version), pg_get_userbyid(actor));
 		END LOOP;
-	ELSIF m.phase = 'contracted' AND m.constraint_name IS NOT NULL THEN
-		PERFORM migration_ext.run_as(table_owner, format('ALTER TABLE %s DROP CONSTRAINT %I', m.relation,
-														 m.constraint_name), 'pg_catalog, pg_temp');
-		UPDATE migration_ext.migration x SET constraint_name = NULL WHERE x.name = m.name;
 	ELSIF m.phase = 'contracted' THEN
-		PERFORM migration_ext.run_as(table_owner, format('ALTER TABLE %s ALTER COLUMN %I DROP NOT NULL', m.relation,
-														 m.column_name), 'pg_catalog, pg_temp');
+		-- A brief ACCESS EXCLUSIVE, taken with a lock timeout and retried, as the contract's.
+		PERFORM migration_ext.require_no_lock_held(m.relation, 'retreat the migration');
+		PERFORM migration_ext.run_online(table_owner, ARRAY[CASE WHEN m.constraint_name IS NOT NULL
+			THEN format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I', m.relation, m.constraint_name)
+			ELSE format('ALTER TABLE %s ALTER COLUMN %I DROP NOT NULL', m.relation, m.column_name) END],
+			format('retreat of migration %s', name));
+		UPDATE migration_ext.migration x SET constraint_name = NULL WHERE x.name = m.name;
 	END IF;
 	UPDATE migration_ext.migration x SET phase = previous_phase WHERE x.name = m.name;
 	INSERT INTO migration_ext.migration_event (migration, event, from_phase, to_phase, by_role)
-	VALUES (name, 'retreat', m.phase, previous_phase, actor::name);
+	VALUES (name, 'retreat', m.phase, previous_phase, pg_get_userbyid(actor));
 	RETURN previous_phase;
 END
 $$;
@@ -1938,7 +2044,7 @@ BEGIN
 											max_active_backends, max_wal_bytes_per_second, NULL, live_duty_cycle);
 	UPDATE migration_ext.migration x SET phase = 'backfilling', job = new_job WHERE x.name = m.name;
 	INSERT INTO migration_ext.migration_event (migration, event, from_phase, to_phase, detail, by_role)
-	VALUES (migration, 'backfill', m.phase, 'backfilling', format('job %s', new_job), actor::name);
+	VALUES (migration, 'backfill', m.phase, 'backfilling', format('job %s', new_job), pg_get_userbyid(actor));
 	RETURN new_job;
 END
 $$;

@@ -916,3 +916,14 @@ TEST(ThrottleLiveWorkload, BlockedSessionsHalveTheBatchAndRest)
 	EXPECT_DOUBLE_EQ(pause.milliseconds, 40);
 	EXPECT_NE(pause.reason.find("2 live sessions waited"), std::string::npos) << pause.reason;
 }
+
+TEST(DdlBackoff, StartsShortDoublesAndCaps)
+{
+	EXPECT_DOUBLE_EQ(mext::ddl_backoff_ms(1, 1.0), 100.0);
+	EXPECT_DOUBLE_EQ(mext::ddl_backoff_ms(2, 1.0), 200.0);
+	EXPECT_DOUBLE_EQ(mext::ddl_backoff_ms(6, 1.0), 3200.0);
+	EXPECT_DOUBLE_EQ(mext::ddl_backoff_ms(7, 1.0), 5000.0);
+	EXPECT_DOUBLE_EQ(mext::ddl_backoff_ms(60, 1.0), 5000.0);
+	EXPECT_DOUBLE_EQ(mext::ddl_backoff_ms(1, 0.0), 50.0);
+	EXPECT_DOUBLE_EQ(mext::ddl_backoff_ms(0, 2.0), 100.0);
+}
