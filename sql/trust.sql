@@ -50,7 +50,8 @@ CREATE FUNCTION trust.read_token(i int) RETURNS text LANGUAGE sql STABLE
 	AS $$ SELECT token FROM trust.tokens WHERE id = i $$;
 SELECT freeze_function('trust.read_token(int)') AS frozen;
 SELECT create_codec('t_tok', 'reverse', marker => 'tok_');
-SELECT create_migration('t_tokens', 'trust.tokens', 'token', 't_tok');
+CREATE TABLE trust.accounts (id int PRIMARY KEY, token text);
+SELECT create_migration('t_tokens', 'trust.accounts', 'token', 't_tok');
 SELECT plan_swap('t_tokens', 'trust.read_token(int)', 'pg_sleep', language => 'internal');
 RESET ROLE;
 SELECT advance_migration('t_tokens');

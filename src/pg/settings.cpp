@@ -24,6 +24,7 @@ int max_jobs_per_role = 4;
 namespace
 {
 int batch_size = 1000;
+int settle_wait_ms = 5000;
 int batch_time_target_ms = 200;
 int max_replica_lag_ms = 1500;
 int max_active_backends = 25;
@@ -90,6 +91,11 @@ void register_settings()
 	                        "So that ALTER TABLE or DROP TRIGGER never keeps the application queued behind it for "
 	                        "longer than this.",
 	                        &ddl_lock_timeout_ms, 200, 1, 60000, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("migration_ext.settle_wait",
+	                        "How long the point of no return waits for standbys to replay past the reader swaps' "
+	                        "commit.",
+	                        nullptr, &settle_wait_ms, 5000, 0, 3600000, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr,
+	                        nullptr);
 	DefineCustomIntVariable("migration_ext.max_jobs",
 	                        "Backfill workers that may run at once in the whole cluster; a job beyond it waits.",
 	                        "start_backfill() and resume_backfill() refuse a job at the limit; the resumer "

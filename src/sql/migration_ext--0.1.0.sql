@@ -423,9 +423,20 @@ CREATE FUNCTION @extschema@.unfreeze_function(fn regprocedure) RETURNS void
 CREATE FUNCTION migration_ext.unfreeze_function(actor regrole, fn regprocedure) RETURNS void
 	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	past_door text;
 BEGIN
 	PERFORM migration_ext.require_frozen(fn);
 	PERFORM migration_ext.require_function_owner(actor, fn);
+	SELECT x.name INTO past_door FROM migration_ext.migration x JOIN migration_ext.planned_swap s ON s.migration = x.name
+	WHERE s.fn = unfreeze_function.fn AND s.role = 'reader' AND s.applied_version IS NOT NULL
+	  AND x.phase IN ('producing', 'backfilling', 'converted') LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'function % is a reader of migration "%", past its point of no return', fn, past_door
+			USING ERRCODE = 'object_in_use',
+				DETAIL = 'The column holds both formats; unfrozen, its body could change unchecked to one that reads only one of them.',
+				HINT = 'Swap it with swap_function(): a new body is checked on real values of both formats.';
+	END IF;
 	DELETE FROM migration_ext.frozen_function f WHERE f.fn = unfreeze_function.fn;
 END
 $$;
@@ -502,6 +513,7 @@ BEGIN
 	END IF;
 	PERFORM migration_ext.check_swap_order(fn);
 	PERFORM migration_ext.replace_body(fn, body, language, caller_search_path);
+	PERFORM migration_ext.recheck_reader(actor, fn, caller_search_path);
 	RETURN migration_ext.record_version(actor, fn, 'swap', note);
 END
 $$;
@@ -560,6 +572,7 @@ BEGIN
 			HINT = 'See function_history for its versions.';
 	END IF;
 	PERFORM migration_ext.restore_version(fn, to_version, caller_search_path);
+	PERFORM migration_ext.recheck_reader(actor, fn, caller_search_path);
 	RETURN migration_ext.record_version(actor, fn, 'revert', format('reverted to version %s', to_version), NULL,
 										target_row.previous_version);
 END
@@ -609,6 +622,8 @@ AS $$
 BEGIN
 	PERFORM migration_ext.require_frozen(fn);
 	PERFORM migration_ext.require_function_owner(actor, fn);
+	-- The DDL's own search_path is not known here: the extension's schema stands in for it.
+	PERFORM migration_ext.recheck_reader(actor, fn, format('%I, pg_temp', '@extschema@'));
 	PERFORM migration_ext.record_version(actor, fn, 'out_of_band', format('%s outside migration_ext', command_tag));
 END
 $$;
@@ -942,6 +957,7 @@ DECLARE
 	walk record;
 	leaves regclass[];
 	foreign_leaf text;
+	covering text;
 	estimate bigint;
 	job bigint;
 BEGIN
@@ -978,6 +994,16 @@ BEGIN
 					HINT = 'Give both tables the same owner (ALTER TABLE ... OWNER TO).';
 		END IF;
 		PERFORM migration_ext.check_table_move(relation, target_relation, column_name, source_column);
+	END IF;
+	-- The door cannot be bypassed: new-format values land only once readers are tolerant and settled.
+	SELECT format('%L (%s)', m.name, m.phase) INTO covering FROM migration_ext.migration m
+	WHERE m.relation = start_backfill.relation AND start_backfill.column_name IN (m.column_name, m.source_column)
+	  AND m.phase IN ('planned', 'tolerant') LIMIT 1;
+	IF covering IS NOT NULL THEN
+		RAISE EXCEPTION 'column "%" of % belongs to migration %, which has not passed its point of no return',
+			column_name, relation, covering USING ERRCODE = 'object_not_in_prerequisite_state',
+			DETAIL = 'A backfill writes the new format; readers must be tolerant and settled first.',
+			HINT = 'advance_migration() through the door, then start_backfill(<migration>).';
 	END IF;
 	IF migration IS NOT NULL AND NOT EXISTS (SELECT FROM migration_ext.migration m WHERE m.name = migration
 											 AND m.relation = start_backfill.relation AND m.column_name = start_backfill.column_name) THEN
@@ -1848,6 +1874,137 @@ BEGIN
 END
 $$;
 
+-- Real legacy values of the migration's column, taken at its door: what every reader is checked on,
+-- then and whenever a reader changes later. Kept where no role but the extension reads them.
+CREATE TABLE migration_ext.read_sample (
+	migration text NOT NULL REFERENCES migration_ext.migration ON DELETE CASCADE,
+	ordinal   int NOT NULL,
+	value     text,               -- NULL: the legacy state of a `null` codec
+	PRIMARY KEY (migration, ordinal)
+);
+
+-- The first `size` legacy values of the column (in the table's physical order), read as its owner.
+CREATE FUNCTION migration_ext.sample_legacy_values(m migration_ext.migration, size int) RETURNS int
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	sample text[];
+BEGIN
+	IF size < 0 THEN
+		RAISE EXCEPTION 'read_sample must not be negative' USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Pass 0 to open the door without checking the readers on real values.';
+	END IF;
+	sample := migration_ext.run_as((SELECT c.relowner FROM pg_class c WHERE c.oid = m.relation),
+		format('SELECT array_agg(v) FROM (SELECT %I::text AS v FROM %s WHERE %I.is_legacy(%L, %I::text) LIMIT %s) s',
+			   coalesce(m.source_column, m.column_name), m.relation, '@extschema@', m.codec,
+			   coalesce(m.source_column, m.column_name), size), 'pg_catalog, pg_temp')::text[];
+	DELETE FROM migration_ext.read_sample r WHERE r.migration = m.name;
+	INSERT INTO migration_ext.read_sample (migration, ordinal, value)
+	SELECT m.name, o, v FROM unnest(coalesce(sample, '{}')) WITH ORDINALITY u(v, o);
+	RETURN coalesce(cardinality(sample), 0);
+END
+$$;
+
+-- "A tested read path": every applied reader of the migration (or only `fn`) is called, as its owner,
+-- on each sampled legacy value and on its converted form, and must return the same for both. A reader
+-- that takes one argument of the column's text form is checked; another signature is recorded as not
+-- checked. Refuses naming the first value read differently; records what it checked. The readers run
+-- with the caller's search_path behind pg_catalog, as the application calls them with its own.
+CREATE FUNCTION migration_ext.read_check(actor regrole, m migration_ext.migration, fn regprocedure,
+										 caller_search_path text)
+	RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	sample text[] := (SELECT array_agg(r.value ORDER BY r.ordinal) FROM migration_ext.read_sample r
+					  WHERE r.migration = m.name);
+	reader record;
+	differs text;
+	checked text[] := '{}';
+	unchecked text[] := '{}';
+BEGIN
+	FOR reader IN SELECT p.oid AS fn, p.proowner, format('%I.%I', n.nspname, p.proname) AS call,
+						 format_type(p.proargtypes[0], NULL) AS argument, p.pronargs, p.proretset
+				  FROM migration_ext.planned_swap s JOIN pg_proc p ON p.oid = s.fn
+				  JOIN pg_namespace n ON n.oid = p.pronamespace
+				  WHERE s.migration = m.name AND s.role = 'reader' AND s.applied_version IS NOT NULL
+					AND (read_check.fn IS NULL OR s.fn = read_check.fn)
+				  ORDER BY s.ordinal LOOP
+		IF reader.pronargs <> 1 OR reader.proretset
+		   OR reader.argument NOT IN ('text', 'character varying', 'character', 'name') THEN
+			unchecked := unchecked || reader.fn::regprocedure::text;
+			CONTINUE;
+		END IF;
+		differs := migration_ext.run_as(reader.proowner, format(
+			'SELECT format(%L, v, a, c, b) FROM (SELECT v, c, %s(v::%s)::text AS a, %s(c::%s)::text AS b FROM '
+			'(SELECT v, %I.migrate_value(%L, v) AS c FROM unnest(%L::text[]) v) s) t WHERE a IS DISTINCT FROM b LIMIT 1',
+			'legacy value %L reads as %L, but its converted form %L reads as %L', reader.call, reader.argument,
+			reader.call, reader.argument, '@extschema@', m.codec, coalesce(sample, '{}')),
+			'pg_catalog, ' || caller_search_path);
+		IF differs IS NOT NULL THEN
+			RAISE EXCEPTION 'reader % of migration "%" does not read both formats alike', reader.fn::regprocedure, m.name
+				USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = differs || '.',
+					HINT = 'A tolerant reader returns the same for a legacy value and its converted form, e.g. by '
+						   'reading it through migrate_value().';
+		END IF;
+		checked := checked || reader.fn::regprocedure::text;
+	END LOOP;
+	INSERT INTO migration_ext.migration_event (migration, event, fn, detail, by_role)
+	VALUES (m.name, 'read_check', read_check.fn,
+			format('%s legacy value(s): %s%s', coalesce(cardinality(sample), 0),
+				   CASE WHEN cardinality(checked) > 0 THEN 'read alike by ' || array_to_string(checked, ', ')
+						ELSE 'no reader checked' END,
+				   CASE WHEN cardinality(unchecked) > 0 THEN '; not checked (signature): ' || array_to_string(unchecked, ', ')
+						ELSE '' END),
+			pg_get_userbyid(actor));
+END
+$$;
+
+-- A reader of a migration past its point of no return changed (swap, revert, CREATE OR REPLACE): its new
+-- body must still read both formats alike, on the values sampled at the door, until the contract
+-- guarantees the column holds only the new one.
+CREATE FUNCTION migration_ext.recheck_reader(actor regrole, fn regprocedure, caller_search_path text) RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m migration_ext.migration;
+BEGIN
+	FOR m IN SELECT x.* FROM migration_ext.migration x JOIN migration_ext.planned_swap s ON s.migration = x.name
+			 WHERE s.fn = recheck_reader.fn AND s.role = 'reader' AND s.applied_version IS NOT NULL
+			   AND x.phase IN ('producing', 'backfilling', 'converted') LOOP
+		PERFORM migration_ext.read_check(actor, m, fn, caller_search_path);
+	END LOOP;
+END
+$$;
+
+-- The door's settle check, against a position after the reader swaps' commit: this transaction began
+-- after that commit (read_check refuses the same transaction), so its insert position is past it. Every
+-- streaming standby gets migration_ext.settle_wait to replay up to it.
+CREATE FUNCTION migration_ext.wait_standbys_past_commit(migration text) RETURNS void
+	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	target pg_lsn := CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn() END;
+	deadline timestamptz := clock_timestamp()
+		+ make_interval(secs => migration_ext.setting_ms('migration_ext.settle_wait', 5000) / 1000);
+	lagging text;
+BEGIN
+	LOOP
+		PERFORM pg_stat_clear_snapshot();
+		SELECT string_agg(format('standby %s replayed %s < %s', coalesce(nullif(r.application_name, ''),
+								 r.client_addr::text, r.pid::text), coalesce(r.replay_lsn::text, 'nothing'), target), ', ')
+		INTO lagging FROM pg_stat_replication r WHERE r.replay_lsn IS NULL OR r.replay_lsn < target;
+		EXIT WHEN lagging IS NULL OR clock_timestamp() >= deadline;
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+	IF lagging IS NOT NULL THEN
+		RAISE EXCEPTION 'cannot advance migration "%": the reader swaps have not settled', migration
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				DETAIL = format('Still waiting for: %s (a position after the swaps'' commit).', lagging),
+				HINT = 'Wait until the standbys catch up, then advance again.';
+	END IF;
+END
+$$;
+
 -- What is left of a migration's contract, as statements for run_online(): the CHECK that refuses the legacy
 -- format added NOT VALID and validated (for a `null` codec: a NOT NULL check, validated, so that SET NOT
 -- NULL needs no scan, then dropped), and the dual-write trigger of a column move dropped.
@@ -1889,12 +2046,13 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION migration_ext.advance_migration(name text, confirm text, caller_search_path text) RETURNS text
-	LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
+CREATE FUNCTION migration_ext.advance_migration(name text, confirm text, caller_search_path text, read_sample int)
+	RETURNS text LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
 
 -- What it does to the table (the verifying scan, the contract) runs as the table's owner, restricted;
 -- the swaps as each function's owner.
-CREATE FUNCTION migration_ext.advance_migration(actor regrole, name text, confirm text, caller_search_path text)
+CREATE FUNCTION migration_ext.advance_migration(actor regrole, name text, confirm text, caller_search_path text,
+												read_sample int)
 	RETURNS text LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -1920,9 +2078,19 @@ BEGIN
 		INTO readers, readers_current
 		FROM migration_ext.planned_swap p JOIN migration_ext.frozen_function f ON f.fn = p.fn
 		WHERE p.migration = name AND p.role = 'reader';
+		IF EXISTS (SELECT FROM migration_ext.planned_swap p WHERE p.migration = name AND p.applied_version IS NOT NULL
+				   AND migration_ext.xid_is_mine(p.xmin)) THEN
+			RAISE EXCEPTION 'cannot advance migration "%": its reader swaps were applied in this transaction', name
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					DETAIL = 'No other session, and no standby, can have seen them before they commit.',
+					HINT = 'Commit the tolerant step, wait until migration_status shows settled, then advance.';
+		END IF;
 		SELECT * INTO settle FROM migration_ext.settle_state(name);
 		PERFORM migration_ext.door_check(name, readers, readers_current, settle.settled, settle.waiting_for,
 										 confirm IS NOT DISTINCT FROM name);
+		PERFORM migration_ext.wait_standbys_past_commit(name);
+		PERFORM migration_ext.sample_legacy_values(m, coalesce(read_sample, 100));
+		PERFORM migration_ext.read_check(actor, m, NULL, caller_search_path);
 		FOR s IN SELECT * FROM migration_ext.planned_swap p WHERE p.migration = name AND p.role = 'writer'
 				 ORDER BY p.ordinal LOOP
 			PERFORM migration_ext.apply_swap(actor, s, caller_search_path);
@@ -1967,9 +2135,9 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION @extschema@.advance_migration(name text, confirm text DEFAULT NULL) RETURNS text
-	LANGUAGE sql
-	RETURN migration_ext.advance_migration(name, confirm, pg_catalog.current_setting('search_path'));
+CREATE FUNCTION @extschema@.advance_migration(name text, confirm text DEFAULT NULL, read_sample int DEFAULT 100)
+	RETURNS text LANGUAGE sql
+	RETURN migration_ext.advance_migration(name, confirm, pg_catalog.current_setting('search_path'), read_sample);
 
 CREATE FUNCTION migration_ext.retreat_migration(name text, caller_search_path text) RETURNS text
 	LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
@@ -2193,7 +2361,7 @@ GRANT EXECUTE ON FUNCTION
 										   double precision),
 	migration_ext.swap_function(regprocedure, text, text, name, text),
 	migration_ext.revert_function(regprocedure, int, text),
-	migration_ext.advance_migration(text, text, text),
+	migration_ext.advance_migration(text, text, text, int),
 	migration_ext.retreat_migration(text, text),
 	migration_ext.record_out_of_band(regprocedure, text),
 	migration_ext.may_act_on(regrole, regclass),
