@@ -1922,6 +1922,11 @@ DECLARE
 	checked text[] := '{}';
 	unchecked text[] := '{}';
 BEGIN
+	IF coalesce(cardinality(sample), 0) = 0 THEN
+		INSERT INTO migration_ext.migration_event (migration, event, fn, detail, by_role)
+		VALUES (m.name, 'read_check', read_check.fn, 'no legacy value sampled: no reader checked', pg_get_userbyid(actor));
+		RETURN;
+	END IF;
 	FOR reader IN SELECT p.oid AS fn, p.proowner, format('%I.%I', n.nspname, p.proname) AS call,
 						 format_type(p.proargtypes[0], NULL) AS argument, p.pronargs, p.proretset
 				  FROM migration_ext.planned_swap s JOIN pg_proc p ON p.oid = s.fn
