@@ -367,7 +367,8 @@ FROM backfill_status WHERE relation IN ('bf.shapes'::regclass, 'bf.text_key'::re
 -- less WAL with it than without it.
 ------------------------------------------------------------------------------------------------------
 SHOW wal_compression;
-CREATE TABLE bf.wal_probe (id int PRIMARY KEY, token text, note text);
+-- (No autovacuum on the probe: a vacuum's WAL falling into one of the two windows would blur them.)
+CREATE TABLE bf.wal_probe (id int PRIMARY KEY, token text, note text) WITH (autovacuum_enabled = off);
 CREATE FUNCTION bf.wal_of_one_job() RETURNS numeric LANGUAGE plpgsql AS $$
 BEGIN
 	TRUNCATE bf.wal_probe;

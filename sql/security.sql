@@ -160,7 +160,9 @@ FROM backfill_status;
 -- database's, like schema names), which she is given.
 CREATE FUNCTION sec.alice_decode(t text) RETURNS text LANGUAGE sql AS $$ SELECT pg_catalog.reverse(t) $$;
 SELECT freeze_function('sec.alice_decode(text)');
+\set VERBOSITY terse
 SELECT create_codec('alice_codec', 'reverse', 'tok_');
+\set VERBOSITY default
 RESET ROLE;
 GRANT CREATE ON DATABASE :"DBNAME" TO regress_mext_alice;
 SET ROLE regress_mext_alice;
@@ -201,7 +203,9 @@ INSERT INTO migration_ext.codec (name, convert, marker, detect) VALUES ('bobs', 
 UPDATE migration_ext.codec SET convert = 'lower' WHERE name = 'tok';
 DELETE FROM migration_ext.codec;
 TRUNCATE migration_ext.codec;
+\set VERBOSITY terse
 SELECT create_codec('bobs', 'reverse', 'tok_');
+\set VERBOSITY default
 SELECT drop_codec('alice_codec');
 INSERT INTO migration_ext.frozen_function (fn, identity, proname, pronamespace, current_version)
 VALUES ('sec.alice_decode(text)', 'x', 'x', 0, 1);

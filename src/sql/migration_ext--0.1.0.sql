@@ -833,12 +833,16 @@ END
 $$;
 
 -- The key a backfill walks: the primary key, else the first unique, non-partial, non-expression index
--- whose columns are all NOT NULL.
-CREATE FUNCTION migration_ext.walk_key(relation regclass, OUT key_columns name[], OUT key_types text[])
+-- whose columns are all NOT NULL; none that contains `avoid`, the column the backfill rewrites (a key
+-- rewritten under the walk would move rows behind or ahead of it).
+CREATE FUNCTION migration_ext.walk_key(relation regclass, avoid name DEFAULT NULL, OUT key_columns name[],
+									   OUT key_types text[])
 	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	chosen oid;
+	avoided int2 := (SELECT a.attnum FROM pg_attribute a WHERE a.attrelid = relation AND a.attname = avoid
+					 AND a.attnum > 0 AND NOT a.attisdropped);
 BEGIN
 	SELECT i.indexrelid INTO chosen
 	FROM pg_index i
@@ -846,8 +850,16 @@ BEGIN
 	  AND NOT EXISTS (SELECT FROM unnest(i.indkey) k JOIN pg_attribute a ON a.attrelid = relation AND a.attnum = k
 					  WHERE NOT a.attnotnull)
 	  AND 0 <> ALL (i.indkey)
+	  AND (avoided IS NULL OR avoided <> ALL (i.indkey))
 	ORDER BY i.indisprimary DESC, i.indnatts, i.indexrelid
 	LIMIT 1;
+	IF chosen IS NULL AND avoided IS NOT NULL AND EXISTS (SELECT FROM pg_index i WHERE i.indrelid = relation
+			AND i.indisunique AND avoided = ANY (i.indkey)) THEN
+		RAISE EXCEPTION 'column "%" is part of every usable key of %', avoid, relation
+			USING ERRCODE = 'feature_not_supported',
+				DETAIL = 'A backfill walks the table in key order; rewriting the key it walks would move rows under it, and the table has no other unique key on NOT NULL columns.',
+				HINT = 'Add one (CREATE UNIQUE INDEX CONCURRENTLY on NOT NULL columns) and the key is rewritten in place while that one is walked; or expand to a new column and contract.';
+	END IF;
 	IF chosen IS NULL THEN
 		RAISE EXCEPTION 'relation % has no usable key to walk', relation USING ERRCODE = 'object_not_in_prerequisite_state',
 			DETAIL = 'A backfill walks the table in key order, by its primary key or a unique index on NOT NULL columns.',
@@ -858,6 +870,36 @@ BEGIN
 	FROM pg_index i, unnest(i.indkey) WITH ORDINALITY k(attnum, ord)
 	JOIN pg_attribute a ON a.attrelid = relation AND a.attnum = k.attnum
 	WHERE i.indexrelid = chosen AND k.ord <= i.indnkeyatts;
+END
+$$;
+
+-- Can a backfill rewrite this column in place? Not a partition key column (the row would move to another
+-- partition), nor a key that foreign keys reference without ON UPDATE CASCADE (the update would fail
+-- at the first referenced row). The refusal names the constraint and the way out.
+CREATE FUNCTION migration_ext.require_rewritable(relation regclass, column_name name) RETURNS void
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	attnum int2 := (SELECT a.attnum FROM pg_attribute a WHERE a.attrelid = relation AND a.attname = column_name);
+	blocking text;
+BEGIN
+	IF EXISTS (SELECT FROM pg_partitioned_table p WHERE p.partrelid = relation AND attnum = ANY (p.partattrs::int2[]))
+	   OR EXISTS (SELECT FROM pg_partition_ancestors(relation) t JOIN pg_partitioned_table p ON p.partrelid = t.relid
+				  JOIN pg_attribute a ON a.attrelid = t.relid AND a.attnum = ANY (p.partattrs::int2[])
+				  WHERE a.attname = column_name) THEN
+		RAISE EXCEPTION 'column "%" of % is in its partition key', column_name, relation
+			USING ERRCODE = 'feature_not_supported',
+				DETAIL = 'Rewriting it in place would move rows between partitions under the backfill.',
+				HINT = 'Expand to a new column and contract instead (see inspect_column()).';
+	END IF;
+	SELECT format('%s from %s', c.conname, c.conrelid::regclass) INTO blocking FROM pg_constraint c
+	WHERE c.contype = 'f' AND c.confrelid = relation AND attnum = ANY (c.confkey) AND c.confupdtype <> 'c' LIMIT 1;
+	IF blocking IS NOT NULL THEN
+		RAISE EXCEPTION 'column "%" of % is referenced by foreign key % without ON UPDATE CASCADE', column_name,
+			relation, blocking USING ERRCODE = 'feature_not_supported',
+				DETAIL = 'A referenced value cannot be rewritten while rows refer to it.',
+				HINT = 'Make the foreign key ON UPDATE CASCADE, or expand to a new column and contract.';
+	END IF;
 END
 $$;
 
@@ -1020,13 +1062,10 @@ BEGIN
 	END IF;
 	PERFORM migration_ext.check_throttle_settings(batch_time_target, max_replica_lag, max_active_backends,
 												  max_wal_bytes_per_second, live_duty_cycle);
-	SELECT * INTO walk FROM migration_ext.walk_key(relation);
-	IF target_relation IS NULL AND column_name = ANY (walk.key_columns) THEN
-		RAISE EXCEPTION 'column "%" is part of the key of %', column_name, relation
-			USING ERRCODE = 'feature_not_supported',
-				DETAIL = 'A backfill walks the table by this key; rewriting the key in place would move rows under it.',
-				HINT = 'See inspect_column() for the plan: expand to a new column and contract instead.';
+	IF target_relation IS NULL THEN
+		PERFORM migration_ext.require_rewritable(relation, column_name);
 	END IF;
+	SELECT * INTO walk FROM migration_ext.walk_key(relation, CASE WHEN target_relation IS NULL THEN column_name END);
 	IF kind = 'p' THEN
 		SELECT array_agg(t.relid ORDER BY t.relid::text) INTO leaves
 		FROM pg_partition_tree(relation) t JOIN pg_class c ON c.oid = t.relid
@@ -1674,6 +1713,7 @@ AS $$
 DECLARE
 	attnum int2;
 	sample_percent float8;
+	walk_columns text;
 BEGIN
 	PERFORM migration_ext.checked_text_column(relation, column_name, codec IS NOT NULL);
 	SELECT a.attnum, a.attgenerated <> '' INTO attnum, is_generated
@@ -1707,14 +1747,23 @@ BEGIN
 						FROM %s TABLESAMPLE BERNOULLI ($2)', quote_ident('@extschema@'), column_name, relation)
 			INTO sampled_rows, sampled_legacy_ratio USING codec, sample_percent;
 	END IF;
+	-- The plan is what start_backfill() will do with the column: each one is executable, or the refusal
+	-- start_backfill() gives, with its reason.
+	BEGIN
+		SELECT array_to_string(w.key_columns, ', ') INTO walk_columns FROM migration_ext.walk_key(relation, column_name) w;
+	EXCEPTION WHEN feature_not_supported OR object_not_in_prerequisite_state THEN
+		walk_columns := NULL;
+	END;
 	plan := CASE
 		WHEN is_generated THEN 'leave it: a generated column is computed, not stored by writers; change its expression instead'
 		WHEN in_partition_key THEN 'leave it: the partition key cannot be rewritten in place (rows would move between partitions); expand to a new column and contract'
-		WHEN in_primary_key AND referenced_by IS NOT NULL AND EXISTS (SELECT FROM pg_constraint c WHERE c.contype = 'f' AND c.confrelid = relation AND attnum = ANY (c.confkey) AND c.confupdtype <> 'c')
-			THEN 'leave it: the key cannot be rewritten in place (it is referenced without ON UPDATE CASCADE); expand to a new column and contract'
-		WHEN referenced_by IS NOT NULL THEN 'key update with cascade: allow_key_update => true rewrites it in place, cascading to the referencing rows'
-		WHEN in_primary_key THEN 'key update: allow_key_update => true rewrites the primary key in place; the backfill must walk another unique key'
-		WHEN in_unique_index THEN 'in-place update; the unique index must stay unique after conversion (a codec that maps two values to one would fail)'
+		WHEN referenced_by IS NOT NULL AND EXISTS (SELECT FROM pg_constraint c WHERE c.contype = 'f' AND c.confrelid = relation AND attnum = ANY (c.confkey) AND c.confupdtype <> 'c')
+			THEN 'leave it: the key cannot be rewritten in place (it is referenced without ON UPDATE CASCADE); make the foreign keys ON UPDATE CASCADE, or expand to a new column and contract'
+		WHEN (in_primary_key OR in_unique_index) AND walk_columns IS NULL
+			THEN 'leave it: the column is in every unique key the backfill could walk; add a unique index on other NOT NULL columns, or expand to a new column and contract'
+		WHEN referenced_by IS NOT NULL THEN format('key update with cascade: allow_key_update => true rewrites it in place, walking the key (%s), cascading to the referencing rows', walk_columns)
+		WHEN in_primary_key THEN format('key update: allow_key_update => true rewrites the primary key in place, walking the key (%s)', walk_columns)
+		WHEN in_unique_index THEN format('in-place update, walking the key (%s); the unique index must stay unique after conversion (a codec that maps two values to one would fail)', walk_columns)
 		WHEN foreign_keys IS NOT NULL THEN 'in-place update; the referenced values must exist in the new format first'
 		ELSE 'in-place update: backfill it in batches'
 	END;

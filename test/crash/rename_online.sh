@@ -200,6 +200,6 @@ check "drop_mirror after the contract refuses" \
 	"$(q "SELECT drop_mirror('people', 'full_name', 'display_name')" 2>&1 | grep -c 'no mirror from' || true)" 1
 check "migration_history" \
 	"$(q "SELECT string_agg(event || coalesce(':' || to_phase, ''), ' ' ORDER BY id) FROM migration_history WHERE migration = 'rename'")" \
-	"create:planned swap advance:tolerant swap swap advance:producing backfill:backfilling advance:converted drop_mirror advance:contracted"
+	"create:planned swap advance:tolerant read_check swap swap advance:producing backfill:backfilling advance:converted read_check drop_mirror advance:contracted"
 say "people: $(q "SELECT count(*) FROM people") rows, $(q "SELECT count(*) FROM people WHERE id > $ROWS") inserted during the run"
 finish

@@ -28,10 +28,11 @@ SELECT function_returns('plan_swap', ARRAY['text', 'regprocedure', 'text', 'text
 SELECT is(pg_get_function_arguments('plan_swap(text,regprocedure,text,text,name)'::regprocedure),
 	'migration text, fn regprocedure, body text, role text DEFAULT ''reader''::text, language name DEFAULT NULL::name',
 	'plan_swap(migration, fn, body, role DEFAULT ''reader'', language DEFAULT NULL)');
-SELECT has_function('advance_migration', ARRAY['text', 'text'], 'advance_migration(text, text) exists');
-SELECT function_returns('advance_migration', ARRAY['text', 'text'], 'text', 'advance_migration returns the new phase');
-SELECT is(pg_get_function_arguments('advance_migration(text,text)'::regprocedure), 'name text, confirm text DEFAULT NULL::text',
-	'advance_migration(name, confirm DEFAULT NULL)');
+SELECT has_function('advance_migration', ARRAY['text', 'text', 'integer'], 'advance_migration(text, text, integer) exists');
+SELECT function_returns('advance_migration', ARRAY['text', 'text', 'integer'], 'text', 'advance_migration returns the new phase');
+SELECT is(pg_get_function_arguments('advance_migration(text,text,integer)'::regprocedure),
+	'name text, confirm text DEFAULT NULL::text, read_sample integer DEFAULT 100',
+	'advance_migration(name, confirm DEFAULT NULL, read_sample DEFAULT 100)');
 SELECT has_function('retreat_migration', ARRAY['text'], 'retreat_migration(text) exists');
 SELECT function_returns('retreat_migration', ARRAY['text'], 'text', 'retreat_migration returns the new phase');
 SELECT is(pg_get_function_arguments('retreat_migration(text)'::regprocedure), 'name text', 'retreat_migration(name)');
