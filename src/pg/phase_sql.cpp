@@ -3,9 +3,12 @@
 #include "pg/guard.hpp"
 
 extern "C" {
+#include "access/xlog.h"
 #include "utils/builtins.h"
+#include "utils/pg_lsn.h"
 
 PG_FUNCTION_INFO_V1(mext_phase_after);
+PG_FUNCTION_INFO_V1(mext_flushed_insert_lsn);
 PG_FUNCTION_INFO_V1(mext_door_check);
 }
 
@@ -64,4 +67,15 @@ Datum mext_door_check(PG_FUNCTION_ARGS)
 			refuse(t, state.migration_name, "advance");
 	});
 	PG_RETURN_VOID();
+}
+
+// flushed_insert_lsn(): the WAL insert position, once everything before it is flushed (and so can be
+// sent to standbys): the position the door waits for standbys to replay. NULL during recovery.
+Datum mext_flushed_insert_lsn(PG_FUNCTION_ARGS)
+{
+	if (RecoveryInProgress())
+		PG_RETURN_NULL();
+	XLogRecPtr position = GetXLogInsertRecPtr();
+	XLogFlush(position);
+	PG_RETURN_LSN(position);
 }

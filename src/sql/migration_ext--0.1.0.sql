@@ -2030,14 +2030,18 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION migration_ext.flushed_insert_lsn() RETURNS pg_lsn
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'mext_flushed_insert_lsn';
+
 -- The door's settle check, against a position after the reader swaps' commit: this transaction began
--- after that commit (read_check refuses the same transaction), so its insert position is past it. Every
--- streaming standby gets migration_ext.settle_wait to replay up to it.
+-- after that commit (with a standby connected, advance_migration refuses the swaps' own transaction),
+-- so its insert position is past it; flushed, so that it can reach the standbys. Every streaming standby
+-- gets migration_ext.settle_wait to replay up to it.
 CREATE FUNCTION migration_ext.wait_standbys_past_commit(migration text) RETURNS void
 	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	target pg_lsn := CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn() END;
+	target pg_lsn := migration_ext.flushed_insert_lsn();
 	deadline timestamptz := clock_timestamp()
 		+ make_interval(secs => migration_ext.setting_ms('migration_ext.settle_wait', 5000) / 1000);
 	lagging text;
@@ -2132,11 +2136,15 @@ BEGIN
 		INTO readers, readers_current
 		FROM migration_ext.planned_swap p JOIN migration_ext.frozen_function f ON f.fn = p.fn
 		WHERE p.migration = name AND p.role = 'reader';
+		-- A standby settles only on a position after the swaps' commit, which this transaction cannot
+		-- reach if it made them. (Without standbys, readers and writers swapped in one transaction
+		-- change together, and the check of older transactions below still holds.)
 		IF EXISTS (SELECT FROM migration_ext.planned_swap p WHERE p.migration = name AND p.applied_version IS NOT NULL
-				   AND migration_ext.xid_is_mine(p.xmin)) THEN
+				   AND migration_ext.xid_is_mine(p.xmin))
+		   AND EXISTS (SELECT FROM pg_stat_replication) THEN
 			RAISE EXCEPTION 'cannot advance migration "%": its reader swaps were applied in this transaction', name
 				USING ERRCODE = 'object_not_in_prerequisite_state',
-					DETAIL = 'No other session, and no standby, can have seen them before they commit.',
+					DETAIL = 'No standby can have replayed them before they commit.',
 					HINT = 'Commit the tolerant step, wait until migration_status shows settled, then advance.';
 		END IF;
 		SELECT * INTO settle FROM migration_ext.settle_state(name);
@@ -2319,8 +2327,30 @@ BEGIN
 END
 $$;
 
+-- What the protocol's online DDL for a migration (its contract, or the contract's retreat) is doing or
+-- waiting for right now: its worker's activity. The worker runs as a superuser, whose activity
+-- pg_stat_activity shows only to privileged roles; this shows it to the roles that may act on the table.
+CREATE FUNCTION migration_ext.ddl_progress(migration text) RETURNS text
+	LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
+
+CREATE FUNCTION migration_ext.ddl_progress(actor regrole, migration text) RETURNS text
+	LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM migration_ext.migration m WHERE m.name = ddl_progress.migration
+				   AND migration_ext.may_act_on(actor, m.relation)) THEN
+		RETURN NULL;
+	END IF;
+	RETURN (SELECT a.query FROM pg_stat_activity a WHERE a.backend_type = 'migration_ext online ddl'
+			AND a.application_name IN (left('contract of migration ' || migration, 63),
+									   left('retreat of migration ' || migration, 63))
+			ORDER BY a.backend_start LIMIT 1);
+END
+$$;
+
 CREATE VIEW @extschema@.migration_status WITH (security_invoker = true) AS
-	SELECT m.name, m.phase, s.settled, s.waiting_for, m.relation, m.column_name, m.source_column, m.codec, m.job,
+	SELECT m.name, m.phase, s.settled, coalesce(s.waiting_for, migration_ext.ddl_progress(m.name)) AS waiting_for,
+		   m.relation, m.column_name, m.source_column, m.codec, m.job,
 		   (SELECT migration_ext.effective_state(j) FROM migration_ext.backfill_job j WHERE j.id = m.job) AS job_state,
 		   (SELECT count(*) FROM migration_ext.planned_swap p WHERE p.migration = m.name AND p.role = 'reader') AS readers,
 		   (SELECT count(*) FROM migration_ext.planned_swap p WHERE p.migration = m.name AND p.role = 'writer') AS writers,
@@ -2418,6 +2448,7 @@ GRANT EXECUTE ON FUNCTION
 	migration_ext.advance_migration(text, text, text, int),
 	migration_ext.retreat_migration(text, text),
 	migration_ext.record_out_of_band(regprocedure, text),
+	migration_ext.ddl_progress(text),
 	migration_ext.may_act_on(regrole, regclass),
 	migration_ext.may_read_function(regprocedure),
 	migration_ext.require_job(regrole, bigint),

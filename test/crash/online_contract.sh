@@ -83,6 +83,9 @@ sleep 3
 retries=$(grep -c "waiting for a lock" "$WORK/advance.notices")
 say "while the row lock is held: $retries lock timeouts reported, e.g. $(grep -m1 'waiting for a lock' "$WORK/advance.notices" | cut -c1-160)"
 check "the migration waits, still converted" "$(q "SELECT phase FROM migration_status WHERE name = 'm'")" converted
+check "migration_status says what it waits for" \
+	"$(q "SELECT waiting_for LIKE 'contract of migration m: %' FROM migration_status WHERE name = 'm'")" t
+say "migration_status.waiting_for: $(q "SELECT waiting_for FROM migration_status WHERE name = 'm'" | cut -c1-140)"
 close_transaction holder
 wait "$ADVANCE" || die "advance_migration failed: $(cat "$WORK/advance.notices")"
 check "the contract completes once the transaction ends" "$(cat "$WORK/advance.out")" contracted

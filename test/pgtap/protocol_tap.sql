@@ -134,6 +134,7 @@ SELECT results_eq(
 	          ('retreat', 'tolerant', 'planned', NULL, true),
 	          ('swap', NULL, NULL, 'reader', true),
 	          ('advance', 'planned', 'tolerant', NULL, true),
+	          ('read_check', NULL, NULL, NULL, true),
 	          ('swap', NULL, NULL, 'writer', true),
 	          ('advance', 'tolerant', 'producing', NULL, true) $$,
 	'migration_history: every phase change and swap, with a WAL position');
@@ -151,7 +152,7 @@ SELECT results_eq($$ SELECT in_primary_key, in_unique_index, referenced_by FROM 
 	$$ VALUES (true, true, ARRAY['child_parent_code_fkey from tap_proto.child ON UPDATE NO ACTION']) $$,
 	'inspect_column: a primary key referenced without cascade');
 SELECT is((SELECT plan FROM inspect_column('tap_proto.parent', 'code')),
-	'leave it: the key cannot be rewritten in place (it is referenced without ON UPDATE CASCADE); expand to a new column and contract',
+	'leave it: the key cannot be rewritten in place (it is referenced without ON UPDATE CASCADE); make the foreign keys ON UPDATE CASCADE, or expand to a new column and contract',
 	'inspect_column: its plan');
 SELECT is((SELECT foreign_keys FROM inspect_column('tap_proto.child', 'parent_email')),
 	ARRAY['child_parent_email_fkey references tap_proto.parent ON UPDATE CASCADE'], 'inspect_column: a foreign key column');
