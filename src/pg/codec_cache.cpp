@@ -37,6 +37,7 @@ namespace
 using CodecMap = std::unordered_map<std::string, std::shared_ptr<LoadedCodec>>;
 
 CodecMap codec_cache;
+CodecMap definition_cache; // codecs given by their definition (a contract's CHECK), keyed by it
 std::vector<std::shared_ptr<LoadedCodec>> retired_codecs; // freed at the end of the transaction
 uint64 cache_generation = 1;
 Oid codec_table_oid = InvalidOid;
@@ -176,15 +177,23 @@ std::shared_ptr<LoadedCodec> load_codec(const std::string &name)
 	return std::make_shared<LoadedCodec>(name, definition);
 }
 
-LoadedCodec &lookup_codec(const std::string &name)
+// Both caches start over when a codec or a function behind an fn: step changes.
+void retire_stale_codecs()
 {
 	static uint64 cache_loaded_at = 0;
-	if (cache_loaded_at != cache_generation) {
-		for (auto &entry : codec_cache)
+	if (cache_loaded_at == cache_generation)
+		return;
+	for (CodecMap *cache : {&codec_cache, &definition_cache}) {
+		for (auto &entry : *cache)
 			retired_codecs.push_back(std::move(entry.second));
-		codec_cache.clear();
-		cache_loaded_at = cache_generation;
+		cache->clear();
 	}
+	cache_loaded_at = cache_generation;
+}
+
+LoadedCodec &lookup_codec(const std::string &name)
+{
+	retire_stale_codecs();
 	auto found = codec_cache.find(name);
 	if (found != codec_cache.end())
 		return *found->second;
@@ -326,6 +335,53 @@ LoadedCodec &codec_for_call(FunctionCallInfo fcinfo, const text *name)
 		std::memcpy(site->name, name_data, name_length);
 	}
 	return codec;
+}
+
+LoadedCodec &codec_for_definition(FunctionCallInfo fcinfo, const CodecDefinition &definition)
+{
+	// The key: every field, each ended by a byte no text value contains ('\0'), a missing one by '\1'.
+	static std::string key;
+	key.clear();
+	for (const std::optional<std::string> &field :
+	     {std::optional<std::string>(definition.convert), definition.marker,
+	      std::optional<std::string>(definition.detect), definition.shape, definition.creator}) {
+		if (field)
+			key += *field;
+		key += field ? '\0' : '\1';
+	}
+	struct Site {
+		uint64 generation;
+		LoadedCodec *codec;
+		std::size_t key_length;
+		char key[FLEXIBLE_ARRAY_MEMBER];
+	};
+	auto *site = fcinfo->flinfo ? static_cast<Site *>(fcinfo->flinfo->fn_extra) : nullptr;
+	if (site && site->generation == cache_generation && site->key_length == key.size() &&
+	    std::memcmp(site->key, key.data(), key.size()) == 0)
+		return *site->codec;
+
+	retire_stale_codecs();
+	auto found = definition_cache.find(key);
+	LoadedCodec *codec;
+	if (found != definition_cache.end()) {
+		codec = found->second.get();
+	} else {
+		auto loaded = std::make_shared<LoadedCodec>("(contract)", definition);
+		codec = loaded.get();
+		definition_cache.emplace(key, std::move(loaded));
+	}
+	if (fcinfo->flinfo)
+		pg_call([&] {
+			if (!site || site->key_length < key.size())
+				site = static_cast<Site *>(
+				    MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, offsetof(Site, key) + key.size()));
+			site->generation = cache_generation;
+			site->codec = codec;
+			site->key_length = key.size();
+			std::memcpy(site->key, key.data(), key.size());
+			fcinfo->flinfo->fn_extra = site;
+		});
+	return *codec;
 }
 
 void validate_codec_definition(const CodecDefinition &definition, Oid actor)

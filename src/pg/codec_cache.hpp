@@ -57,6 +57,10 @@ class LoadedCodec : public mext::Host
 // hot path costs a length compare and a memcmp. Throws SqlError for an unknown codec.
 LoadedCodec &codec_for_call(FunctionCallInfo fcinfo, const text *name);
 
+// A codec given by its definition (a contract's CHECK carries it, so that it holds without the codec
+// table's rows, during a restore for instance), cached per backend like the named ones.
+LoadedCodec &codec_for_definition(FunctionCallInfo fcinfo, const CodecDefinition &definition);
+
 // Validates a definition as create_codec receives it from `actor`, and that actor may use every
 // function its fn: steps name: throws CodecError / SqlError / PgError.
 void validate_codec_definition(const CodecDefinition &definition, Oid actor);

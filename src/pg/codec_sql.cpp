@@ -15,6 +15,7 @@ PG_FUNCTION_INFO_V1(mext_is_legacy);
 PG_FUNCTION_INFO_V1(mext_classify);
 PG_FUNCTION_INFO_V1(mext_codec_check);
 PG_FUNCTION_INFO_V1(mext_codec_changed);
+PG_FUNCTION_INFO_V1(mext_is_legacy_by_definition);
 }
 
 using mext::pg::guard;
@@ -161,4 +162,39 @@ Datum mext_codec_changed(PG_FUNCTION_ARGS)
 	auto *trigger = reinterpret_cast<TriggerData *>(fcinfo->context);
 	CacheInvalidateRelcache(trigger->tg_relation);
 	return PointerGetDatum(nullptr);
+}
+
+// is_legacy_by_definition(convert, marker, detect, shape, creator, value): is_legacy() for a codec given
+// by its definition instead of its name. A contract's CHECK constraint calls it: the constraint holds
+// the codec itself, so rows restored before (or without) the codec table's rows are checked alike.
+Datum mext_is_legacy_by_definition(PG_FUNCTION_ARGS)
+{
+	mext::pg::pace_point();
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+		                errmsg("a codec's conversion and detect mode must not be NULL")));
+	// Detoasted here, in a frame that owns nothing; the strings are built inside guard().
+	const text *fields[5];
+	for (int i = 0; i < 5; ++i)
+		fields[i] = PG_ARGISNULL(i) ? nullptr : PG_GETARG_TEXT_PP(i);
+	const text *value = PG_ARGISNULL(5) ? nullptr : PG_GETARG_TEXT_PP(5);
+	mext::Verdict verdict = guard([&] {
+		auto optional_text = [&](int n) {
+			return fields[n] ? std::optional<std::string>(std::string(view_of(fields[n]))) : std::nullopt;
+		};
+		mext::pg::CodecDefinition definition;
+		definition.convert = std::string(view_of(fields[0]));
+		definition.marker = optional_text(1);
+		definition.detect = std::string(view_of(fields[2]));
+		definition.shape = optional_text(3);
+		definition.creator = optional_text(4);
+		LoadedCodec &codec = mext::pg::codec_for_definition(fcinfo, definition);
+		if (!value)
+			return codec.codec.classify(nullptr, codec);
+		std::string_view view = view_of(value);
+		mext::Verdict result = codec.codec.classify(&view, codec);
+		codec.codec.release_large_scratch();
+		return result;
+	});
+	PG_RETURN_BOOL(verdict == mext::Verdict::Legacy);
 }

@@ -8,12 +8,14 @@
 extern "C" {
 #include "postgres.h"
 
+#include "access/xlog.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/lock.h"
 #include "utils/builtins.h"
 
 PG_FUNCTION_INFO_V1(mext_claim_job);
+PG_FUNCTION_INFO_V1(mext_job_home);
 }
 
 namespace
@@ -55,4 +57,14 @@ Datum mext_claim_job(PG_FUNCTION_ARGS)
 	}
 	release_session_lock(job_tag);
 	PG_RETURN_TEXT_P(cstring_to_text("full"));
+}
+
+// job_home(): this database of this cluster, as '<system identifier>/<database OID>'. A job records it
+// when it starts; a job whose home differs was restored from a backup (or copied) into another database,
+// and never runs there on its own. A promoted streaming standby keeps both, so failover resumes jobs.
+Datum mext_job_home(PG_FUNCTION_ARGS)
+{
+	char home[64];
+	snprintf(home, sizeof home, UINT64_FORMAT "/%u", GetSystemIdentifier(), MyDatabaseId);
+	PG_RETURN_TEXT_P(cstring_to_text(home));
 }

@@ -96,6 +96,11 @@ CREATE FUNCTION migration_ext.classify(codec text, value text) RETURNS text
 CREATE FUNCTION @extschema@.is_legacy(codec text, value text) RETURNS boolean
 	LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'mext_is_legacy';
 
+-- is_legacy() for a codec given by its definition: what a contract's CHECK constraint calls.
+CREATE FUNCTION migration_ext.is_legacy_by_definition(convert text, marker text, detect text, shape text,
+													  creator text, value text) RETURNS boolean
+	LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'mext_is_legacy_by_definition';
+
 CREATE FUNCTION @extschema@.migrate_value(codec text, value text) RETURNS text
 	LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'mext_migrate_value';
 
@@ -282,14 +287,14 @@ CREATE TABLE migration_ext.frozen_function (
 	fn              regprocedure PRIMARY KEY,
 	identity        text NOT NULL,        -- the schema-qualified signature at freeze time
 	proname         name NOT NULL,        -- name and schema: what callers invoke, never to change
-	pronamespace    oid NOT NULL,
+	pronamespace    regnamespace NOT NULL, -- by name in a dump, so a restore finds it again
 	current_version int NOT NULL,
 	frozen_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	frozen_by       name NOT NULL
 );
 
 CREATE TABLE migration_ext.function_version (
-	fn               regprocedure NOT NULL REFERENCES migration_ext.frozen_function ON DELETE CASCADE,
+	fn               regprocedure NOT NULL,     -- a frozen_function (no foreign key: pg_restore -j loads these in any order)
 	version          int NOT NULL,
 	body             text,                 -- prosrc, what swap_function replaces
 	definition       text NOT NULL,        -- pg_get_functiondef: what revert_function re-executes
@@ -412,7 +417,7 @@ BEGIN
 			HINT = 'See function_history for its versions.';
 	END IF;
 	INSERT INTO migration_ext.frozen_function (fn, identity, proname, pronamespace, current_version, frozen_by)
-	SELECT fn, fn::text, p.proname, p.pronamespace, 0, pg_get_userbyid(actor) FROM pg_proc p WHERE p.oid = fn;
+	SELECT fn, fn::text, p.proname, p.pronamespace::regnamespace, 0, pg_get_userbyid(actor) FROM pg_proc p WHERE p.oid = fn;
 	RETURN migration_ext.record_version(actor, fn, 'freeze', 'frozen');
 END
 $$;
@@ -437,6 +442,7 @@ BEGIN
 				DETAIL = 'The column holds both formats; unfrozen, its body could change unchecked to one that reads only one of them.',
 				HINT = 'Swap it with swap_function(): a new body is checked on real values of both formats.';
 	END IF;
+	DELETE FROM migration_ext.function_version v WHERE v.fn = unfreeze_function.fn;
 	DELETE FROM migration_ext.frozen_function f WHERE f.fn = unfreeze_function.fn;
 END
 $$;
@@ -659,6 +665,10 @@ CREATE EVENT TRIGGER migration_ext_frozen_drop ON sql_drop
 -- The backfill: jobs, the batch a worker runs, and the operator's controls.
 ------------------------------------------------------------------------------------------------------
 
+-- This database of this cluster; a job restored (or copied) elsewhere sees another (job_claim.cpp).
+CREATE FUNCTION migration_ext.job_home() RETURNS text
+	LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'mext_job_home';
+
 CREATE TABLE migration_ext.backfill_job (
 	id                  bigserial PRIMARY KEY,
 	relation            regclass NOT NULL,
@@ -683,6 +693,7 @@ CREATE TABLE migration_ext.backfill_job (
 									'interrupted', 'done', 'failed', 'cancelled')),
 	requested           text CHECK (requested IN ('pause', 'cancel')),
 	owner               regrole NOT NULL,          -- the role that started it (its batches run as the table's owner)
+	home                text NOT NULL DEFAULT migration_ext.job_home(), -- where it runs; elsewhere it is a restored copy
 	rows_estimated      bigint NOT NULL DEFAULT 0,
 	rows_scanned        bigint NOT NULL DEFAULT 0,
 	rows_converted      bigint NOT NULL DEFAULT 0,
@@ -782,6 +793,11 @@ AS $$
 DECLARE
 	now_state text;
 BEGIN
+	-- Restored from a backup into another database (or cluster): it never runs on its own there, and
+	-- shows as paused until resume_backfill() takes it over.
+	IF j.state IN ('queued', 'running', 'throttled', 'paused', 'interrupted') AND j.home <> migration_ext.job_home() THEN
+		RETURN 'paused';
+	END IF;
 	-- Queued with no worker (not launched yet, or waiting for a slot), or paused (a paused job gives its
 	-- worker back): nothing was interrupted.
 	IF j.state NOT IN ('queued', 'running', 'throttled', 'paused') OR migration_ext.worker_alive(j.pid)
@@ -1277,7 +1293,7 @@ DECLARE
 	role_limit int := migration_ext.setting_int('migration_ext.max_jobs_per_role', 4);
 BEGIN
 	SELECT * INTO j FROM migration_ext.backfill_job b WHERE b.id = job FOR UPDATE;
-	IF NOT FOUND OR j.state IN ('done', 'failed', 'cancelled') THEN
+	IF NOT FOUND OR j.state IN ('done', 'failed', 'cancelled') OR j.home <> migration_ext.job_home() THEN
 		RETURN;
 	END IF;
 	claim := migration_ext.claim_job(job);
@@ -1480,7 +1496,7 @@ BEGIN
 	IF j.requested = 'cancel' THEN
 		RAISE EXCEPTION 'backfill job % is being cancelled', job USING ERRCODE = 'object_not_in_prerequisite_state';
 	END IF;
-	IF migration_ext.worker_alive(j.pid) THEN
+	IF migration_ext.worker_alive(j.pid) AND j.home = migration_ext.job_home() THEN
 		-- Shown as running at once, so that wait_backfill() does not return on the old 'paused'.
 		UPDATE migration_ext.backfill_job b SET requested = NULL, updated_at = now(),
 			state = CASE WHEN b.state = 'paused' THEN 'running' ELSE b.state END,
@@ -1489,7 +1505,9 @@ BEGIN
 	ELSE
 		PERFORM FROM migration_ext.backfill_job b WHERE b.id = job FOR UPDATE; -- see resume_interrupted()
 		PERFORM migration_ext.check_job_limits(actor);
-		UPDATE migration_ext.backfill_job b SET requested = NULL, updated_at = now(), state = 'queued' WHERE b.id = job;
+		-- A restored job is taken over here: it runs in this database from now on.
+		UPDATE migration_ext.backfill_job b SET requested = NULL, updated_at = now(), state = 'queued', pid = NULL,
+			home = migration_ext.job_home() WHERE b.id = job;
 		PERFORM migration_ext.launch_job(job);
 	END IF;
 END
@@ -1508,7 +1526,7 @@ BEGIN
 	IF job_state IN ('done', 'failed', 'cancelled') THEN
 		RAISE EXCEPTION 'backfill job % is already %', job, job_state USING ERRCODE = 'object_not_in_prerequisite_state';
 	END IF;
-	IF migration_ext.worker_alive(j.pid) THEN
+	IF migration_ext.worker_alive(j.pid) AND j.home = migration_ext.job_home() THEN
 		UPDATE migration_ext.backfill_job b SET requested = 'cancel', updated_at = now() WHERE b.id = job;
 	ELSE
 		UPDATE migration_ext.backfill_job b SET state = 'cancelled', requested = NULL, finished_at = now(),
@@ -1563,7 +1581,10 @@ CREATE VIEW @extschema@.backfill_status WITH (security_invoker = true) AS
 				ELSE round(100.0 * j.rows_scanned / greatest(j.rows_estimated, j.rows_scanned, 1), 1) END AS percent_done,
 		   CASE WHEN j.rate > 0 AND e.state IN ('running', 'throttled')
 				THEN make_interval(secs => greatest(j.rows_estimated - j.rows_scanned, 0) / j.rate) END AS eta,
-		   j.throttle_reason, j.warning, j.last_key, j.partitions[j.partition_index] AS partition,
+		   CASE WHEN e.state = 'paused' AND j.home <> migration_ext.job_home()
+				THEN 'restored from a backup: resume_backfill() continues it from its checkpoint'
+				ELSE j.throttle_reason END AS throttle_reason,
+		   j.warning, j.last_key, j.partitions[j.partition_index] AS partition,
 		   j.throttle, round(j.batch_time_target_ms::numeric) AS batch_time_target_ms, j.max_replica_lag_s,
 		   j.max_active_backends, j.max_wal_bytes_per_second, j.live_duty_cycle,
 		   j.last_error, j.error_key, j.pid, j.owner AS role,
@@ -1597,7 +1618,7 @@ BEGIN
 	-- so one role's queued jobs cannot take every slot of the cluster.
 	FOR j IN SELECT * FROM migration_ext.backfill_job b
 			 WHERE b.state IN ('queued', 'running', 'throttled', 'paused', 'interrupted')
-			   AND b.requested IS DISTINCT FROM 'pause' ORDER BY b.id
+			   AND b.requested IS DISTINCT FROM 'pause' AND b.home = migration_ext.job_home() ORDER BY b.id
 			 FOR UPDATE LOOP
 		CONTINUE WHEN migration_ext.worker_alive(j.pid);
 		EXIT WHEN running + resumed >= cluster_limit;
@@ -1621,7 +1642,7 @@ CREATE TABLE migration_ext.migration (
 	name             text PRIMARY KEY CHECK (name <> ''),
 	relation         regclass NOT NULL,
 	column_name      name NOT NULL,
-	codec            text NOT NULL REFERENCES migration_ext.codec (name),
+	codec            text NOT NULL,             -- drop_codec() refuses while a migration uses it
 	source_column    name,
 	allow_key_update boolean NOT NULL DEFAULT false,
 	phase            text NOT NULL DEFAULT 'planned' CHECK (phase IN ('planned', 'tolerant', 'producing', 'backfilling',
@@ -1633,7 +1654,7 @@ CREATE TABLE migration_ext.migration (
 );
 
 CREATE TABLE migration_ext.planned_swap (
-	migration       text NOT NULL REFERENCES migration_ext.migration ON DELETE CASCADE,
+	migration       text NOT NULL,
 	fn              regprocedure NOT NULL,
 	role            text NOT NULL CHECK (role IN ('reader', 'writer')),
 	body            text NOT NULL,
@@ -1926,7 +1947,7 @@ $$;
 -- Real legacy values of the migration's column, taken at its door: what every reader is checked on,
 -- then and whenever a reader changes later. Kept where no role but the extension reads them.
 CREATE TABLE migration_ext.read_sample (
-	migration text NOT NULL REFERENCES migration_ext.migration ON DELETE CASCADE,
+	migration text NOT NULL,
 	ordinal   int NOT NULL,
 	value     text,               -- NULL: the legacy state of a `null` codec
 	PRIMARY KEY (migration, ordinal)
@@ -2082,9 +2103,15 @@ BEGIN
 	IF NOT null_codec OR NOT (SELECT a.attnotnull FROM pg_attribute a WHERE a.attrelid = m.relation
 							  AND a.attname = m.column_name) THEN
 		IF existing.oid IS NULL THEN
+			-- The CHECK carries the codec's definition, not its name: it holds by itself, so a restore
+			-- checks the table's rows whether or not the codec table has its rows yet. (The creator, whose
+			-- functions fn: steps may call, only when there are such steps.)
 			statements := statements || format('ALTER TABLE %s ADD CONSTRAINT %I CHECK (%s) NOT VALID', m.relation,
 				check_name, CASE WHEN null_codec THEN format('%I IS NOT NULL', m.column_name)
-								 ELSE format('NOT %I.is_legacy(%L, %I::text)', '@extschema@', m.codec, m.column_name) END);
+								 ELSE (SELECT format('NOT migration_ext.is_legacy_by_definition(%L, %L, %L, %L, %L, %I::text)',
+													 c.convert, c.marker, c.detect, c.shape,
+													 CASE WHEN c.convert LIKE '%fn:%' THEN c.created_by END, m.column_name)
+									   FROM migration_ext.codec c WHERE c.name = m.codec) END);
 		END IF;
 		IF existing.oid IS NULL OR NOT existing.convalidated THEN
 			statements := statements || format('ALTER TABLE %s VALIDATE CONSTRAINT %I', m.relation, check_name);
@@ -2449,6 +2476,8 @@ GRANT EXECUTE ON FUNCTION
 	migration_ext.retreat_migration(text, text),
 	migration_ext.record_out_of_band(regprocedure, text),
 	migration_ext.ddl_progress(text),
+	migration_ext.is_legacy_by_definition(text, text, text, text, text, text),
+	migration_ext.job_home(),
 	migration_ext.may_act_on(regrole, regclass),
 	migration_ext.may_read_function(regprocedure),
 	migration_ext.require_job(regrole, bigint),
@@ -2464,3 +2493,27 @@ GRANT EXECUTE ON FUNCTION
 	migration_ext.mirror_trigger(),
 	migration_ext.mirror_name(name, name)
 TO PUBLIC;
+
+------------------------------------------------------------------------------------------------------
+-- Backups: pg_dump keeps every row of the state (codecs, frozen functions and their history, migrations
+-- and their history, jobs with their checkpoints, the door's read samples). A job restored into another
+-- database comes back paused (see job_home()).
+------------------------------------------------------------------------------------------------------
+SELECT pg_catalog.pg_extension_config_dump('migration_ext.codec', '');
+SELECT pg_catalog.pg_extension_config_dump('migration_ext.frozen_function', '');
+SELECT pg_catalog.pg_extension_config_dump('migration_ext.function_version', '');
+SELECT pg_catalog.pg_extension_config_dump('migration_ext.migration', '');
+SELECT pg_catalog.pg_extension_config_dump('migration_ext.planned_swap', '');
+SELECT pg_catalog.pg_extension_config_dump('migration_ext.planned_swap_ordinal_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('migration_ext.migration_event', '');
+SELECT pg_catalog.pg_extension_config_dump('migration_ext.migration_event_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('migration_ext.backfill_job', '');
+SELECT pg_catalog.pg_extension_config_dump('migration_ext.backfill_job_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('migration_ext.read_sample', '');
+
+-- DROP EXTENSION without CASCADE is refused while migrations are in flight (drop_guard.cpp).
+CREATE FUNCTION migration_ext.guard_drop_extension() RETURNS event_trigger
+	LANGUAGE c AS 'MODULE_PATHNAME', 'mext_guard_drop_extension';
+CREATE EVENT TRIGGER migration_ext_drop_guard ON ddl_command_start WHEN TAG IN ('DROP EXTENSION')
+	EXECUTE FUNCTION migration_ext.guard_drop_extension();
+REVOKE EXECUTE ON FUNCTION migration_ext.guard_drop_extension() FROM PUBLIC;
