@@ -52,7 +52,7 @@ SELECT freeze_function('trust.read_token(int)') AS frozen;
 SELECT create_codec('t_tok', 'reverse', marker => 'tok_');
 CREATE TABLE trust.accounts (id int PRIMARY KEY, token text);
 SELECT create_migration('t_tokens', 'trust.accounts', 'token', 't_tok');
-SELECT plan_swap('t_tokens', 'trust.read_token(int)', 'pg_sleep', language => 'internal');
+SELECT plan_swap('t_tokens', 'trust.read_token(int)', 'timeofday', language => 'internal');
 RESET ROLE;
 SELECT advance_migration('t_tokens');
 SELECT phase FROM migration_status WHERE name = 't_tokens';

@@ -134,10 +134,9 @@ void fetch_codec_row(const char *name, CodecRow *row)
 		elog(ERROR, "SPI_connect failed");
 	// The latest committed definition, whatever the transaction's snapshot: the cache outlives the
 	// transaction, so a REPEATABLE READ snapshot must not pin an old definition in it.
-	SPIPlanPtr plan = SPI_prepare(
-	    "SELECT convert, marker, detect, shape, created_by FROM migration_ext.codec WHERE name OPERATOR(pg_catalog.=) $1",
-	    1,
-	    argtypes);
+	SPIPlanPtr plan = SPI_prepare("SELECT convert, marker, detect, shape, created_by FROM migration_ext.codec WHERE "
+	                              "name OPERATOR(pg_catalog.=) $1",
+	                              1, argtypes);
 	if (!plan)
 		elog(ERROR, "preparing the codec lookup failed: %s", SPI_result_code_string(SPI_result));
 	// Parallel mode forbids taking a new snapshot; the active one is the statement's, current enough.
@@ -373,8 +372,8 @@ LoadedCodec &codec_for_definition(FunctionCallInfo fcinfo, const CodecDefinition
 	if (fcinfo->flinfo)
 		pg_call([&] {
 			if (!site || site->key_length < key.size())
-				site = static_cast<Site *>(
-				    MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, offsetof(Site, key) + key.size()));
+				site =
+				    static_cast<Site *>(MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, offsetof(Site, key) + key.size()));
 			site->generation = cache_generation;
 			site->codec = codec;
 			site->key_length = key.size();

@@ -21,7 +21,8 @@ Datum mext_setting_clause(PG_FUNCTION_ARGS)
 	char *setting = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	char *equals = strchr(setting, '=');
 	if (!equals || equals == setting)
-		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("malformed function setting \"%s\"", setting)));
+		ereport(ERROR,
+		        (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("malformed function setting \"%s\"", setting)));
 	*equals = '\0';
 	const char *name = setting;
 	char *value = equals + 1;

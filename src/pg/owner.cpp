@@ -23,11 +23,9 @@ namespace mext::pg
 void begin_as_role(Oid role, const char *search_path, RoleSwitch *saved)
 {
 	GetUserIdAndSecContext(&saved->saved_user, &saved->saved_context);
-	SetUserIdAndSecContext(role, saved->saved_context | SECURITY_LOCAL_USERID_CHANGE |
-	                                 SECURITY_RESTRICTED_OPERATION);
+	SetUserIdAndSecContext(role, saved->saved_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
 	saved->guc_level = NewGUCNestLevel();
-	(void)set_config_option("search_path", search_path, PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
-	                        false);
+	(void)set_config_option("search_path", search_path, PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 }
 
 void end_as_role(const RoleSwitch &saved)

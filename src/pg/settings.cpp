@@ -102,8 +102,8 @@ void register_settings()
 	                        "leaves such a job queued, with the reason in backfill_status.",
 	                        &max_jobs, 8, 1, 1024, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("migration_ext.max_jobs_per_role",
-	                        "Backfill workers one role's jobs may run at once in a database (0: no limit).",
-	                        nullptr, &max_jobs_per_role, 4, 0, 1024, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+	                        "Backfill workers one role's jobs may run at once in a database (0: no limit).", nullptr,
+	                        &max_jobs_per_role, 4, 0, 1024, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("migration_ext");
 #else
