@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Write-path benchmark: our background backfill vs the baselines of ../shared/bench (one UPDATE, the
+# Write-path benchmark: our background backfill vs the baselines of bench/fixtures (one UPDATE, the
 # PL/pgSQL keyset recipe, pgroll's shape), all converting token to 'v2:' || reverse(token).
 #
 # Goals (issue): backfill with throttle => false reaches >= 0.90x the rows/s of one UPDATE and beats the
@@ -92,7 +92,7 @@ sample_worker() {
 # `\timing on` line (the part the README times) between clock_timestamp() calls in the same session.
 # Sets RESULT="<seconds> <WAL bytes> - - -".
 run_baseline() {
-    local script=$BENCH_SHARED/${SCRIPT[$1]} rows=$2
+    local script=$BENCH_FIXTURES/${SCRIPT[$1]} rows=$2
     grep -qx '\\timing on' "$script" || bench_die "unexpected layout of $script (no \\timing on line)"
     RESULT=$({
         sed '/^\\timing on$/,$d' "$script"

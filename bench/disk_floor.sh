@@ -32,7 +32,7 @@ WORK=$BENCH_CLUSTER/bench  # removed with the cluster, the writer's files too
 mkdir -p "$WORK/files"
 bench_extension
 bench_rebuild "$ROWS"
-cp "$BENCH_SHARED/live_txn.sql" "$WORK/live_txn.sql"
+cp "$BENCH_FIXTURES/live_txn.sql" "$WORK/live_txn.sql"
 
 # writer <new|same|stream> <seconds>: WRITE_MB MB/s under $WORK/files: into 16 MB files, each fsync'ed
 # when full (new, same), or 64 kB at a time with an fsync after each (stream).

@@ -5,14 +5,14 @@
 #   bench_psql -c 'SELECT 1'
 #   median_ms 7 'SELECT count(token) FROM accounts'
 #
-# Environment: BENCH_SHARED (baseline scripts; default <repo>/../shared/bench), BENCH_PORT, BENCH_DB,
+# Environment: BENCH_FIXTURES (the table and baseline scripts; default bench/fixtures), BENCH_PORT, BENCH_DB,
 # TMPDIR (where the cluster directory goes), BENCH_KEEP=1 to leave the cluster running for inspection,
 # BENCH_HUGE_PAGES=1 for shared memory in huge pages (reserve them first: see bench_start).
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BENCH_REPO=$(dirname "$BENCH_DIR")
 # The baselines live beside the repo, not in it; resolve once so messages show a real path.
-BENCH_SHARED=${BENCH_SHARED:-$(realpath -m "$BENCH_REPO/../shared/bench")}
+BENCH_FIXTURES=${BENCH_FIXTURES:-$BENCH_DIR/fixtures}
 export BENCH_RESULTS=$BENCH_DIR/results  # where scripts write their reports
 BENCH_DB=${BENCH_DB:-postgres}
 # The socket lives in the cluster's own directory and TCP is off, so the port cannot collide with
@@ -56,7 +56,6 @@ trap 'exit 143' TERM
 # bench_start [extra postgresql.conf lines...]: a fresh cluster with settings that keep the measured
 # statements away from I/O and background noise; exports PGHOST/PGPORT/PGUSER.
 bench_start() {
-    [[ -d $BENCH_SHARED ]] || bench_die "baselines not found at $BENCH_SHARED (set BENCH_SHARED)"
     [[ -f $("$PG_CONFIG" --pkglibdir)/migration_ext.so ]] ||
         bench_die "migration_ext is not installed: make -C $BENCH_REPO -j2 && make -C $BENCH_REPO install"
     BENCH_CLUSTER=$(cluster_mktemp)
@@ -124,7 +123,7 @@ median_ms() { time_rounds "$1" "${3:-}" "$2"; }
 # bench_rebuild <rows>: the baseline table from scratch, then a checkpoint, so every timed method starts
 # from the same heap and pays the same full-page writes.
 bench_rebuild() {
-    bench_psql -v N="$1" -f "$BENCH_SHARED/setup.sql"
+    bench_psql -v N="$1" -f "$BENCH_FIXTURES/setup.sql"
     bench_psql -c CHECKPOINT
 }
 

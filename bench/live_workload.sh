@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Live-workload benchmark: what a backfill at DEFAULT settings costs a fixed-rate application
-# (../shared/bench/live_txn.sql through pgbench), and how much of its unthrottled speed it keeps.
+# (bench/fixtures/live_txn.sql through pgbench), and how much of its unthrottled speed it keeps.
 #
 # Goals (issue): the workload's p99 latency while the default backfill runs is <= 1.5x its p99 alone,
 # and the default backfill still converts at >= 25 % of the unthrottled rate.
@@ -57,8 +57,8 @@ echo "bench: cluster in $PGHOST, $ROWS rows, workload $RATE tps" >&2
 
 # The baseline workload, its id range fitted to ROWS (it is written for 1,000,000).
 WORKLOAD=$WORK/live_txn.sql
-grep -q 'random(1, 1000000)' "$BENCH_SHARED/live_txn.sql" || bench_die "unexpected layout of $BENCH_SHARED/live_txn.sql"
-sed "s/random(1, 1000000)/random(1, $ROWS)/" "$BENCH_SHARED/live_txn.sql" >"$WORKLOAD"
+grep -q 'random(1, 1000000)' "$BENCH_FIXTURES/live_txn.sql" || bench_die "unexpected layout of $BENCH_FIXTURES/live_txn.sql"
+sed "s/random(1, 1000000)/random(1, $ROWS)/" "$BENCH_FIXTURES/live_txn.sql" >"$WORKLOAD"
 
 # start_workload <name> <seconds>: pgbench in the background, per-transaction log $WORK/<name>.<pid>[.<thread>].
 start_workload() {

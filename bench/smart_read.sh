@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Read-path benchmark: migrate_value vs the inlined SQL CASE of ../shared/bench/smart_read.sql.
+# Read-path benchmark: migrate_value vs the inlined SQL CASE of bench/fixtures/smart_read.sql.
 #
 # Goal (issue): over 1,000,000 half-converted rows, migrate_value's per-row cost above a plain scan is at
 # most 0.5x that of the inlined SQL CASE, where per-row cost = (time(count(f(token))) - time(count(token))) / rows.
@@ -21,14 +21,14 @@ bench_start
 echo "bench: cluster in $PGHOST, $ROWS rows, $ROUNDS rounds" >&2
 
 # The table, exactly as the baseline builds it.
-bench_psql -v N="$ROWS" -f "$BENCH_SHARED/setup.sql"
+bench_psql -v N="$ROWS" -f "$BENCH_FIXTURES/setup.sql"
 
 # The half-conversion and the baseline functions, taken from smart_read.sql itself (everything before
 # its timed part) so this benchmark cannot drift from the baseline it is compared with.
-prelude=$(sed '/^\\timing/,$d' "$BENCH_SHARED/smart_read.sql")
+prelude=$(sed '/^\\timing/,$d' "$BENCH_FIXTURES/smart_read.sql")
 if ! grep -q 'FUNCTION smart_sql' <<<"$prelude" || ! grep -q 'FUNCTION smart_plpgsql' <<<"$prelude" ||
     ! grep -q '^UPDATE accounts' <<<"$prelude"; then
-    bench_die "unexpected layout of $BENCH_SHARED/smart_read.sql"
+    bench_die "unexpected layout of $BENCH_FIXTURES/smart_read.sql"
 fi
 bench_psql <<<"$prelude"
 converted=$(bench_value "SELECT count(*) FROM accounts WHERE token LIKE 'v2:%'")

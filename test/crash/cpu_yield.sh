@@ -5,7 +5,7 @@
 #
 # The whole server (the postmaster, so every backend and worker it starts) is pinned to one CPU, pgbench
 # to the other. An unthrottled job (it never pauses on its own) runs beside the live workload
-# (../shared/bench/live_txn.sql at 500 tps on a table of its own) for 3 s: with the default slice the
+# (bench/fixtures/live_txn.sql at 500 tps on a table of its own) for 3 s: with the default slice the
 # workload's median latency must stay under 5 ms. The same run with the slice at 0 (never yield) is
 # printed beside it, not checked: how long a woken process waits behind a busy one is the kernel's choice
 # (here: a median of 60 ms to 1 s, pgbench falling behind its schedule). Each job must also have converted
@@ -16,7 +16,7 @@ source "$(dirname "$(realpath "$0")")/lib/crash_common.bash"
 
 PORT=${MEXT_CRASH_PORT_CPU_YIELD:-54356}
 ROWS=1000000
-SETUP_SQL=${MEXT_BENCH_SETUP:-/work/shared/bench/setup.sql}
+SETUP_SQL=${MEXT_BENCH_SETUP:-$(realpath -m "$(dirname "$(realpath "$0")")/../../bench/fixtures/setup.sql")}
 CPU=0         # the server: postmaster, so every backend and worker it starts
 CLIENT_CPU=1  # pgbench
 DB=postgres

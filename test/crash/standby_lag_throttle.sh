@@ -14,7 +14,7 @@ P_PORT=${MEXT_CRASH_PORT_LAG_PRIMARY:-54353}
 S_PORT=${MEXT_CRASH_PORT_LAG_STANDBY:-54354}
 ROWS=300000
 ROWS2=100000
-SETUP_SQL=${MEXT_BENCH_SETUP:-/work/shared/bench/setup.sql}
+SETUP_SQL=${MEXT_BENCH_SETUP:-$(realpath -m "$(dirname "$(realpath "$0")")/../../bench/fixtures/setup.sql")}
 DB=postgres
 trap 'exit 130' INT TERM
 
@@ -40,7 +40,7 @@ moving_again() {
 	sr=$(state_reason "$1") || return 1
 	[[ -n $s ]] && ((s > $2)) && [[ $sr != *"replica lag"* ]]
 }
-load_table() { # load_table <rows>: /work/shared/bench/setup.sql, then let the standby catch up
+load_table() { # load_table <rows>: bench/fixtures/setup.sql, then let the standby catch up
 	"$PG_BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -d "$DB" -v N="$1" -f "$SETUP_SQL" >/dev/null 2>&1 ||
 		die "$SETUP_SQL failed"
 	# No autovacuum of the table in the middle of a check: it would throttle the job for its own

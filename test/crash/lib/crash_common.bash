@@ -234,7 +234,7 @@ standby_caught_up() {
 
 # ------------------------------------------------------------ the table and the job
 
-# setup_accounts <rows>: the bench table (as /work/shared/bench/setup.sql), all tokens legacy md5
+# setup_accounts <rows>: the bench table (as bench/fixtures/setup.sql), all tokens legacy md5
 # text, and the extension with the 'v2' codec.
 setup_accounts() {
 	local n=$1

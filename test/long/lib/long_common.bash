@@ -5,13 +5,13 @@
 # Env (set by test/run_all.sh; set them yourself to run a test by hand):
 #   MEXT_CLUSTER_TOOLS    path of test/tools/cluster.sh (default: found in the repo)
 #   PGHOST/PGPORT/PGUSER  the shared cluster (only the tests that use it)
-#   MEXT_BENCH_SHARED     folder of the shared bench scripts (setup.sql); default <repo>/../shared/bench
+#   MEXT_BENCH_FIXTURES   folder of the bench fixtures (setup.sql); default <repo>/bench/fixtures
 
 LONG_LIB_DIR=$(dirname "$(realpath "${BASH_SOURCE[0]}")")
 # shellcheck source=../../crash/lib/crash_common.bash
 source "$LONG_LIB_DIR/../../crash/lib/crash_common.bash"
 
-MEXT_BENCH_SHARED=${MEXT_BENCH_SHARED:-$(realpath -m "$LONG_LIB_DIR/../../../../shared/bench")}
+MEXT_BENCH_FIXTURES=${MEXT_BENCH_FIXTURES:-$(realpath -m "$LONG_LIB_DIR/../../../bench/fixtures")}
 
 # The converted form of a legacy value under the 'v2' codec, as SQL.
 v2() { echo "('v2:' || reverse($1))"; }
@@ -20,8 +20,8 @@ v2() { echo "('v2:' || reverse($1))"; }
 # setup.sql (legacy md5 tokens); where that file is missing, the same table from crash_common.
 load_accounts() {
 	local n=$1
-	if [[ ! -f $MEXT_BENCH_SHARED/setup.sql ]]; then
-		say "no $MEXT_BENCH_SHARED/setup.sql: building the same table inline"
+	if [[ ! -f $MEXT_BENCH_FIXTURES/setup.sql ]]; then
+		say "no $MEXT_BENCH_FIXTURES/setup.sql: building the same table inline"
 		setup_accounts "$n"
 		return
 	fi
@@ -29,7 +29,7 @@ load_accounts() {
 	q "SELECT create_codec('v2', 'reverse|add_prefix:v2:', 'v2:', 'absent')
 	   WHERE NOT EXISTS (SELECT FROM migration_ext.codec WHERE name = 'v2')" >/dev/null
 	PGOPTIONS='-c client_min_messages=warning' timeout 300 "$PG_BINDIR/psql" -X -q -v ON_ERROR_STOP=1 \
-		-d "$DB" -v N="$n" -f "$MEXT_BENCH_SHARED/setup.sql" >/dev/null || die "setup.sql failed"
+		-d "$DB" -v N="$n" -f "$MEXT_BENCH_FIXTURES/setup.sql" >/dev/null || die "setup.sql failed"
 	say "accounts: $(q "SELECT count(*) FROM accounts") rows from setup.sql, all legacy"
 }
 
