@@ -133,6 +133,11 @@ SELECT migrate_value('t_unwrap2', 'v1:abc') AS converted_while_hers;
 RESET ROLE;
 ALTER FUNCTION trust.unwrap2(text) OWNER TO regress_mext_t_bob;
 SELECT migrate_value('t_unwrap2', 'v1:abc');
+-- Nor can anyone build a codec around her function by hand: the by-definition form a contract uses takes
+-- built-in steps only.
+SET ROLE regress_mext_t_bob;
+SELECT migration_ext.is_legacy_by_definition('fn:trust.unwrap|add_prefix:v2:', 'v2:', 'absent', NULL, 'v1:escalate');
+RESET ROLE;
 -- A function a superuser owns runs as the caller, as a direct call would.
 SELECT create_codec('t_upper', 'fn:pg_catalog.upper|add_prefix:v2:', marker => 'v2:', detect => 'absent');
 SELECT migrate_value('t_upper', 'abc') AS upper_converted;

@@ -164,9 +164,11 @@ Datum mext_codec_changed(PG_FUNCTION_ARGS)
 	return PointerGetDatum(nullptr);
 }
 
-// is_legacy_by_definition(convert, marker, detect, shape, creator, value): is_legacy() for a codec given
-// by its definition instead of its name. A contract's CHECK constraint calls it: the constraint holds
-// the codec itself, so rows restored before (or without) the codec table's rows are checked alike.
+// is_legacy_by_definition(convert, marker, detect, shape, value): is_legacy() for a codec given by its
+// definition instead of its name. A contract's CHECK constraint calls it: the constraint holds the codec
+// itself, so rows restored before (or without) the codec table's rows are checked alike. Built-in steps
+// only: anyone may call it, and an fn: step runs its function as the function's owner, which only a
+// codec its creator made may ask for (such a contract names its codec instead).
 Datum mext_is_legacy_by_definition(PG_FUNCTION_ARGS)
 {
 	mext::pg::pace_point();
@@ -174,10 +176,10 @@ Datum mext_is_legacy_by_definition(PG_FUNCTION_ARGS)
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 		                errmsg("a codec's conversion and detect mode must not be NULL")));
 	// Detoasted here, in a frame that owns nothing; the strings are built inside guard().
-	const text *fields[5];
-	for (int i = 0; i < 5; ++i)
+	const text *fields[4];
+	for (int i = 0; i < 4; ++i)
 		fields[i] = PG_ARGISNULL(i) ? nullptr : PG_GETARG_TEXT_PP(i);
-	const text *value = PG_ARGISNULL(5) ? nullptr : PG_GETARG_TEXT_PP(5);
+	const text *value = PG_ARGISNULL(4) ? nullptr : PG_GETARG_TEXT_PP(4);
 	mext::Verdict verdict = guard([&] {
 		auto optional_text = [&](int n) {
 			return fields[n] ? std::optional<std::string>(std::string(view_of(fields[n]))) : std::nullopt;
@@ -187,7 +189,12 @@ Datum mext_is_legacy_by_definition(PG_FUNCTION_ARGS)
 		definition.marker = optional_text(1);
 		definition.detect = std::string(view_of(fields[2]));
 		definition.shape = optional_text(3);
-		definition.creator = optional_text(4);
+		for (const mext::Step &step : mext::parse_pipeline(definition.convert))
+			if (step.kind == mext::StepKind::Function)
+				throw mext::pg::SqlError(ERRCODE_FEATURE_NOT_SUPPORTED,
+			                         "is_legacy_by_definition() takes built-in steps only",
+			                         "An fn: step runs as its function's owner, for codecs its creator made.",
+			                         "Use is_legacy() with the codec's name.");
 		LoadedCodec &codec = mext::pg::codec_for_definition(fcinfo, definition);
 		if (!value)
 			return codec.codec.classify(nullptr, codec);

@@ -96,9 +96,9 @@ CREATE FUNCTION migration_ext.classify(codec text, value text) RETURNS text
 CREATE FUNCTION @extschema@.is_legacy(codec text, value text) RETURNS boolean
 	LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'mext_is_legacy';
 
--- is_legacy() for a codec given by its definition: what a contract's CHECK constraint calls.
+-- is_legacy() for a codec of built-in steps given by its definition: what a contract's CHECK calls.
 CREATE FUNCTION migration_ext.is_legacy_by_definition(convert text, marker text, detect text, shape text,
-													  creator text, value text) RETURNS boolean
+													  value text) RETURNS boolean
 	LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'mext_is_legacy_by_definition';
 
 CREATE FUNCTION @extschema@.migrate_value(codec text, value text) RETURNS text
@@ -2104,13 +2104,14 @@ BEGIN
 							  AND a.attname = m.column_name) THEN
 		IF existing.oid IS NULL THEN
 			-- The CHECK carries the codec's definition, not its name: it holds by itself, so a restore
-			-- checks the table's rows whether or not the codec table has its rows yet. (The creator, whose
-			-- functions fn: steps may call, only when there are such steps.)
+			-- checks the table's rows whether or not the codec table has its rows yet. A codec with fn:
+			-- steps is named instead (its functions run as their owner only for a codec that was created).
 			statements := statements || format('ALTER TABLE %s ADD CONSTRAINT %I CHECK (%s) NOT VALID', m.relation,
 				check_name, CASE WHEN null_codec THEN format('%I IS NOT NULL', m.column_name)
-								 ELSE (SELECT format('NOT migration_ext.is_legacy_by_definition(%L, %L, %L, %L, %L, %I::text)',
-													 c.convert, c.marker, c.detect, c.shape,
-													 CASE WHEN c.convert LIKE '%fn:%' THEN c.created_by END, m.column_name)
+								 ELSE (SELECT CASE WHEN c.convert LIKE 'fn:%' OR c.convert LIKE '%|fn:%'
+												   THEN format('NOT %I.is_legacy(%L, %I::text)', '@extschema@', m.codec, m.column_name)
+												   ELSE format('NOT migration_ext.is_legacy_by_definition(%L, %L, %L, %L, %I::text)',
+															   c.convert, c.marker, c.detect, c.shape, m.column_name) END
 									   FROM migration_ext.codec c WHERE c.name = m.codec) END);
 		END IF;
 		IF existing.oid IS NULL OR NOT existing.convalidated THEN
@@ -2476,7 +2477,7 @@ GRANT EXECUTE ON FUNCTION
 	migration_ext.retreat_migration(text, text),
 	migration_ext.record_out_of_band(regprocedure, text),
 	migration_ext.ddl_progress(text),
-	migration_ext.is_legacy_by_definition(text, text, text, text, text, text),
+	migration_ext.is_legacy_by_definition(text, text, text, text, text),
 	migration_ext.job_home(),
 	migration_ext.may_act_on(regrole, regclass),
 	migration_ext.may_read_function(regprocedure),
