@@ -24,6 +24,14 @@ SELECT create_migration('tokens', 'accounts', 'token', 'tok');
 ------------------------------------------------------------------------------------------------------
 SELECT start_backfill('accounts', 'token', 'tok');
 SELECT start_backfill('tokens');
+-- Nor through a partition of the table, nor as a table move into it.
+CREATE TABLE parted (id int PRIMARY KEY, token text NOT NULL) PARTITION BY RANGE (id);
+CREATE TABLE parted_low PARTITION OF parted FOR VALUES FROM (0) TO (1000);
+INSERT INTO parted SELECT g, reverse('tok_' || g) FROM generate_series(1, 10) g;
+SELECT create_migration('parted', 'parted', 'token', 'tok');
+SELECT start_backfill('parted_low', 'token', 'tok');
+CREATE TABLE incoming (id int PRIMARY KEY, token text NOT NULL);
+SELECT start_backfill('incoming', 'token', 'tok', target_relation => 'accounts');
 SELECT count(*) AS jobs FROM backfill_status;
 
 ------------------------------------------------------------------------------------------------------

@@ -57,6 +57,19 @@ RESET ROLE;
 SELECT advance_migration('t_tokens');
 SELECT phase FROM migration_status WHERE name = 't_tokens';
 
+-- A migration of alice's table whose reader a superuser owns and planned: alice may act on the table, not
+-- as the function's owner, so she may not advance it (the swap and the read check would run the
+-- superuser's function with her search_path).
+CREATE TABLE trust.ledger (id int PRIMARY KEY, token text);
+ALTER TABLE trust.ledger OWNER TO regress_mext_t_alice;
+CREATE FUNCTION trust.read_ledger(t text) RETURNS text LANGUAGE sql STABLE AS $$ SELECT pg_catalog.reverse(t) $$;
+SELECT freeze_function('trust.read_ledger(text)') AS frozen;
+SELECT create_migration('t_ledger', 'trust.ledger', 'token', 't_tok');
+SELECT plan_swap('t_ledger', 'trust.read_ledger(text)', $$ SELECT public.migrate_value('t_tok', t) $$);
+SET ROLE regress_mext_t_alice;
+SELECT advance_migration('t_ledger');
+RESET ROLE;
+
 ------------------------------------------------------------------------------------------------------
 -- 2. A superuser's backfill on alice's table: her trigger, her index expression and her codec function
 --    run as alice, never as the superuser, and with a pinned search_path.

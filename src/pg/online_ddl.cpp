@@ -22,6 +22,7 @@ extern "C" {
 #include "storage/dsm.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/procarray.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
@@ -41,6 +42,7 @@ struct OnlineDdl {
 	slock_t mutex;
 	Oid database;
 	Oid role;
+	int caller_pid; // the worker stops when the caller is gone
 	int lock_timeout_ms;
 	int statement_count;
 	char label[NAMEDATALEN];
@@ -97,12 +99,17 @@ void mext_online_ddl_main(Datum main_arg)
 	for (int i = 0; i < shared->statement_count; ++i, statement += strlen(statement) + 1) {
 		char progress[512];
 		for (int attempt = 1;; ++attempt) {
+			// A caller that was cancelled terminates this worker; one that died cannot: stop as well,
+			// rather than keep asking for a strong lock nobody waits for.
+			if (!BackendPidGetProc(shared->caller_pid))
+				proc_exit(0);
 			snprintf(progress, sizeof progress, "%s: %s", shared->label, statement);
 			publish(shared, progress);
 			mext::pg::StepError error{};
 			if (mext::pg::in_transaction([&] { run_statement(shared, statement); }, &error))
 				break;
-			if (strcmp(error.sqlstate, "55P03") != 0) {
+			// Lock timeouts and deadlocks are retried; anything else ends the DDL with its error.
+			if (strcmp(error.sqlstate, "55P03") != 0 && strcmp(error.sqlstate, "40P01") != 0) {
 				SpinLockAcquire(&shared->mutex);
 				shared->failed = true;
 				shared->failed_statement = i;
@@ -153,6 +160,7 @@ Datum mext_run_online(PG_FUNCTION_ARGS)
 	SpinLockInit(&shared->mutex);
 	shared->database = MyDatabaseId;
 	shared->role = PG_GETARG_OID(0);
+	shared->caller_pid = MyProcPid;
 	shared->lock_timeout_ms = mext::pg::ddl_lock_timeout_ms;
 	shared->statement_count = count;
 	text_to_cstring_buffer(PG_GETARG_TEXT_PP(2), shared->label, sizeof shared->label);

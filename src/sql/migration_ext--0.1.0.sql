@@ -60,6 +60,33 @@ CREATE FUNCTION migration_ext.run_as(role oid, statement text, search_path text)
 CREATE FUNCTION migration_ext.run_online(role oid, statements text[], label text) RETURNS void
 	LANGUAGE c AS 'MODULE_PATHNAME', 'mext_run_online';
 
+-- One short DDL statement in this transaction, as `role` (restricted), its lock requested with
+-- migration_ext.ddl_lock_timeout and retried with backoff, each wait a NOTICE: for a statement that scans
+-- nothing, so that the strong lock is held only until this transaction commits.
+CREATE FUNCTION migration_ext.run_briefly(role oid, statement text, label text) RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	attempt int := 0;
+	reason text;
+	caller_timeout text := current_setting('lock_timeout');
+BEGIN
+	LOOP
+		attempt := attempt + 1;
+		BEGIN
+			PERFORM set_config('lock_timeout', migration_ext.setting_ms('migration_ext.ddl_lock_timeout', 200)::int::text, true);
+			PERFORM migration_ext.run_as(role, statement, 'pg_catalog, pg_temp');
+			PERFORM set_config('lock_timeout', caller_timeout, true);
+			RETURN;
+		EXCEPTION WHEN lock_not_available THEN
+			GET STACKED DIAGNOSTICS reason = MESSAGE_TEXT;
+		END;
+		RAISE NOTICE '%: waiting for a lock (attempt %, %): %', label, attempt, reason, statement;
+		PERFORM pg_sleep(least(5.0, 0.1 * 2 ^ least(attempt - 1, 6)) * (0.5 + random() / 2));
+	END LOOP;
+END
+$$;
+
 -- Refuses online DDL on a table this transaction already holds a lock on: the worker would wait for it
 -- for ever, and this transaction for the worker.
 CREATE FUNCTION migration_ext.require_no_lock_held(relation regclass, action text) RETURNS void
@@ -1055,8 +1082,11 @@ BEGIN
 	END IF;
 	-- The door cannot be bypassed: new-format values land only once readers are tolerant and settled.
 	SELECT format('%L (%s)', m.name, m.phase) INTO covering FROM migration_ext.migration m
-	WHERE m.relation = start_backfill.relation AND start_backfill.column_name IN (m.column_name, m.source_column)
-	  AND m.phase IN ('planned', 'tolerant') LIMIT 1;
+	WHERE m.phase IN ('planned', 'tolerant') AND start_backfill.column_name IN (m.column_name, m.source_column)
+	  AND (m.relation IN (start_backfill.relation, start_backfill.target_relation)
+		   OR m.relation IN (SELECT a.relid FROM pg_partition_ancestors(start_backfill.relation) a)
+		   OR start_backfill.relation IN (SELECT t.relid FROM pg_partition_tree(m.relation) t))
+	LIMIT 1;
 	IF covering IS NOT NULL THEN
 		RAISE EXCEPTION 'column "%" of % belongs to migration %, which has not passed its point of no return',
 			column_name, relation, covering USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -1161,8 +1191,9 @@ BEGIN
 			USING HINT = 'resume_backfill() tries again; with migration_ext preloaded, the resumer does.';
 		RETURN false;
 	END;
+	-- A worker that already runs the job keeps it (the new one finds the job claimed and exits).
 	UPDATE migration_ext.backfill_job b SET pid = new_pid, state = 'queued', created_at = now(), warning = NULL
-	WHERE b.id = job;
+	WHERE b.id = job AND NOT migration_ext.worker_alive(b.pid);
 	RETURN true;
 END
 $$;
@@ -1310,6 +1341,13 @@ BEGIN
 		WHERE b.id = job;
 		RETURN;
 	END IF;
+	-- Paused before its worker got going: the worker gives the job back at once, as a pause between
+	-- batches does.
+	IF j.requested = 'pause' THEN
+		UPDATE migration_ext.backfill_job b SET state = 'paused', throttle_reason = 'paused by operator', pid = NULL,
+			updated_at = now() WHERE b.id = job;
+		RETURN;
+	END IF;
 	IF NOT migration_ext.may_act_on(j.owner, j.relation)
 	   OR (j.target_relation IS NOT NULL AND NOT migration_ext.may_act_on(j.owner, j.target_relation)) THEN
 		UPDATE migration_ext.backfill_job b SET state = 'failed', finished_at = now(), updated_at = now(),
@@ -1318,7 +1356,7 @@ BEGIN
 		RETURN;
 	END IF;
 	UPDATE migration_ext.backfill_job b SET pid = pg_backend_pid(),
-		state = CASE WHEN j.requested = 'pause' THEN 'paused' ELSE 'running' END,
+		state = 'running',
 		started_at = coalesce(b.started_at, now()), updated_at = now(), throttle_reason = NULL, warning = NULL
 	WHERE b.id = job;
 	batch_size := coalesce(j.current_batch_size, j.batch_size);
@@ -1433,7 +1471,9 @@ DECLARE
 	job_state text := migration_ext.unfinished_job_state(migration_ext.require_job(actor, job), 'paused');
 BEGIN
 	UPDATE migration_ext.backfill_job b SET requested = 'pause', updated_at = now(),
-		state = CASE WHEN job_state = 'interrupted' THEN 'paused' ELSE b.state END
+		-- Nothing will run it to see the request: an interrupted job, or one queued without a worker.
+		state = CASE WHEN job_state = 'interrupted' OR (job_state = 'queued' AND b.pid IS NULL)
+					 THEN 'paused' ELSE b.state END
 	WHERE b.id = job;
 END
 $$;
@@ -1503,11 +1543,14 @@ BEGIN
 			throttle_reason = CASE WHEN b.state = 'paused' THEN NULL ELSE b.throttle_reason END
 		WHERE b.id = job;
 	ELSE
-		PERFORM FROM migration_ext.backfill_job b WHERE b.id = job FOR UPDATE; -- see resume_interrupted()
+		SELECT * INTO j FROM migration_ext.backfill_job b WHERE b.id = job FOR UPDATE; -- see resume_interrupted()
+		IF migration_ext.worker_alive(j.pid) AND j.home = migration_ext.job_home() THEN
+			RETURN; -- resumed meanwhile by the launcher or another session
+		END IF;
 		PERFORM migration_ext.check_job_limits(actor);
 		-- A restored job is taken over here: it runs in this database from now on.
 		UPDATE migration_ext.backfill_job b SET requested = NULL, updated_at = now(), state = 'queued', pid = NULL,
-			home = migration_ext.job_home() WHERE b.id = job;
+			home = migration_ext.job_home(), owner = actor WHERE b.id = job;
 		PERFORM migration_ext.launch_job(job);
 	END IF;
 END
@@ -1873,6 +1916,12 @@ BEGIN
 END
 $$;
 
+-- Does this WAL receiver replay what it receives (a standby), as opposed to only storing it (pg_receivewal,
+-- a backup tool's WAL streamer), which reports a flush position and never a replay position?
+CREATE FUNCTION migration_ext.replays(r pg_stat_replication) RETURNS boolean
+	LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+	RETURN r.replay_lsn IS NOT NULL OR r.flush_lsn IS NULL;
+
 -- Settled: no transaction that began before the reader swaps is still open, and every streaming
 -- standby has replayed past the swaps' WAL position.
 CREATE FUNCTION migration_ext.settle_state(migration text, OUT settled boolean, OUT waiting_for text)
@@ -1908,6 +1957,7 @@ BEGIN
 	  -- Any process that may run a reader, custom background workers included; not the ones that never
 	  -- call user functions (autovacuum, WAL senders) nor this extension's own workers.
 	  AND a.backend_type NOT IN ('autovacuum worker', 'autovacuum launcher', 'walsender', 'migration_ext backfill',
+								 'migration_ext online ddl',
 								 'migration_ext launcher', 'migration_ext resumer');
 	SELECT string_agg(format('prepared transaction %L', p.gid), ', ') INTO lagging
 	FROM pg_prepared_xacts p WHERE p.prepared < swapped_at;
@@ -1916,7 +1966,7 @@ BEGIN
 							 coalesce(r.replay_lsn::text, 'nothing'), swapped_lsn), ', ')
 	INTO lagging
 	FROM pg_stat_replication r
-	WHERE swapped_lsn IS NOT NULL AND (r.replay_lsn IS NULL OR r.replay_lsn < swapped_lsn);
+	WHERE swapped_lsn IS NOT NULL AND migration_ext.replays(r) AND (r.replay_lsn IS NULL OR r.replay_lsn < swapped_lsn);
 	waiting_for := nullif(concat_ws(', ', nullif(old_transactions, ''), lagging), '');
 	settled := waiting_for IS NULL;
 END
@@ -1998,14 +2048,15 @@ BEGIN
 		RETURN;
 	END IF;
 	FOR reader IN SELECT p.oid AS fn, p.proowner, format('%I.%I', n.nspname, p.proname) AS call,
-						 format_type(p.proargtypes[0], NULL) AS argument, p.pronargs, p.proretset
+						 CASE WHEN p.proargtypes[0] = 'bpchar'::regtype THEN 'bpchar'
+							  ELSE format_type(p.proargtypes[0], NULL) END AS argument, p.pronargs, p.proretset
 				  FROM migration_ext.planned_swap s JOIN pg_proc p ON p.oid = s.fn
 				  JOIN pg_namespace n ON n.oid = p.pronamespace
 				  WHERE s.migration = m.name AND s.role = 'reader' AND s.applied_version IS NOT NULL
 					AND (read_check.fn IS NULL OR s.fn = read_check.fn)
 				  ORDER BY s.ordinal LOOP
 		IF reader.pronargs <> 1 OR reader.proretset
-		   OR reader.argument NOT IN ('text', 'character varying', 'character', 'name') THEN
+		   OR reader.argument NOT IN ('text', 'character varying', 'bpchar', 'name') THEN
 			unchecked := unchecked || reader.fn::regprocedure::text;
 			CONTINUE;
 		END IF;
@@ -2071,7 +2122,8 @@ BEGIN
 		PERFORM pg_stat_clear_snapshot();
 		SELECT string_agg(format('standby %s replayed %s < %s', coalesce(nullif(r.application_name, ''),
 								 r.client_addr::text, r.pid::text), coalesce(r.replay_lsn::text, 'nothing'), target), ', ')
-		INTO lagging FROM pg_stat_replication r WHERE r.replay_lsn IS NULL OR r.replay_lsn < target;
+		INTO lagging FROM pg_stat_replication r
+		WHERE migration_ext.replays(r) AND (r.replay_lsn IS NULL OR r.replay_lsn < target);
 		EXIT WHEN lagging IS NULL OR clock_timestamp() >= deadline;
 		PERFORM pg_sleep(0.05);
 	END LOOP;
@@ -2154,6 +2206,10 @@ DECLARE
 	contract record;
 BEGIN
 	PERFORM migration_ext.require_table_owner(actor, m.relation, 'advance its migration');
+	-- Its swaps create bodies, and its read check calls readers, as their functions' owners, with the
+	-- caller's search_path: only a role that may act as those owners may ask for it.
+	PERFORM migration_ext.require_function_owner(actor, p.fn) FROM migration_ext.planned_swap p
+	WHERE p.migration = name;
 	IF m.phase = 'planned' THEN
 		FOR s IN SELECT * FROM migration_ext.planned_swap p WHERE p.migration = name AND p.role = 'reader'
 				 ORDER BY p.ordinal LOOP
@@ -2169,7 +2225,7 @@ BEGIN
 		-- change together, and the check of older transactions below still holds.)
 		IF EXISTS (SELECT FROM migration_ext.planned_swap p WHERE p.migration = name AND p.applied_version IS NOT NULL
 				   AND migration_ext.xid_is_mine(p.xmin))
-		   AND EXISTS (SELECT FROM pg_stat_replication) THEN
+		   AND EXISTS (SELECT FROM pg_stat_replication r WHERE migration_ext.replays(r)) THEN
 			RAISE EXCEPTION 'cannot advance migration "%": its reader swaps were applied in this transaction', name
 				USING ERRCODE = 'object_not_in_prerequisite_state',
 					DETAIL = 'No standby can have replayed them before they commit.',
@@ -2195,8 +2251,12 @@ BEGIN
 		remaining := migration_ext.run_as(table_owner, format('SELECT count(*) FROM %s WHERE %s', m.relation,
 					   CASE WHEN m.source_column IS NULL
 							THEN format('%I.is_legacy(%L, %I::text)', '@extschema@', m.codec, m.column_name)
-							ELSE format('%I IS NULL OR %I.is_legacy(%L, %I::text)', m.column_name, '@extschema@', m.codec,
-										m.column_name) END), 'pg_catalog, pg_temp')::bigint;
+							-- A column move: a NULL target is left to convert only where its source is set (or
+							-- the codec fills NULL itself).
+							ELSE format('(%I IS NULL AND (%I IS NOT NULL OR %L)) OR %I.is_legacy(%L, %I::text)',
+										m.column_name, m.source_column,
+										(SELECT c.detect = 'null' FROM migration_ext.codec c WHERE c.name = m.codec),
+										'@extschema@', m.codec, m.column_name) END), 'pg_catalog, pg_temp')::bigint;
 		IF remaining > 0 THEN
 			RAISE EXCEPTION 'cannot advance migration "%": % legacy value(s) remain in %.%', name, remaining, m.relation,
 				quote_ident(m.column_name) USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -2242,6 +2302,8 @@ DECLARE
 	s migration_ext.planned_swap;
 BEGIN
 	PERFORM migration_ext.require_table_owner(actor, m.relation, 'retreat its migration');
+	PERFORM migration_ext.require_function_owner(actor, p.fn) FROM migration_ext.planned_swap p
+	WHERE p.migration = name;
 	IF m.phase = 'tolerant' THEN
 		FOR s IN SELECT * FROM migration_ext.planned_swap p WHERE p.migration = name AND p.applied_version IS NOT NULL
 				 ORDER BY p.ordinal DESC LOOP
@@ -2253,11 +2315,11 @@ BEGIN
 			VALUES (name, 'unswap', s.fn, s.role, format('restored version %s', s.restore_version), pg_get_userbyid(actor));
 		END LOOP;
 	ELSIF m.phase = 'contracted' THEN
-		-- A brief ACCESS EXCLUSIVE, taken with a lock timeout and retried, as the contract's.
-		PERFORM migration_ext.require_no_lock_held(m.relation, 'retreat the migration');
-		PERFORM migration_ext.run_online(table_owner, ARRAY[CASE WHEN m.constraint_name IS NOT NULL
+		-- A brief ACCESS EXCLUSIVE with no scan, in this transaction so that it lands with the phase
+		-- change or not at all; requested with migration_ext.ddl_lock_timeout and retried, as the contract's.
+		PERFORM migration_ext.run_briefly(table_owner, CASE WHEN m.constraint_name IS NOT NULL
 			THEN format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I', m.relation, m.constraint_name)
-			ELSE format('ALTER TABLE %s ALTER COLUMN %I DROP NOT NULL', m.relation, m.column_name) END],
+			ELSE format('ALTER TABLE %s ALTER COLUMN %I DROP NOT NULL', m.relation, m.column_name) END,
 			format('retreat of migration %s', name));
 		UPDATE migration_ext.migration x SET constraint_name = NULL WHERE x.name = m.name;
 	END IF;
@@ -2355,9 +2417,9 @@ BEGIN
 END
 $$;
 
--- What the protocol's online DDL for a migration (its contract, or the contract's retreat) is doing or
--- waiting for right now: its worker's activity. The worker runs as a superuser, whose activity
--- pg_stat_activity shows only to privileged roles; this shows it to the roles that may act on the table.
+-- What a migration's online contract is doing or waiting for right now: its worker's activity. The
+-- worker runs as a superuser, whose activity pg_stat_activity shows only to privileged roles; this shows
+-- it to the roles that may act on the table.
 CREATE FUNCTION migration_ext.ddl_progress(migration text) RETURNS text
 	LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
 
@@ -2370,8 +2432,7 @@ BEGIN
 		RETURN NULL;
 	END IF;
 	RETURN (SELECT a.query FROM pg_stat_activity a WHERE a.backend_type = 'migration_ext online ddl'
-			AND a.application_name IN (left('contract of migration ' || migration, 63),
-									   left('retreat of migration ' || migration, 63))
+			AND a.application_name = left('contract of migration ' || migration, 63)
 			ORDER BY a.backend_start LIMIT 1);
 END
 $$;
@@ -2477,6 +2538,7 @@ GRANT EXECUTE ON FUNCTION
 	migration_ext.retreat_migration(text, text),
 	migration_ext.record_out_of_band(regprocedure, text),
 	migration_ext.ddl_progress(text),
+	migration_ext.replays(pg_stat_replication),
 	migration_ext.is_legacy_by_definition(text, text, text, text, text),
 	migration_ext.job_home(),
 	migration_ext.may_act_on(regrole, regclass),
