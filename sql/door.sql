@@ -85,6 +85,24 @@ SELECT advance_migration('tokens2', confirm => 'tokens2', read_sample => 0) AS p
 SELECT detail FROM migration_history WHERE migration = 'tokens2' AND event = 'read_check';
 
 ------------------------------------------------------------------------------------------------------
+-- Two columns whose contract constraint names come out the same ("a.b" and a_b): each gets its own.
+------------------------------------------------------------------------------------------------------
+CREATE TABLE twins (id int PRIMARY KEY, "a.b" text, a_b text);
+INSERT INTO twins SELECT g, reverse('tok_' || g), reverse('tok_' || g) FROM generate_series(1, 20) g;
+SELECT create_migration('twin_dot', 'twins', 'a.b', 'tok'), create_migration('twin_underscore', 'twins', 'a_b', 'tok');
+SELECT advance_migration(m) AS tolerant FROM unnest(ARRAY['twin_dot', 'twin_underscore']) m;
+SELECT advance_migration(m, confirm => m) AS producing FROM unnest(ARRAY['twin_dot', 'twin_underscore']) m;
+SELECT start_backfill('twin_dot', throttle => false) AS twin_job1 \gset
+SELECT start_backfill('twin_underscore', throttle => false) AS twin_job2 \gset
+SELECT wait_backfill(:twin_job1, '60 s') AS backfilled, wait_backfill(:twin_job2, '60 s') AS backfilled;
+SELECT advance_migration(m) AS converted FROM unnest(ARRAY['twin_dot', 'twin_underscore']) m;
+SELECT advance_migration(m) AS contracted FROM unnest(ARRAY['twin_dot', 'twin_underscore']) m;
+SELECT name, constraint_name IS NOT NULL AS constrained FROM migration_status WHERE name LIKE 'twin%' ORDER BY name;
+SELECT count(DISTINCT constraint_name) AS distinct_constraints FROM migration_status WHERE name LIKE 'twin%';
+INSERT INTO twins VALUES (100, 'x_kot', NULL);
+INSERT INTO twins VALUES (101, NULL, 'x_kot');
+
+------------------------------------------------------------------------------------------------------
 -- Clean up, leaving the extension installed as the next test expects it.
 ------------------------------------------------------------------------------------------------------
 RESET search_path;

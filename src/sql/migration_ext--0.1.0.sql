@@ -2152,6 +2152,13 @@ DECLARE
 BEGIN
 	statements := '{}';
 	SELECT * INTO existing FROM pg_constraint c WHERE c.conrelid = m.relation AND c.conname = check_name;
+	-- The name is the table's and column's, shortened and with other characters as '_': another column
+	-- can come to the same one. A constraint of that name on another column is not this contract's.
+	IF existing.oid IS NOT NULL AND existing.conkey IS DISTINCT FROM
+			ARRAY[(SELECT a.attnum FROM pg_attribute a WHERE a.attrelid = m.relation AND a.attname = m.column_name)] THEN
+		check_name := left(check_name, 54) || '_' || left(md5(m.name), 8);
+		SELECT * INTO existing FROM pg_constraint c WHERE c.conrelid = m.relation AND c.conname = check_name;
+	END IF;
 	IF NOT null_codec OR NOT (SELECT a.attnotnull FROM pg_attribute a WHERE a.attrelid = m.relation
 							  AND a.attname = m.column_name) THEN
 		IF existing.oid IS NULL THEN
