@@ -192,9 +192,9 @@ Datum mext_is_legacy_by_definition(PG_FUNCTION_ARGS)
 		for (const mext::Step &step : mext::parse_pipeline(definition.convert))
 			if (step.kind == mext::StepKind::Function)
 				throw mext::pg::SqlError(ERRCODE_FEATURE_NOT_SUPPORTED,
-			                         "is_legacy_by_definition() takes built-in steps only",
-			                         "An fn: step runs as its function's owner, for codecs its creator made.",
-			                         "Use is_legacy() with the codec's name.");
+				                         "is_legacy_by_definition() takes built-in steps only",
+				                         "An fn: step runs as its function's owner, for codecs its creator made.",
+				                         "Use is_legacy() with the codec's name.");
 		LoadedCodec &codec = mext::pg::codec_for_definition(fcinfo, definition);
 		if (!value)
 			return codec.codec.classify(nullptr, codec);
