@@ -4,7 +4,14 @@
 
 EXTENSION  = migration_ext
 MODULE_big = migration_ext
-DATA       = $(wildcard src/sql/migration_ext--*.sql)
+# The current version's install script is built from src/sql/ (one file a concept) in this fixed order;
+# the scripts of released versions and the upgrade scripts between them are kept as shipped in
+# src/sql/versions/. The version is written once, in the control file.
+EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" migration_ext.control)
+SQL_PARTS  = schema codecs frozen_functions backfill_jobs backfill_worker backfill_controls protocol \
+             column_moves grants backups
+DATA_built = migration_ext--$(EXTVERSION).sql
+DATA       = $(wildcard src/sql/versions/migration_ext--*.sql)
 
 CORE_SRCS  = $(wildcard src/core/*.cpp)
 PG_SRCS    = $(wildcard src/pg/*.cpp)
@@ -28,6 +35,9 @@ override CPPFLAGS := $(patsubst -I/usr/include/postgresql/%,-isystem /usr/includ
 endif
 
 -include $(OBJS:.o=.d)
+
+migration_ext--$(EXTVERSION).sql: $(SQL_PARTS:%=src/sql/%.sql) migration_ext.control
+	for part in $(SQL_PARTS:%=src/sql/%.sql); do cat $$part; echo; done >$@
 
 BUILD_DIR ?= build
 

@@ -46,7 +46,6 @@ PG_FUNCTION_INFO_V1(mext_batch_statement);
 PG_FUNCTION_INFO_V1(mext_copy_statement);
 PG_FUNCTION_INFO_V1(mext_launch_worker);
 PG_FUNCTION_INFO_V1(mext_worker_alive);
-PG_FUNCTION_INFO_V1(mext_xid_is_mine);
 PGDLLEXPORT void mext_backfill_worker_main(Datum main_arg);
 }
 
@@ -603,10 +602,4 @@ Datum mext_worker_alive(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		PG_RETURN_BOOL(false);
 	PG_RETURN_BOOL(BackendPidGetProc(PG_GETARG_INT32(0)) != nullptr);
-}
-
-// xid_is_mine(xid): was this row version written by the current transaction (or a subtransaction)?
-Datum mext_xid_is_mine(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_BOOL(TransactionIdIsCurrentTransactionId(DatumGetTransactionId(PG_GETARG_DATUM(0))));
 }

@@ -1,8 +1,7 @@
 // The backfill worker's pace points. The per-row functions of the batch statement (is_legacy,
 // migrate_value) call pace_point(); in any process but a backfill worker it is one test of a flag. In a
 // worker it gives the CPU up after every migration_ext.worker_cpu_slice of running time
-// (core/cpu_slice.hpp) and flushes its own WAL after every migration_ext.worker_wal_flush_after of it
-// (core/wal_flush_pacer.hpp).
+// (core/cpu_slice.hpp).
 #pragma once
 
 namespace mext::pg

@@ -15,8 +15,8 @@ int lock_timeout_ms = 500;
 int resume_interval_seconds = 60;
 bool compress_wal = true;
 double worker_cpu_slice_ms = 0.2;
-int worker_wal_flush_after_kb = 0;
 bool preallocate_wal = true;
+bool wait_progress = true;
 int max_jobs = 8;
 int ddl_lock_timeout_ms = 200;
 int max_jobs_per_role = 4;
@@ -72,13 +72,6 @@ void register_settings()
 	                         "A woken backend on the worker's CPU otherwise may wait for the scheduler's next "
 	                         "tick, several milliseconds.",
 	                         &worker_cpu_slice_ms, 0.2, 0, 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
-	DefineCustomIntVariable("migration_ext.worker_wal_flush_after",
-	                        "Amount of its own WAL after which a backfill worker flushes it (0: never; the WAL "
-	                        "writer and the next synchronous commit do).",
-	                        "An application's synchronous commit otherwise writes and flushes the worker's "
-	                        "unflushed WAL before its own.",
-	                        &worker_wal_flush_after_kb, 0, 0, 1048576, PGC_SIGHUP, GUC_UNIT_KB, nullptr, nullptr,
-	                        nullptr);
 	DefineCustomBoolVariable("migration_ext.preallocate_wal",
 	                         "Backfill workers create the WAL segment files their next batch will fill before "
 	                         "running it.",
@@ -96,6 +89,10 @@ void register_settings()
 	                        "commit.",
 	                        nullptr, &settle_wait_ms, 5000, 0, 3600000, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr,
 	                        nullptr);
+	DefineCustomBoolVariable("migration_ext.wait_progress",
+	                         "wait_backfill() and await_backfill() report progress as a NOTICE every few seconds "
+	                         "unless told otherwise.",
+	                         nullptr, &wait_progress, true, PGC_USERSET, 0, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("migration_ext.max_jobs",
 	                        "Backfill workers that may run at once in the whole cluster; a job beyond it waits.",
 	                        "start_backfill() and resume_backfill() refuse a job at the limit; the resumer "

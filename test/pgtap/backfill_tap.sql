@@ -9,7 +9,7 @@ SET client_min_messages = warning;
 
 BEGIN;
 CREATE EXTENSION migration_ext;
-SELECT plan(91);
+SELECT plan(89);
 
 ------------------------------------------------------------------------------------------------------
 -- Signatures. DESIGN.md gives start_backfill's parameters; an overload must begin with exactly those
@@ -213,10 +213,6 @@ SELECT is((SELECT vartype FROM pg_settings WHERE name = 'migration_ext.compress_
 -- The workers' pace settings are the server's (reload), not a session's.
 SELECT is((SELECT setting || ' ' || unit || ' ' || context FROM pg_settings WHERE name = 'migration_ext.worker_cpu_slice'),
 	'0.2 ms sighup', 'migration_ext.worker_cpu_slice: 0.2 ms, changed by a reload');
-SELECT is((SELECT setting || ' ' || unit || ' ' || context FROM pg_settings WHERE name = 'migration_ext.worker_wal_flush_after'),
-	'0 kB sighup', 'migration_ext.worker_wal_flush_after: 0 (never), changed by a reload');
-SELECT throws_ok($$SET migration_ext.worker_wal_flush_after = '256kB'$$, '55P02', NULL,
-	'a session cannot change migration_ext.worker_wal_flush_after');
 SELECT throws_ok($$SET migration_ext.worker_cpu_slice = 0$$, '55P02', NULL,
 	'a session cannot change migration_ext.worker_cpu_slice');
 SELECT is((SELECT setting || ' ' || vartype || ' ' || context FROM pg_settings WHERE name = 'migration_ext.preallocate_wal'),

@@ -1,0 +1,64 @@
+------------------------------------------------------------------------------------------------------
+-- Column moves: the dual-write trigger while both columns live (expand -> migrate -> contract).
+------------------------------------------------------------------------------------------------------
+
+-- Every write to the source column lands converted in the target column too. A write that sets the
+-- target itself (a writer already flipped) and leaves the source alone is kept as written.
+CREATE FUNCTION migration_ext.mirror_trigger() RETURNS trigger
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	source_value text := to_jsonb(NEW) ->> TG_ARGV[0];
+BEGIN
+	-- A writer that sets only the target (already flipped) keeps what it wrote: on INSERT when it gives
+	-- no source, on UPDATE when it leaves the source alone.
+	IF (to_jsonb(NEW) ->> TG_ARGV[1]) IS NOT NULL
+	   AND ((TG_OP = 'INSERT' AND source_value IS NULL)
+			OR (TG_OP = 'UPDATE' AND source_value IS NOT DISTINCT FROM (to_jsonb(OLD) ->> TG_ARGV[0]))) THEN
+		RETURN NEW;
+	END IF;
+	NEW := jsonb_populate_record(NEW, jsonb_build_object(TG_ARGV[1],
+		@extschema@.migrate_value(TG_ARGV[2], source_value)));
+	RETURN NEW;
+END
+$$;
+
+CREATE FUNCTION migration_ext.mirror_name(source_column name, target_column name) RETURNS name
+	LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+	RETURN left(format('migration_ext_mirror_%s_to_%s', source_column, target_column), 54) || '_'
+		   || left(md5(source_column || '>' || target_column), 8);
+
+CREATE FUNCTION @extschema@.create_mirror(relation regclass, source_column name, target_column name, codec text)
+	RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM migration_ext.checked_text_column(relation, source_column);
+	PERFORM migration_ext.checked_text_column(relation, target_column);
+	PERFORM migration_ext.require_codec(codec);
+	IF source_column = target_column THEN
+		RAISE EXCEPTION 'source and target column are the same' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = relation
+			   AND t.tgname = migration_ext.mirror_name(source_column, target_column)) THEN
+		RAISE EXCEPTION 'a mirror from "%" to "%" on % already exists', source_column, target_column, relation
+			USING ERRCODE = 'duplicate_object';
+	END IF;
+	EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE ON %s FOR EACH ROW '
+				   'EXECUTE FUNCTION migration_ext.mirror_trigger(%L, %L, %L)',
+				   migration_ext.mirror_name(source_column, target_column), relation, source_column, target_column,
+				   codec);
+END
+$$;
+
+CREATE FUNCTION @extschema@.drop_mirror(relation regclass, source_column name, target_column name)
+	RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = relation
+				   AND t.tgname = migration_ext.mirror_name(source_column, target_column)) THEN
+		RAISE EXCEPTION 'no mirror from "%" to "%" on %', source_column, target_column, relation
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	EXECUTE format('DROP TRIGGER %I ON %s', migration_ext.mirror_name(source_column, target_column), relation);
+END
+$$;
