@@ -107,10 +107,11 @@ SELECT count(*) AS plpgsql_functions,
 FROM pg_proc p
 JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
 JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'migration_ext'
-WHERE p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'plpgsql');
--- ... and these do not: C functions, and SQL wrappers whose body is parsed once, at CREATE time (its
+WHERE p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'plpgsql') AND p.prokind = 'f';
+-- ... and these do not: C functions, SQL wrappers whose body is parsed once, at CREATE time (its
 -- references are bound then, whatever the caller's search_path), so that they can pass the caller's
--- search_path on. None is SECURITY DEFINER.
+-- search_path on, and the procedure await_backfill, which commits (a SET clause would forbid that) and
+-- names everything schema-qualified. None is SECURITY DEFINER.
 SELECT p.oid::regprocedure AS function_without_pinned_search_path, l.lanname AS language, p.prosecdef,
        CASE WHEN l.lanname = 'sql' THEN p.prosqlbody IS NOT NULL END AS body_bound_at_create
 FROM pg_proc p

@@ -2,7 +2,7 @@
 // resumes interrupted jobs after a restart.
 #pragma once
 
-#include "pg/guard.hpp"
+#include "pg/postgres_c.hpp"
 
 extern "C" {
 #include "postmaster/bgworker.h"
@@ -10,6 +10,12 @@ extern "C" {
 
 namespace mext::pg
 {
+
+// What a job's worker is started with, besides the job's id (in bgw_extra).
+struct WorkerArgs {
+	Oid database;
+	TransactionId starter; // the transaction that created the job: its row is visible once it ends
+};
 
 // Registers a dynamic worker for the job and waits until it has started. The worker first waits for
 // `starter` (the transaction that created or re-queued the job) to end.

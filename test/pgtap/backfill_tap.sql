@@ -9,7 +9,7 @@ SET client_min_messages = warning;
 
 BEGIN;
 CREATE EXTENSION migration_ext;
-SELECT plan(89);
+SELECT plan(91);
 
 ------------------------------------------------------------------------------------------------------
 -- Signatures. DESIGN.md gives start_backfill's parameters; an overload must begin with exactly those
@@ -49,10 +49,14 @@ SELECT results_eq(
 	   FROM unnest(ARRAY['pause_backfill(bigint)', 'resume_backfill(bigint)', 'cancel_backfill(bigint)']) f $$,
 	$$ VALUES ('job bigint'), ('job bigint'), ('job bigint') $$,
 	'pause_backfill(job), resume_backfill(job), cancel_backfill(job)');
-SELECT has_function('wait_backfill', ARRAY['bigint', 'interval'], 'wait_backfill(bigint, interval) exists');
-SELECT function_returns('wait_backfill', ARRAY['bigint', 'interval'], 'text', 'wait_backfill returns the state as text');
-SELECT is(pg_get_function_arguments('wait_backfill(bigint,interval)'::regprocedure),
-	'job bigint, timeout interval DEFAULT NULL::interval', 'wait_backfill(job bigint, timeout interval DEFAULT NULL)');
+SELECT has_function('wait_backfill', ARRAY['bigint', 'interval', 'boolean'], 'wait_backfill(bigint, interval, boolean) exists');
+SELECT function_returns('wait_backfill', ARRAY['bigint', 'interval', 'boolean'], 'text', 'wait_backfill returns the state as text');
+SELECT is(pg_get_function_arguments('wait_backfill(bigint,interval,boolean)'::regprocedure),
+	'job bigint, timeout interval DEFAULT NULL::interval, progress boolean DEFAULT NULL::boolean',
+	'wait_backfill(job bigint, timeout interval DEFAULT NULL, progress boolean DEFAULT NULL)');
+SELECT is(pg_get_function_arguments('await_backfill(bigint,interval,boolean,text)'::regprocedure),
+	'job bigint, timeout interval DEFAULT NULL::interval, progress boolean DEFAULT NULL::boolean, INOUT state text DEFAULT NULL::text',
+	'await_backfill(job, timeout, progress, INOUT state) is a procedure of the same arguments');
 
 ------------------------------------------------------------------------------------------------------
 -- The backfill_status view: state, rows scanned / converted / skipped, conflicts, current batch size,
@@ -123,6 +127,8 @@ SELECT throws_ok($$ SELECT pause_backfill(-1) $$, '42704', 'backfill job -1 does
 SELECT throws_ok($$ SELECT resume_backfill(-1) $$, '42704', 'backfill job -1 does not exist', 'resuming an unknown job');
 SELECT throws_ok($$ SELECT cancel_backfill(-1) $$, '42704', 'backfill job -1 does not exist', 'cancelling an unknown job');
 SELECT throws_ok($$ SELECT wait_backfill(-1, '1 s') $$, '42704', 'backfill job -1 does not exist', 'waiting for an unknown job');
+SELECT throws_ok($$ CALL await_backfill(-1, '1 s') $$, '25001', 'await_backfill() cannot run inside a transaction block',
+	'await_backfill commits while it waits, so not inside a transaction block');
 SELECT throws_ok($$ SELECT wait_backfill(NULL) $$, '22004', 'job id must not be NULL', 'waiting for a NULL job');
 
 -- A job's batches run as the table's owner: only roles that may act as the owner start one.
