@@ -55,7 +55,7 @@ SELECT is(pg_get_function_arguments('wait_backfill(bigint,interval,boolean)'::re
 	'job bigint, timeout interval DEFAULT NULL::interval, progress boolean DEFAULT NULL::boolean',
 	'wait_backfill(job bigint, timeout interval DEFAULT NULL, progress boolean DEFAULT NULL)');
 SELECT is(pg_get_function_arguments('await_backfill(bigint,interval,boolean,text)'::regprocedure),
-	'job bigint, timeout interval DEFAULT NULL::interval, progress boolean DEFAULT NULL::boolean, INOUT state text DEFAULT NULL::text',
+	'IN job bigint, IN timeout interval DEFAULT NULL::interval, IN progress boolean DEFAULT NULL::boolean, INOUT state text DEFAULT NULL::text',
 	'await_backfill(job, timeout, progress, INOUT state) is a procedure of the same arguments');
 
 ------------------------------------------------------------------------------------------------------
