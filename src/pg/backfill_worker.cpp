@@ -1,7 +1,7 @@
 // The backfill worker: a dynamic background worker per job, connected to the job's database as the
 // bootstrap superuser, so that it can keep the job's bookkeeping, which no other role may write; each
 // batch itself runs as the table's owner in a security-restricted operation (run_batch, owner.cpp).
-// Each step is one transaction that runs migration_ext.worker_step(): one keyset batch and its
+// Each step is one transaction that runs run_step() (batch_step.cpp): one keyset batch and its
 // checkpoint commit together, so a crash at any point loses or repeats nothing. Between steps the
 // worker paces itself and publishes its rate.
 //
@@ -12,6 +12,7 @@
 
 #include "core/throttle.hpp"
 #include "pg/backfill.hpp"
+#include "pg/batch_step.hpp"
 #include "pg/pace_point.hpp"
 #include "pg/settings.hpp"
 #include "pg/wal_segments.hpp"
@@ -42,7 +43,6 @@ namespace
 {
 
 using mext::pg::Poll;
-using mext::pg::StepResult;
 using mext::pg::WorkerConfig;
 
 double now_ms()
@@ -114,6 +114,18 @@ void compress_own_full_page_images()
 	SetConfigOption("wal_compression", method, PGC_SUSET, PGC_S_SESSION);
 }
 
+// A batch never waits long for a row lock (a lock timeout is retried with a smaller batch), and commits
+// asynchronously (see the top of this file).
+void batch_in_this_transaction(int64 job, int batch_size, double rate, mext::pg::StepResult *step)
+{
+	char lock_timeout[32];
+	snprintf(lock_timeout, sizeof lock_timeout, "%d", mext::pg::lock_timeout_ms);
+	(void)set_config_option("lock_timeout", lock_timeout, PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0,
+	                        false);
+	(void)set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+	mext::pg::run_step(job, batch_size, rate, step);
+}
+
 // The job's loop. Besides plain data it holds the throttle controller, whose memory is the process's:
 // every PostgreSQL error is caught inside in_transaction(), and a FATAL (SIGTERM) ends the process.
 void run_job(int64 job)
@@ -170,7 +182,7 @@ void run_job(int64 job)
 		std::string warning = published_warning;
 
 		// Look at the server before every batch when throttled, and at least once a second anyway
-		// (for changed thresholds). An operator's pause or cancel skips the throttle: worker_step obeys it.
+		// (for changed thresholds). An operator's pause or cancel skips the throttle: run_step obeys it.
 		if (throttle || now_ms() - last_poll >= 1000) {
 			Poll poll{};
 			last_poll = now_ms();
@@ -214,11 +226,11 @@ void run_job(int64 job)
 		}
 
 		int batch_size = throttle ? controller.batch_size() : fixed_batch;
-		StepResult step{};
+		mext::pg::StepResult step{};
 		double started = now_ms();
 		report_activity(job, "converting", batch_size);
 		double rate = meter.rows_per_second();
-		bool ok = in_transaction([&] { mext::pg::worker_step(job, batch_size, rate, &step); }, &error);
+		bool ok = in_transaction([&] { batch_in_this_transaction(job, batch_size, rate, &step); }, &error);
 		MemoryContextSwitchTo(old);
 		pgstat_report_activity(STATE_IDLE, nullptr);
 

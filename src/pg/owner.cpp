@@ -1,6 +1,6 @@
 // Work done on a user's objects on someone else's behalf runs as their owner, restricted: run_as() for
 // the protocol's statements (a verifying scan, a contract's ALTER TABLE, a body swap), run_batch() for a
-// backfill worker's batch. Neither is executable by PUBLIC: only the extension's own functions, which
+// 0.1.0 backfill worker's batch. Neither is executable by PUBLIC: only the extension's own functions, which
 // have decided whose work it is, call them.
 #include "pg/owner.hpp"
 
@@ -81,7 +81,8 @@ Datum mext_run_as(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(first));
 }
 
-// run_batch(role, statement, codec, batch_size, last_key): one keyset batch of a backfill (the
+// run_batch(role, statement, codec, batch_size, last_key): declared by version 0.1.0 only (dropped by the
+// update to 0.2.0, whose workers run their batch in batch_step.cpp). One keyset batch of a backfill (the
 // statement from batch_statement() or copy_statement()), run as `role`, the owner of the job's table,
 // in a security-restricted operation with search_path pg_catalog, pg_temp: the table's triggers, index
 // expressions, defaults and constraints run with their owner's rights, whoever started the job.

@@ -1,6 +1,7 @@
 // The keyset batch statements (core/keyset) as SQL functions: batch_statement() for a column's batch,
-// copy_statement() for a table move's. The install script's worker_step() builds its batch with them,
-// from identifiers it has quoted.
+// copy_statement() for a table move's. Version 0.1.0's install script declares them (its PL/pgSQL
+// worker_step() built its batch with them); they stay so that a 0.1.0 install loads until ALTER
+// EXTENSION migration_ext UPDATE drops them. Workers build their batch in batch_step.cpp.
 #include "core/keyset.hpp"
 #include "pg/guard.hpp"
 

@@ -1,7 +1,5 @@
 #include "pg/worker_calls.hpp"
 
-#include <cstdlib>
-
 extern "C" {
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
@@ -9,59 +7,13 @@ extern "C" {
 }
 
 #include "pg/settings.hpp"
+#include "pg/spi_row.hpp"
 
 namespace mext::pg
 {
 
 namespace
 {
-
-// A row SPI returned, read by column name; NULL reads as 0, false or the text's fallback.
-class ResultRow
-{
-  public:
-	explicit ResultRow(uint64 index = 0) : row_(SPI_tuptable->vals[index]), desc_(SPI_tuptable->tupdesc) {}
-
-	bool is_null(const char *name) const
-	{
-		bool isnull;
-		SPI_getbinval(row_, desc_, column(name), &isnull);
-		return isnull;
-	}
-	bool boolean(const char *name) const { return DatumGetBool(binary(name)); }
-	int int4(const char *name) const { return DatumGetInt32(binary(name)); }
-	long int8(const char *name) const { return DatumGetInt64(binary(name)); }
-	// numeric or double precision alike, through the text form.
-	double number(const char *name) const
-	{
-		char *text = SPI_getvalue(row_, desc_, column(name));
-		return text ? std::strtod(text, nullptr) : 0.0;
-	}
-	// The text form into `out`, `fallback` for NULL.
-	void text(const char *name, char *out, std::size_t size, const char *fallback) const
-	{
-		char *value = SPI_getvalue(row_, desc_, column(name));
-		strlcpy(out, value ? value : fallback, size);
-	}
-
-  private:
-	int column(const char *name) const
-	{
-		int number = SPI_fnumber(desc_, name);
-		if (number <= 0)
-			elog(ERROR, "migration_ext: the worker's query returned no column \"%s\"", name);
-		return number;
-	}
-	Datum binary(const char *name) const
-	{
-		bool isnull;
-		Datum value = SPI_getbinval(row_, desc_, column(name), &isnull);
-		return isnull ? Datum(0) : value;
-	}
-
-	HeapTuple row_;
-	TupleDesc desc_;
-};
 
 // Runs a query that must return exactly one row.
 void one_row(const char *what, const char *sql, int nargs, Oid *types, Datum *values, const char *nulls)
@@ -83,28 +35,10 @@ void worker_begin(int64 job, WorkerConfig *config)
 	config->found = SPI_processed == 1;
 	if (!config->found)
 		return;
-	ResultRow row;
+	SpiRow row;
 	config->batch_size = row.int4("batch_size");
 	config->max_rows_per_second = row.is_null("max_rows_per_second") ? 0 : row.int4("max_rows_per_second");
 	config->throttle = row.boolean("throttle");
-}
-
-void worker_step(int64 job, int batch_size, double rate, StepResult *result)
-{
-	// A batch never waits long for a row lock: a lock timeout is retried with a smaller batch.
-	char lock_timeout[64];
-	snprintf(lock_timeout, sizeof lock_timeout, "SET LOCAL lock_timeout = %d", lock_timeout_ms);
-	SPI_execute(lock_timeout, false, 0);
-	SPI_execute("SET LOCAL synchronous_commit = off", false, 0);
-	Oid types[3] = {INT8OID, INT4OID, FLOAT8OID};
-	Datum values[3] = {Int64GetDatum(job), Int32GetDatum(batch_size), Float8GetDatum(rate)};
-	const char nulls[3] = {' ', ' ', rate > 0 ? ' ' : 'n'};
-	one_row("worker_step", "SELECT * FROM migration_ext.worker_step($1, $2, $3)", 3, types, values, nulls);
-	ResultRow row;
-	row.text("action", result->action, sizeof result->action, "stop");
-	result->scanned = row.int8("scanned");
-	result->converted = row.int8("converted");
-	result->blocked = row.int4("blocked");
 }
 
 void worker_note(int64 job, double rate, const char *reason, const char *warning, int batch_size)
@@ -121,7 +55,7 @@ void worker_poll(int64 job, Poll *poll)
 	Oid types[1] = {INT8OID};
 	Datum values[1] = {Int64GetDatum(job)};
 	one_row("worker_poll", "SELECT * FROM migration_ext.worker_poll($1)", 1, types, values, nullptr);
-	ResultRow row;
+	SpiRow row;
 	row.text("requested", poll->requested, sizeof poll->requested, "");
 	poll->throttle = row.boolean("throttle");
 	poll->max_rows_per_second = row.is_null("max_rows_per_second") ? 0 : row.int4("max_rows_per_second");
@@ -141,7 +75,7 @@ void worker_poll(int64 job, Poll *poll)
 		return;
 	for (uint64 i = 0; i < SPI_processed && poll->standbys < kMaxStandbys; ++i) {
 		int n = poll->standbys++;
-		ResultRow standby(i);
+		SpiRow standby(i);
 		standby.text("name", poll->standby_name[n], sizeof poll->standby_name[n], "?");
 		poll->standby_readable[n] = !standby.is_null("replay_bytes");
 		poll->standby_replay[n] = standby.number("replay_bytes");

@@ -1,5 +1,5 @@
-// The SQL a backfill worker calls around its batches (worker_begin, worker_step, worker_poll,
-// worker_note, worker_failed, standby_positions in the install script), each run through SPI inside
+// The SQL a backfill worker calls around its batches (worker_begin, worker_poll, worker_note,
+// worker_failed, standby_positions in the install script), each run through SPI inside
 // the caller's transaction. Results are read by column name, so the SQL and the C++ cannot drift apart
 // by position. Plain data only: these run inside in_transaction(), where an error longjmps.
 #pragma once
@@ -23,13 +23,6 @@ struct WorkerConfig {
 	bool throttle;
 };
 
-struct StepResult {
-	char action[16];
-	long scanned;
-	long converted;
-	int blocked; // live sessions waiting on the batch's row locks just before it committed
-};
-
 // The operator's request, the job's current thresholds and the server's load signals.
 struct Poll {
 	char requested[16];
@@ -51,7 +44,6 @@ struct Poll {
 };
 
 void worker_begin(int64 job, WorkerConfig *config);
-void worker_step(int64 job, int batch_size, double rate, StepResult *result);
 void worker_poll(int64 job, Poll *poll);
 void worker_note(int64 job, double rate, const char *reason, const char *warning, int batch_size);
 // The job's verdict on a failed batch: "retry" or "stop".

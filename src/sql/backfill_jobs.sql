@@ -62,27 +62,12 @@ CREATE POLICY backfill_job_table_owner ON migration_ext.backfill_job FOR SELECT
 	USING (migration_ext.may_act_on(CURRENT_USER::regrole, relation));
 GRANT SELECT ON migration_ext.backfill_job TO PUBLIC;
 
-CREATE FUNCTION migration_ext.batch_statement(relation text, key_names text[], key_types text[], target text,
-											  source text, api_schema text, after_last_key boolean)
-	RETURNS text LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'mext_batch_statement';
-
-CREATE FUNCTION migration_ext.copy_statement(relation text, key_names text[], key_types text[], target text,
-											 source text, api_schema text, after_last_key boolean,
-											 target_relation text, copy_columns text[])
-	RETURNS text LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'mext_copy_statement';
-
 CREATE FUNCTION migration_ext.launch_worker(job bigint) RETURNS int
 	LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'mext_launch_worker';
 
 -- The worker's claim on its job and on a worker slot: 'claimed', 'taken' or 'full' (job_claim.cpp).
 CREATE FUNCTION migration_ext.claim_job(job bigint) RETURNS text
 	LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'mext_claim_job';
-
--- One batch, as `role` (the owner of the job's table) in a security-restricted operation (owner.cpp).
-CREATE FUNCTION migration_ext.run_batch(role oid, statement text, codec text, batch_size int,
-										last_key text[], OUT scanned bigint, OUT legacy_seen bigint,
-										OUT converted bigint, OUT conflicts bigint, OUT last_key text[])
-	LANGUAGE c AS 'MODULE_PATHNAME', 'mext_run_batch';
 
 -- Refuses a new worker for `actor` when migration_ext.max_jobs workers run in the cluster, or
 -- migration_ext.max_jobs_per_role of the role's jobs have one in this database.

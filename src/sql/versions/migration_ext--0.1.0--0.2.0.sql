@@ -134,3 +134,18 @@ REVOKE EXECUTE ON FUNCTION migration_ext.in_transaction_block(), migration_ext.s
 GRANT EXECUTE ON FUNCTION migration_ext.in_transaction_block(), migration_ext.stopped_state(bigint),
 	migration_ext.progress_line(bigint), migration_ext.wants_progress(boolean), migration_ext.progress_every()
 	TO PUBLIC;
+
+-- A batch is one trip in the worker's process (batch_step.cpp): worker_step() becomes that step, and
+-- the statement builders and run_batch() it called are gone.
+DROP FUNCTION migration_ext.worker_step(bigint, int, double precision);
+-- One step of a worker, in the worker's transaction: obey a pause or cancel request, or run one batch
+-- as the owner of the job's table and write its checkpoint, which commits with it (batch_step.cpp).
+-- Workers run the step in their own process; this is the same step as SQL.
+CREATE FUNCTION migration_ext.worker_step(job bigint, batch_size int, rate double precision, OUT action text,
+										  OUT scanned bigint, OUT converted bigint, OUT conflicts bigint,
+										  OUT blocked int)
+	LANGUAGE c AS 'MODULE_PATHNAME', 'mext_worker_step';
+REVOKE EXECUTE ON FUNCTION migration_ext.worker_step(bigint, int, double precision) FROM PUBLIC;
+DROP FUNCTION migration_ext.batch_statement(text, text[], text[], text, text, text, boolean);
+DROP FUNCTION migration_ext.copy_statement(text, text[], text[], text, text, text, boolean, text, text[]);
+DROP FUNCTION migration_ext.run_batch(oid, text, text, int, text[]);

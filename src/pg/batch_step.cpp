@@ -1,0 +1,353 @@
+#include "pg/batch_step.hpp"
+
+#include <cstring>
+
+#include "core/keyset.hpp"
+#include "pg/guard.hpp"
+#include "pg/owner.hpp"
+#include "pg/spi_row.hpp"
+
+extern "C" {
+#include "access/htup_details.h"
+#include "catalog/pg_type_d.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+
+PG_FUNCTION_INFO_V1(mext_worker_step);
+}
+
+namespace mext::pg
+{
+
+namespace
+{
+
+// Everything a step needs, read under the job row's lock: the job, and the catalog as it is now (the
+// leaf's and the key's names quoted, the key's types as format_type() spells them; a key column that
+// is gone leaves key_names shorter than key_count). Identifiers are quoted here, so the statement
+// does not depend on anybody's search_path.
+constexpr const char *kJobQuery = R"SQL(
+SELECT j.state, j.requested, j.throttle, j.codec, j.last_key, j.partition_index,
+	coalesce(array_length(j.partitions, 1), 0) AS partition_count,
+	coalesce(j.relation::text, j.partitions[j.partition_index]::text) AS table_name, c.relowner AS owner,
+	lc.oid IS NOT NULL AS leaf_exists, quote_ident(ln.nspname) || '.' || quote_ident(lc.relname) AS leaf,
+	quote_ident(j.column_name) AS target, quote_ident(j.source_column) AS source,
+	quote_ident(coalesce(j.source_column, j.column_name)) AS move_source,
+	(SELECT quote_ident(n.nspname) FROM pg_catalog.pg_extension e
+	 JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'migration_ext') AS api,
+	array_to_string(j.key_columns, ', ') AS key_list, coalesce(array_length(j.key_columns, 1), 0) AS key_count,
+	k.names AS key_names, k.types AS key_types,
+	quote_ident(tn.nspname) || '.' || quote_ident(tc.relname) AS target_relation,
+	(SELECT array_agg(quote_ident(a.attname) ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
+	 WHERE a.attrelid = tc.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+	   AND (a.attname = j.column_name
+			OR EXISTS (SELECT FROM pg_catalog.pg_attribute v WHERE v.attrelid = lc.oid AND v.attname = a.attname
+					   AND v.attnum > 0 AND NOT v.attisdropped))) AS copy_columns
+FROM migration_ext.backfill_job j
+LEFT JOIN pg_catalog.pg_class c ON c.oid = j.relation
+LEFT JOIN pg_catalog.pg_class lc ON lc.oid = j.partitions[j.partition_index]
+LEFT JOIN pg_catalog.pg_namespace ln ON ln.oid = lc.relnamespace
+LEFT JOIN pg_catalog.pg_class tc ON tc.oid = j.target_relation
+LEFT JOIN pg_catalog.pg_namespace tn ON tn.oid = tc.relnamespace
+LEFT JOIN LATERAL (
+	SELECT array_agg(quote_ident(u.k) ORDER BY u.o) AS names,
+		   array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY u.o) AS types
+	FROM unnest(j.key_columns) WITH ORDINALITY u(k, o)
+	JOIN pg_catalog.pg_attribute a ON a.attrelid = lc.oid AND a.attname = u.k AND a.attnum > 0 AND NOT a.attisdropped
+) k ON true
+WHERE j.id = $1
+FOR UPDATE OF j
+)SQL";
+
+// The checkpoint, in the batch's transaction: a crash loses both or neither.
+constexpr const char *kCheckpoint = R"SQL(
+UPDATE migration_ext.backfill_job b SET
+	last_key = $2, rows_scanned = b.rows_scanned + $3, rows_converted = b.rows_converted + $4,
+	rows_skipped = b.rows_skipped + ($3 - $5), conflicts = b.conflicts + $6, batches = b.batches + 1,
+	current_batch_size = $7, rate = coalesce($8, b.rate), lock_retries = 0,
+	state = CASE WHEN b.state IN ('queued', 'paused', 'interrupted') THEN 'running' ELSE b.state END,
+	updated_at = now()
+WHERE b.id = $1
+)SQL";
+
+// Plans kept for the life of the process (a worker runs one job): prepared once, replanned by
+// PostgreSQL's plan cache when what they read changes.
+SPIPlanPtr job_plan;
+SPIPlanPtr checkpoint_plan;
+// The batch statement of the current leaf and key, prepared as the table's owner.
+struct BatchPlan {
+	char *sql = nullptr; // in TopMemoryContext
+	Oid owner = InvalidOid;
+	SPIPlanPtr plan = nullptr;
+};
+BatchPlan batch_plan;
+
+SPIPlanPtr kept_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
+{
+	if (*slot == nullptr) {
+		SPIPlanPtr plan = SPI_prepare(sql, nargs, types);
+		if (plan == nullptr)
+			elog(ERROR, "migration_ext: could not prepare a worker statement: %s", SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "migration_ext: could not keep a worker statement");
+		*slot = plan;
+	}
+	return *slot;
+}
+
+void update_job(int64 job, const char *set_clause)
+{
+	char sql[512];
+	snprintf(sql, sizeof sql, "UPDATE migration_ext.backfill_job b SET %s, updated_at = now() WHERE b.id = $1",
+	         set_clause);
+	Oid types[1] = {INT8OID};
+	Datum values[1] = {Int64GetDatum(job)};
+	if (SPI_execute_with_args(sql, 1, types, values, nullptr, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "migration_ext: could not update backfill job %lld", static_cast<long long>(job));
+}
+
+char **text_items(Datum array, int *count)
+{
+	Datum *items;
+	bool *nulls;
+	deconstruct_array(DatumGetArrayTypeP(array), TEXTOID, -1, false, TYPALIGN_INT, &items, &nulls, count);
+	char **out = static_cast<char **>(palloc(sizeof(char *) * (*count + 1)));
+	for (int i = 0; i < *count; ++i)
+		out[i] = nulls[i] ? pstrdup("") : TextDatumGetCString(items[i]);
+	return out;
+}
+
+// What the batch statement is built from, as plain C data (it crosses into C++ below).
+struct Shape {
+	const char *leaf;
+	const char *target;
+	const char *source;      // NULL: the column converts in place
+	const char *move_source; // a table move's column in V1
+	const char *api;
+	const char *target_relation; // NULL: not a table move
+	int keys;
+	char **key_names;
+	char **key_types;
+	int copy_count;
+	char **copy_columns;
+	bool after_last_key;
+};
+
+char *palloc_copy(const std::string &sql)
+{
+	char *copy = nullptr;
+	pg_call([&] { copy = MemoryContextStrdup(TopMemoryContext, sql.c_str()); });
+	return copy;
+}
+
+// The statement, in TopMemoryContext. C++ exceptions end here (guard), never crossing a PostgreSQL frame.
+char *build_statement(const Shape &s)
+{
+	return guard([&] {
+		BatchShape shape;
+		shape.relation = s.leaf;
+		for (int i = 0; i < s.keys; ++i)
+			shape.key.push_back(KeyColumn{s.key_names[i], s.key_types[i]});
+		shape.api_schema = s.api;
+		if (!s.target_relation) {
+			shape.target = s.target;
+			if (s.source)
+				shape.source = std::string(s.source);
+			return palloc_copy(batch_statement(shape, s.after_last_key));
+		}
+		CopyShape copy;
+		shape.target = s.target;
+		shape.source = std::string(s.move_source);
+		copy.batch = shape;
+		copy.target_relation = s.target_relation;
+		for (int i = 0; i < s.copy_count; ++i)
+			copy.copy_columns.emplace_back(s.copy_columns[i]);
+		return palloc_copy(copy_statement(copy, s.after_last_key));
+	});
+}
+
+// The plan of `sql` for `owner`, prepared as the owner (restricted): planning may call the key type's
+// support functions, which are the table owner's to run, not the worker's.
+SPIPlanPtr batch_plan_for(char *sql, Oid owner)
+{
+	if (batch_plan.plan && batch_plan.owner == owner && std::strcmp(batch_plan.sql, sql) == 0) {
+		pfree(sql);
+		return batch_plan.plan;
+	}
+	if (batch_plan.plan) {
+		SPI_freeplan(batch_plan.plan);
+		pfree(batch_plan.sql);
+		batch_plan = BatchPlan{};
+	}
+	Oid types[3] = {TEXTOID, INT4OID, TEXTARRAYOID};
+	RoleSwitch saved;
+	begin_as_role(owner, "pg_catalog, pg_temp", &saved);
+	SPIPlanPtr plan = SPI_prepare(sql, 3, types);
+	if (plan == nullptr)
+		elog(ERROR, "migration_ext: could not prepare the batch: %s", SPI_result_code_string(SPI_result));
+	end_as_role(saved);
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "migration_ext: could not keep the batch statement");
+	batch_plan = BatchPlan{sql, owner, plan};
+	return plan;
+}
+
+// The step itself (see run_step).
+void step(int64 job, int batch_size, double rate, StepResult *result)
+{
+	Oid job_types[1] = {INT8OID};
+	Datum job_values[1] = {Int64GetDatum(job)};
+	if (SPI_execute_plan(kept_plan(&job_plan, kJobQuery, 1, job_types), job_values, nullptr, false, 1) !=
+	    SPI_OK_SELECT)
+		elog(ERROR, "migration_ext: could not read backfill job %lld", static_cast<long long>(job));
+	if (SPI_processed != 1)
+		return;
+	SpiRow row;
+	char *state = row.text("state");
+	char *requested = row.text("requested");
+	if (std::strcmp(state, "done") == 0 || std::strcmp(state, "failed") == 0 || std::strcmp(state, "cancelled") == 0)
+		return;
+	if (requested && std::strcmp(requested, "cancel") == 0) {
+		update_job(job, "state = 'cancelled', requested = NULL, finished_at = now(), throttle_reason = NULL");
+		return;
+	}
+	// A paused job gives its worker (and its slot) back; resume_backfill() starts a new one.
+	if (requested && std::strcmp(requested, "pause") == 0) {
+		update_job(job, "state = 'paused', throttle_reason = 'paused by operator', pid = NULL");
+		return;
+	}
+	if (!row.boolean("leaf_exists"))
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+		                errmsg("table %s was dropped during the backfill", row.text("table_name"))));
+
+	Shape shape{};
+	shape.leaf = row.text("leaf");
+	shape.target = row.text("target");
+	shape.source = row.text("source");
+	shape.move_source = row.text("move_source");
+	shape.api = row.text("api");
+	shape.target_relation = row.text("target_relation");
+	int key_count = row.int4("key_count");
+	bool isnull;
+	Datum names = row.copy("key_names", &isnull);
+	if (!isnull)
+		shape.key_names = text_items(names, &shape.keys);
+	Datum types = row.copy("key_types", &isnull);
+	int type_count = 0;
+	char **key_types = isnull ? nullptr : text_items(types, &type_count);
+	if (shape.keys != key_count || type_count != key_count || key_count == 0)
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+		                errmsg("the key (%s) of %s changed during the backfill", row.text("key_list"), shape.leaf)));
+	shape.key_types = key_types;
+	if (shape.target_relation) {
+		Datum columns = row.copy("copy_columns", &isnull);
+		if (isnull)
+			ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+			                errmsg("table %s has no column in common with %s", shape.target_relation, shape.leaf)));
+		shape.copy_columns = text_items(columns, &shape.copy_count);
+	}
+	Datum last_key = row.copy("last_key", &isnull);
+	shape.after_last_key = !isnull;
+	Datum codec = row.copy("codec", &isnull);
+	Oid owner = row.oid("owner");
+	bool throttle = row.boolean("throttle");
+	int partition_index = row.int4("partition_index");
+	int partition_count = row.int4("partition_count");
+
+	// The batch, as the owner of the job's table (a partition's batch too): what the starter was allowed
+	// to act as, whoever started it.
+	SPIPlanPtr plan = batch_plan_for(build_statement(shape), owner);
+	Datum batch_values[3] = {codec, Int32GetDatum(batch_size), last_key};
+	const char batch_nulls[3] = {' ', ' ', shape.after_last_key ? ' ' : 'n'};
+	RoleSwitch saved;
+	begin_as_role(owner, "pg_catalog, pg_temp", &saved);
+	int rc = SPI_execute_plan(plan, batch_values, batch_nulls, false, 1);
+	if (rc < 0 || SPI_processed != 1)
+		elog(ERROR, "migration_ext: the batch returned no result (%s)", SPI_result_code_string(rc));
+	end_as_role(saved);
+	SpiRow batch;
+	long scanned = batch.int8("scanned");
+	long legacy_seen = batch.int8("legacy_seen");
+	result->scanned = scanned;
+	result->converted = batch.int8("converted");
+	result->conflicts = batch.int8("conflicts");
+	Datum next_key = batch.copy("last_key", &isnull);
+	bool next_key_null = isnull;
+
+	if (throttle && result->converted > 0) {
+		// Still holding the batch's row locks: is a live session waiting on them right now?
+		if (SPI_execute("SELECT count(*)::int AS blocked FROM pg_catalog.pg_stat_activity a "
+		                "WHERE pg_catalog.pg_backend_pid() = ANY (pg_catalog.pg_blocking_pids(a.pid))",
+		                true, 1) == SPI_OK_SELECT &&
+		    SPI_processed == 1)
+			result->blocked = SpiRow().int4("blocked");
+	}
+	strlcpy(result->action, "continue", sizeof result->action);
+	if (scanned == 0) {
+		if (partition_index < partition_count) {
+			update_job(job, "partition_index = b.partition_index + 1, last_key = NULL");
+		} else {
+			update_job(job, "state = 'done', finished_at = now(), throttle_reason = NULL, requested = NULL");
+			strlcpy(result->action, "stop", sizeof result->action);
+		}
+		return;
+	}
+	Oid checkpoint_types[8] = {INT8OID, TEXTARRAYOID, INT8OID, INT8OID, INT8OID, INT8OID, INT4OID, FLOAT8OID};
+	Datum checkpoint_values[8] = {Int64GetDatum(job),
+	                              next_key,
+	                              Int64GetDatum(scanned),
+	                              Int64GetDatum(result->converted),
+	                              Int64GetDatum(legacy_seen),
+	                              Int64GetDatum(result->conflicts),
+	                              Int32GetDatum(batch_size),
+	                              Float8GetDatum(rate)};
+	const char checkpoint_nulls[8] = {' ', next_key_null ? 'n' : ' ', ' ', ' ', ' ', ' ', ' ', rate > 0 ? ' ' : 'n'};
+	if (SPI_execute_plan(kept_plan(&checkpoint_plan, kCheckpoint, 8, checkpoint_types), checkpoint_values,
+	                     checkpoint_nulls, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "migration_ext: could not write the checkpoint of backfill job %lld", static_cast<long long>(job));
+}
+
+} // namespace
+
+void run_step(int64 job, int batch_size, double rate, StepResult *result)
+{
+	*result = StepResult{};
+	strlcpy(result->action, "stop", sizeof result->action);
+	// Built-in names only, whoever calls: nothing on the caller's search_path takes part.
+	int guc_level = NewGUCNestLevel();
+	(void)set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true,
+	                        0, false);
+	step(job, batch_size, rate, result);
+	AtEOXact_GUC(true, guc_level);
+}
+
+} // namespace mext::pg
+
+// worker_step(job, batch_size, rate): one step as SQL (action, scanned, converted, conflicts, blocked).
+// Not executable by PUBLIC; checked again here, as it writes the job's bookkeeping as the caller.
+Datum mext_worker_step(PG_FUNCTION_ARGS)
+{
+	if (!superuser())
+		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE), errmsg("permission denied for function worker_step"),
+		                errdetail("Only migration_ext's backfill workers call it.")));
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("worker_step: NULL job or batch size")));
+	TupleDesc result_desc;
+	if (get_call_result_type(fcinfo, nullptr, &result_desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "worker_step must return a record");
+	BlessTupleDesc(result_desc);
+	mext::pg::StepResult step;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	mext::pg::run_step(PG_GETARG_INT64(0), PG_GETARG_INT32(1), PG_ARGISNULL(2) ? 0 : PG_GETARG_FLOAT8(2), &step);
+	SPI_finish();
+	Datum values[5] = {CStringGetTextDatum(step.action), Int64GetDatum(step.scanned), Int64GetDatum(step.converted),
+	                   Int64GetDatum(step.conflicts), Int32GetDatum(step.blocked)};
+	bool nulls[5] = {false, false, false, false, false};
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(result_desc, values, nulls)));
+}
