@@ -21,6 +21,8 @@ SHLIB_LINK   = -lstdc++
 REGRESS        = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
 ISOLATION      = $(sort $(basename $(notdir $(wildcard test/isolation/specs/*.spec))))
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation/output_iso
+# Before the PGXS include, whose clean rule tests it while it is read.
+EXTRA_CLEAN    = $(OBJS:.o=.d) $(BUILD_DIR) test/isolation/output_iso
 
 # Debian's pg_config for 15 unless the caller names another; PGXS is only there once the headers are.
 PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
@@ -54,8 +56,6 @@ test: deps
 	$(MAKE) -j2 all && $(MAKE) install
 	$(MAKE) unit
 	BUILD_DIR=$(BUILD_DIR) bash test/run_all.sh
-
-EXTRA_CLEAN = $(OBJS:.o=.d) $(BUILD_DIR) test/isolation/output_iso
 
 .PHONY: test-lists
 test-lists:
