@@ -22,6 +22,15 @@ PG_CPPFLAGS  = -Isrc
 PG_CXXFLAGS  = -std=c++17 -fno-omit-frame-pointer -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -MMD -MP
 SHLIB_LINK   = -lstdc++
 
+# `make installcheck` runs both lists against the server PGHOST/PGPORT name, where migration_ext is
+# installed; test/run_all.sh (`make test`) asks `make test-lists` for the same lists. Each regression
+# file starts from a clean slate, so any subset runs in any order.
+REGRESS        = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
+ISOLATION      = $(sort $(basename $(notdir $(wildcard test/isolation/specs/*.spec))))
+ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation/output_iso
+# Before the PGXS include, whose clean rule tests it while it is read.
+EXTRA_CLEAN    = $(OBJS:.o=.d) $(BUILD_DIR) test/isolation/output_iso
+
 # Debian's pg_config for 15 unless the caller names another; PGXS is only there once the headers are.
 PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
 # No JIT bitcode: it would need a matching clang and buys nothing for a few hot functions.
@@ -58,7 +67,10 @@ test: deps
 	$(MAKE) unit
 	BUILD_DIR=$(BUILD_DIR) bash test/run_all.sh
 
-EXTRA_CLEAN = $(OBJS:.o=.d) $(BUILD_DIR) results regression.diffs regression.out
+.PHONY: test-lists
+test-lists:
+	@echo 'REGRESS=$(REGRESS)'
+	@echo 'ISOLATION=$(ISOLATION)'
 
 # Torture that takes longer: the codec fuzzer (FUZZ_SECONDS) and test/long (random kills on 1M rows).
 test-long: deps

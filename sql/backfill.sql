@@ -1,8 +1,15 @@
 -- The backfill worker: real background workers convert real tables, and every claim is checked on the
--- rows afterwards. Runs first in the database (before codec.sql), so it creates migration_ext itself and
--- drops it at its end. Output is booleans and counts only; every wait is wait_backfill().
+-- rows afterwards. Output is booleans and counts only; every wait is wait_backfill().
 \set VERBOSITY default
 \set SHOW_CONTEXT never
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS migration_ext CASCADE;
+DROP SCHEMA IF EXISTS bf CASCADE;
+DROP ROLE IF EXISTS regress_mext_bf_owner;
+DROP ROLE IF EXISTS regress_mext_bf_other;
+DROP ROLE IF EXISTS regress_mext_bf_nologin;
+ALTER DATABASE :"DBNAME" RESET migration_ext.compress_wal;
+RESET client_min_messages;
 CREATE EXTENSION migration_ext;
 CREATE SCHEMA bf;
 

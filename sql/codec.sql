@@ -3,7 +3,15 @@
 -- migration_ext.classify() is the per-value verdict audit_column counts; it is used here to show it.
 \set VERBOSITY default
 \set SHOW_CONTEXT never
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS migration_ext CASCADE;
+DROP SCHEMA IF EXISTS codec CASCADE;
+DROP SCHEMA IF EXISTS codec_fns CASCADE;
+RESET client_min_messages;
 CREATE EXTENSION migration_ext;
+-- The tables of this file live in a schema of their own; the extension itself stays in public.
+CREATE SCHEMA codec;
+SET search_path = codec, public;
 
 ------------------------------------------------------------------------------------------------------
 -- The seed codec: legacy tokens were stored reversed; reversed back, every one starts with 'tok_'.
@@ -405,3 +413,13 @@ SELECT migrate_value('picky', 'after') AS a, migrate_value('picky', 'v3:kept') A
        migrate_value('rot13', 'uryyb') AS e;
 SELECT migrate_value('picky', 'row' || g) FROM generate_series(1, 3) g ORDER BY g;
 SELECT count_legacy('accounts', 'token_vc', 'token_plain') AS still_counting;
+
+------------------------------------------------------------------------------------------------------
+-- Clean up: nothing of this file is left.
+------------------------------------------------------------------------------------------------------
+RESET search_path;
+SET client_min_messages = warning;
+DROP EXTENSION migration_ext;
+DROP SCHEMA codec CASCADE;
+DROP SCHEMA codec_fns CASCADE;
+RESET client_min_messages;

@@ -1,7 +1,13 @@
 -- Frozen functions: the signature is a contract, the body is swapped in place, every version recorded.
--- Runs after codec.sql in the same database: migration_ext exists already.
 \set VERBOSITY default
 \set SHOW_CONTEXT never
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS migration_ext CASCADE;
+DROP SCHEMA IF EXISTS app CASCADE;
+DROP SCHEMA IF EXISTS elsewhere CASCADE;
+DROP SCHEMA IF EXISTS doomed CASCADE;
+RESET client_min_messages;
+CREATE EXTENSION migration_ext;
 
 CREATE SCHEMA app;
 CREATE TABLE app.items (id int PRIMARY KEY, label text);
@@ -239,3 +245,4 @@ SET client_min_messages = warning;
 DROP SCHEMA app CASCADE;
 RESET client_min_messages;
 DROP SCHEMA elsewhere;
+DROP EXTENSION migration_ext;

@@ -2,13 +2,13 @@
 -- identifiers (quotes, semicolons, spaces, mixed case, non-ASCII), huge values and out-of-range numbers.
 -- Each call gets a clear error or the right result, and the server never restarts: the file ends on
 -- the same backend, with the same postmaster start time.
--- Runs after frozen.sql (which leaves migration_ext created) and before protocol.sql (which drops it
--- first): it starts from a fresh extension and leaves one created, with nothing of its own behind.
+-- It starts from a fresh extension and leaves nothing of its own behind.
 \set VERBOSITY default
 \set SHOW_CONTEXT never
 SELECT pg_backend_pid() AS start_pid, pg_postmaster_start_time() AS start \gset
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS migration_ext CASCADE;
+DROP SCHEMA IF EXISTS "hos;tile ""Sch" CASCADE;
 RESET client_min_messages;
 CREATE EXTENSION migration_ext;
 
@@ -406,7 +406,7 @@ SELECT drop_codec(:'codec');
 SELECT name, phase FROM migration_status ORDER BY name;
 
 ------------------------------------------------------------------------------------------------------
--- Clean up: nothing of this file is left, the extension stays (protocol.sql drops it first).
+-- Clean up: nothing of this file is left.
 ------------------------------------------------------------------------------------------------------
 SELECT state, count(*) FROM backfill_status GROUP BY state ORDER BY state;
 SELECT count(unfreeze_function(fn)) AS unfrozen FROM (SELECT DISTINCT fn FROM function_history) f;
@@ -415,7 +415,6 @@ SET client_min_messages = warning;
 DROP SCHEMA "hos;tile ""Sch" CASCADE;
 RESET client_min_messages;
 DROP EXTENSION migration_ext;
-CREATE EXTENSION migration_ext;
 
 -- The server never restarted and this is the same backend.
 SELECT pg_backend_pid() = :start_pid AS same_backend, pg_postmaster_start_time() = :'start' AS no_restart;

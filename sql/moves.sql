@@ -2,14 +2,15 @@
 --   1. a new required field: added nullable, repaired on read, backfilled, then NOT NULL;
 --   2. a rename full_name -> display_name with a dual-write mirror, expand -> migrate -> contract;
 --   3. V1 and V2 tables coexisting: a read-through reader, then the final sweep with target_relation.
--- Runs after hostile_input.sql, which leaves migration_ext created; it is dropped and created again,
--- and this file leaves it created and empty, as protocol.sql expects. Output is booleans, counts and
--- messages only; every wait is wait_backfill().
+-- Output is booleans, counts and messages only; every wait is wait_backfill().
 \set VERBOSITY default
 \set SHOW_CONTEXT never
+SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS migration_ext CASCADE;
+DROP SCHEMA IF EXISTS mv CASCADE;
+RESET client_min_messages;
 CREATE EXTENSION migration_ext;
--- In a schema of its own (codec.sql left tables in public); the extension itself stays in public.
+-- In a schema of its own; the extension itself stays in public.
 CREATE SCHEMA mv;
 SET search_path = mv, public;
 
@@ -296,7 +297,7 @@ SELECT count(wait_backfill(job, '60 s')) AS jobs_started FROM backfill_status
 WHERE target_relation = 'v2_deferrable'::regclass;
 
 ------------------------------------------------------------------------------------------------------
--- Clean up: nothing of this file is left, the extension stays (protocol.sql drops it first).
+-- Clean up: nothing of this file is left.
 ------------------------------------------------------------------------------------------------------
 SELECT state, count(*) FROM (SELECT wait_backfill(job, '60 s') AS state FROM backfill_status) s
 GROUP BY state ORDER BY state;
@@ -307,4 +308,3 @@ SET client_min_messages = warning;
 DROP SCHEMA mv CASCADE;
 RESET client_min_messages;
 DROP EXTENSION migration_ext;
-CREATE EXTENSION migration_ext;

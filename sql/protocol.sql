@@ -1,15 +1,17 @@
 -- The migration protocol: the walkthrough of DESIGN.md §1, statement by statement, on real data with a
--- real backfill worker, then every guard on the way. Runs after frozen.sql, which leaves migration_ext
--- created: it is dropped and created again, as the walkthrough starts. Output is booleans, counts and
+-- real backfill worker, then every guard on the way, from a fresh extension. Output is booleans, counts and
 -- messages only (no timestamps, LSNs or pids): where the walkthrough says SELECT * FROM migration_status or
 -- backfill_status, the deterministic columns are selected, and the backfill is waited for first.
 \set VERBOSITY default
 \set SHOW_CONTEXT never
-DROP EXTENSION migration_ext;
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS migration_ext CASCADE;
+DROP SCHEMA IF EXISTS proto CASCADE;
+RESET client_min_messages;
 
 ------------------------------------------------------------------------------------------------------
 -- The legacy world: accounts whose tokens were stored reversed, and the functions callers use.
--- (In a schema of its own, ahead of public on the search_path: codec.sql left a public.accounts.)
+-- (In a schema of its own, ahead of public on the search_path.)
 ------------------------------------------------------------------------------------------------------
 CREATE EXTENSION migration_ext;
 CREATE SCHEMA proto;

@@ -1,12 +1,13 @@
 -- Security: a role steers and reads only its own backfill jobs and cannot write the extension's state;
 -- the worker runs as the job's role; the install script and every SECURITY DEFINER function pin
 -- search_path, so functions and operators planted in a schema earlier on the search_path change nothing.
--- Runs last, after protocol.sql (which drops migration_ext at its end): it creates the extension and
--- drops it, with its roles and schemas, at its end.
+-- It creates the extension itself (with evil first on the search_path) and drops it, with its roles
+-- and schemas, at its end.
 \set VERBOSITY default
 \set SHOW_CONTEXT never
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS migration_ext CASCADE;
+DROP SCHEMA IF EXISTS sec CASCADE;
 DROP SCHEMA IF EXISTS evil CASCADE;
 DROP ROLE IF EXISTS regress_mext_alice;
 DROP ROLE IF EXISTS regress_mext_bob;

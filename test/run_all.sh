@@ -6,7 +6,8 @@
 #   MEXT_SUITES         suites to run (default "unit regress isolation pgtap crash")
 #   MEXT_TEST_PORT      port of the throwaway cluster (default 54329)
 #   MEXT_CRASH_TIMEOUT  seconds per crash script (default 600)
-#   REGRESS             pg_regress test names (default: basenames of sql/*.sql)
+#   REGRESS             pg_regress test names (default: the Makefile's REGRESS, sql/*.sql)
+#   ISOLATION           isolation spec names (default: the Makefile's ISOLATION)
 #   BUILD_DIR, PG_CONFIG
 #
 # Prints "<suite>: P passed, F failed" per suite and, as the very last line,
@@ -60,10 +61,18 @@ need_cluster() {
     return 1
 }
 
-# Sorted basenames (without extension) of files matching $2 in dir $1.
-list_names() {
-    find "$1" -maxdepth 1 -type f -name "$2" -printf '%f\n' 2>/dev/null |
-        sed 's/\.[^.]*$//' | LC_ALL=C sort
+# test_list REGRESS|ISOLATION: the tests of that kind, from the environment if it names them, else
+# the Makefile's list, so that this runner and `make installcheck` run the same tests. The make
+# flags of a calling `make test` are dropped: its jobserver is not ours to use.
+test_list() {
+    local kind=$1
+    if [[ -n ${!kind:-} ]]; then
+        echo "${!kind}"
+        return 0
+    fi
+    env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+        make -s --no-print-directory -C "$ROOT" PG_CONFIG="$PG_CONFIG" test-lists |
+        sed -n "s/^$kind=//p"
 }
 
 # ---------------------------------------------------------------- suites
@@ -114,20 +123,18 @@ run_pg_regress() {
 }
 
 suite_regress() {
-    local tests=()
-    if [[ -n ${REGRESS:-} ]]; then
-        read -ra tests <<<"$REGRESS"
-    else
-        mapfile -t tests < <(list_names sql '*.sql')
-    fi
+    local list tests=()
+    list=$(test_list REGRESS)
+    read -ra tests <<<"$list"
     if ((${#tests[@]} == 0)); then echo "no regression tests"; counts 0 0; return 0; fi
     need_cluster
     run_pg_regress "$PG_REGRESS" . "$TMP/regress" contrib_regression_mext "${tests[@]}"
 }
 
 suite_isolation() {
-    local tests=()
-    mapfile -t tests < <(list_names test/isolation/specs '*.spec')
+    local list tests=()
+    list=$(test_list ISOLATION)
+    read -ra tests <<<"$list"
     if ((${#tests[@]} == 0)); then echo "no isolation specs"; counts 0 0; return 0; fi
     need_cluster
     run_pg_regress "$PG_ISOLATION_REGRESS" test/isolation "$TMP/isolation" \
@@ -136,13 +143,13 @@ suite_isolation() {
 
 suite_pgtap() {
     local files=()
+    # Tests are the *.sql files; the preamble they include (preamble.psql) is not one.
     mapfile -t files < <(find test/pgtap -maxdepth 1 -type f -name '*.sql' 2>/dev/null | LC_ALL=C sort)
     if ((${#files[@]} == 0)); then echo "no pgTAP tests"; counts 0 0; return 0; fi
     need_cluster
-    # Only pgtap is pre-created; each test file creates migration_ext itself
-    # (in a transaction it rolls back).
+    # An empty database: each test creates pgtap and migration_ext itself, in
+    # the transaction it rolls back (test/pgtap/preamble.psql).
     "${PSQL[@]}" -d postgres -c 'CREATE DATABASE mext_tap'
-    "${PSQL[@]}" -d mext_tap -c 'CREATE EXTENSION pgtap'
 
     local log=$TMP/pgtap.log rc=0 res p f
     pg_prove --nocolor --failures --comments -b "$PG_BINDIR/psql" \

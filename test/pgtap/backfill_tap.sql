@@ -1,15 +1,8 @@
 -- pgTAP: the backfill API contract of DESIGN.md §2 (signatures, the backfill_status view, the job controls
 -- and every refusal with its SQLSTATE). A background worker cannot see the rows of this uncommitted
 -- transaction, so no real job is started here: sql/backfill.sql runs the workers. Everything is rolled back.
-\set ON_ERROR_STOP 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-SET client_min_messages = warning;
-
-BEGIN;
-CREATE EXTENSION migration_ext;
-SELECT plan(91);
+\set tests 91
+\ir preamble.psql
 
 ------------------------------------------------------------------------------------------------------
 -- Signatures. DESIGN.md gives start_backfill's parameters; an overload must begin with exactly those

@@ -1,14 +1,7 @@
 -- pgTAP: the codec API contract of DESIGN.md §2 (signatures, errors with their SQLSTATEs, conversions,
--- audit counts). Runs in a database where pgtap exists; everything is rolled back.
-\set ON_ERROR_STOP 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-SET client_min_messages = warning;
-
-BEGIN;
-CREATE EXTENSION migration_ext;
-SELECT plan(73);
+-- audit counts). Everything is rolled back.
+\set tests 73
+\ir preamble.psql
 
 ------------------------------------------------------------------------------------------------------
 -- Signatures: names, argument names and types, defaults, results.

@@ -1,14 +1,7 @@
 -- pgTAP: the frozen-function API contract of DESIGN.md §2 (signatures, the history view, swaps and
 -- reverts, the event trigger, errors with their SQLSTATEs). Everything is rolled back.
-\set ON_ERROR_STOP 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-SET client_min_messages = warning;
-
-BEGIN;
-CREATE EXTENSION migration_ext;
-SELECT plan(57);
+\set tests 57
+\ir preamble.psql
 
 ------------------------------------------------------------------------------------------------------
 -- Signatures.

@@ -2,15 +2,8 @@
 -- the phase machine and its door, every refusal with its SQLSTATE), on a migration that needs no backfill
 -- to reach producing. No backfill worker is started here (it could not see this uncommitted transaction):
 -- sql/protocol.sql runs the whole walkthrough. Everything is rolled back.
-\set ON_ERROR_STOP 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-SET client_min_messages = warning;
-
-BEGIN;
-CREATE EXTENSION migration_ext;
-SELECT plan(79);
+\set tests 79
+\ir preamble.psql
 
 ------------------------------------------------------------------------------------------------------
 -- Signatures, as DESIGN.md calls them.
