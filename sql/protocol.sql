@@ -14,6 +14,8 @@ RESET client_min_messages;
 -- (In a schema of its own, ahead of public on the search_path.)
 ------------------------------------------------------------------------------------------------------
 CREATE EXTENSION migration_ext;
+-- Waits print no progress NOTICEs: their figures differ from run to run.
+SET migration_ext.wait_progress = off;
 CREATE SCHEMA proto;
 SET search_path = proto, public;
 CREATE TABLE accounts (id bigint PRIMARY KEY, token text NOT NULL, balance bigint NOT NULL DEFAULT 0);
