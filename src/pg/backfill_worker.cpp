@@ -98,18 +98,12 @@ void compress_own_full_page_images()
 {
 	if (!mext::pg::compress_wal)
 		return;
-#if PG_VERSION_NUM >= 150000
 	if (wal_compression != WAL_COMPRESSION_NONE)
 		return; // the server already compresses, with the method its DBA chose
 #ifdef USE_LZ4
 	const char *method = "lz4";
 #else
 	const char *method = "pglz";
-#endif
-#else
-	if (wal_compression)
-		return;
-	const char *method = "on";
 #endif
 	SetConfigOption("wal_compression", method, PGC_SUSET, PGC_S_SESSION);
 }

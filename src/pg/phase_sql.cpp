@@ -1,4 +1,6 @@
 // The protocol's rules, from src/core/phase, as SQL functions the protocol's plpgsql calls.
+#include <stdexcept>
+
 #include "core/phase.hpp"
 #include "pg/guard.hpp"
 
@@ -7,6 +9,7 @@ extern "C" {
 #include "utils/builtins.h"
 #include "utils/pg_lsn.h"
 
+PG_FUNCTION_INFO_V1(mext_is_phase);
 PG_FUNCTION_INFO_V1(mext_phase_after);
 PG_FUNCTION_INFO_V1(mext_flushed_insert_lsn);
 PG_FUNCTION_INFO_V1(mext_door_check);
@@ -29,6 +32,20 @@ std::string text_argument(FunctionCallInfo fcinfo, int n)
 }
 
 } // namespace
+
+// is_phase(name): one of the protocol's phases?
+Datum mext_is_phase(PG_FUNCTION_ARGS)
+{
+	bool known = mext::pg::guard([&] {
+		try {
+			mext::parse_phase(text_argument(fcinfo, 0));
+			return true;
+		} catch (const std::invalid_argument &) {
+			return false;
+		}
+	});
+	PG_RETURN_BOOL(known);
+}
 
 // phase_after(migration, phase, direction 'advance' | 'retreat'): the next phase, or the refusal.
 Datum mext_phase_after(PG_FUNCTION_ARGS)

@@ -101,11 +101,7 @@ void register_settings()
 	DefineCustomIntVariable("migration_ext.max_jobs_per_role",
 	                        "Backfill workers one role's jobs may run at once in a database (0: no limit).", nullptr,
 	                        &max_jobs_per_role, 4, 0, 1024, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
-#if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("migration_ext");
-#else
-	EmitWarningsOnPlaceholders("migration_ext");
-#endif
 }
 
 } // namespace mext::pg

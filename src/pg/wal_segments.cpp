@@ -21,11 +21,7 @@ constexpr std::uint64_t kMaxHeadroomBytes = 256ull << 20;
 
 TimeLineID insert_timeline()
 {
-#if PG_VERSION_NUM >= 150000
 	return GetWALInsertionTimeLine();
-#else
-	return ThisTimeLineID;
-#endif
 }
 
 // XLogFileInit() opens a segment, creating it first when it does not exist: under a temporary name,
@@ -47,13 +43,7 @@ TimeLineID insert_timeline()
 // and with its blocks reserved.
 void create_segment(XLogSegNo segment, TimeLineID timeline, bool reserve)
 {
-#if PG_VERSION_NUM >= 150000
 	int fd = XLogFileInit(segment, timeline);
-#else
-	(void)timeline;
-	bool use_existent = true;
-	int fd = XLogFileInit(segment, &use_existent, true);
-#endif
 	int err = 0;
 #ifdef HAVE_POSIX_FALLOCATE
 	if (reserve)

@@ -2,6 +2,10 @@
 -- The migration protocol: planned -> tolerant -> producing -> backfilling -> converted -> contracted.
 ------------------------------------------------------------------------------------------------------
 
+-- Is this the name of a phase? The one list of phases is the C++ core's (core/phase.hpp).
+CREATE FUNCTION migration_ext.is_phase(phase text) RETURNS boolean
+	LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'mext_is_phase';
+
 CREATE TABLE migration_ext.migration (
 	name             text PRIMARY KEY CHECK (name <> ''),
 	relation         regclass NOT NULL,
@@ -9,8 +13,7 @@ CREATE TABLE migration_ext.migration (
 	codec            text NOT NULL,             -- drop_codec() refuses while a migration uses it
 	source_column    name,
 	allow_key_update boolean NOT NULL DEFAULT false,
-	phase            text NOT NULL DEFAULT 'planned' CHECK (phase IN ('planned', 'tolerant', 'producing', 'backfilling',
-																	  'converted', 'contracted')),
+	phase            text NOT NULL DEFAULT 'planned' CHECK (migration_ext.is_phase(phase)),
 	job              bigint,
 	constraint_name  name,
 	created_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),

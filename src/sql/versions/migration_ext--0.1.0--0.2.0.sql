@@ -149,3 +149,11 @@ REVOKE EXECUTE ON FUNCTION migration_ext.worker_step(bigint, int, double precisi
 DROP FUNCTION migration_ext.batch_statement(text, text[], text[], text, text, text, boolean);
 DROP FUNCTION migration_ext.copy_statement(text, text[], text[], text, text, text, boolean, text, text[]);
 DROP FUNCTION migration_ext.run_batch(oid, text, text, int, text[]);
+
+-- Is this the name of a phase? The one list of phases is the C++ core's (core/phase.hpp).
+CREATE FUNCTION migration_ext.is_phase(phase text) RETURNS boolean
+	LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'mext_is_phase';
+REVOKE EXECUTE ON FUNCTION migration_ext.is_phase(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION migration_ext.is_phase(text) TO PUBLIC;
+ALTER TABLE migration_ext.migration DROP CONSTRAINT migration_phase_check,
+	ADD CONSTRAINT migration_phase_check CHECK (migration_ext.is_phase(phase));
