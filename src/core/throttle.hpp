@@ -4,6 +4,7 @@
 // backfill_status can say why. Pure arithmetic over what the worker observed; the worker waits.
 #pragma once
 
+#include "core/defaults.hpp"
 #include <boost/circular_buffer.hpp>
 
 #include <cstdint>
@@ -54,18 +55,18 @@ class LagClock
 };
 
 struct ThrottleSettings {
-	double batch_target_ms = 200;
-	int min_batch = 10;
-	int max_batch = 100000;
+	double batch_target_ms = defaults::batch_time_target_ms;
+	int min_batch = defaults::min_batch;
+	int max_batch = defaults::max_batch;
 	double grow_factor = 1.2;
 	int stable_batches = 3;         // batches under target before the size grows
-	double max_replica_lag_s = 1.5; // pause above, resume below half of it
-	int max_active_backends = 25;   // 0: ignore
+	double max_replica_lag_s = defaults::max_replica_lag_ms / 1000.0; // pause above, resume below half of it
+	int max_active_backends = defaults::max_active_backends;
 	bool hold_on_vacuum = true;
-	double max_wal_bytes_per_s = 0; // 0: no cap
+	double max_wal_bytes_per_s = defaults::max_wal_bytes_per_second;
 	// With a live workload (other transactions committing at least live_tps_threshold a second), the job
 	// works at most this fraction of the time, so the CPU and the disk keep room for the application.
-	double live_duty_cycle = 0.5; // 1: no sharing
+	double live_duty_cycle = defaults::live_duty_cycle;
 	double live_tps_threshold = 20;
 	// ... and its batches are kept this short: a batch's row locks and its burst of WAL (which every
 	// synchronous commit of the application must flush first) then delay the application by little.

@@ -278,8 +278,8 @@ AS $$
 DECLARE
 	j migration_ext.backfill_job;
 	resumed int := 0;
-	cluster_limit int := migration_ext.setting_int('migration_ext.max_jobs', 8);
-	role_limit int := migration_ext.setting_int('migration_ext.max_jobs_per_role', 4);
+	cluster_limit int := migration_ext.setting('migration_ext.max_jobs')::bigint;
+	role_limit int := migration_ext.setting('migration_ext.max_jobs_per_role')::bigint;
 	running int;
 	launched_for regrole[] := '{}';
 BEGIN

@@ -75,8 +75,8 @@ CREATE FUNCTION migration_ext.check_job_limits(actor regrole) RETURNS void
 	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	cluster_limit int := migration_ext.setting_int('migration_ext.max_jobs', 8);
-	role_limit int := migration_ext.setting_int('migration_ext.max_jobs_per_role', 4);
+	cluster_limit int := migration_ext.setting('migration_ext.max_jobs')::bigint;
+	role_limit int := migration_ext.setting('migration_ext.max_jobs_per_role')::bigint;
 	running int;
 BEGIN
 	PERFORM pg_stat_clear_snapshot();
@@ -266,21 +266,6 @@ BEGIN
 END
 $$;
 
--- Defaults come from the migration_ext.* settings; the library defines them, and before it is
--- loaded in this backend a setting may not exist yet: then the documented default applies.
-CREATE FUNCTION migration_ext.setting_int(name text, fallback bigint) RETURNS bigint
-	LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-	RETURN coalesce(nullif(current_setting(name, true), '')::bigint, fallback);
-
-CREATE FUNCTION migration_ext.setting_ms(name text, fallback double precision) RETURNS double precision
-	LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-	RETURN coalesce(extract(epoch FROM nullif(current_setting(name, true), '')::interval)::double precision * 1000,
-					fallback);
-
-CREATE FUNCTION migration_ext.setting_real(name text, fallback double precision) RETURNS double precision
-	LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-	RETURN coalesce(nullif(current_setting(name, true), '')::double precision, fallback);
-
 CREATE FUNCTION migration_ext.check_throttle_settings(batch_time_target interval, max_replica_lag interval,
 													  max_active_backends int, max_wal_bytes_per_second bigint,
 													  live_duty_cycle double precision)
@@ -439,19 +424,19 @@ BEGIN
 												max_replica_lag_s, max_active_backends, max_wal_bytes_per_second,
 												live_duty_cycle, owner)
 		VALUES (relation, column_name, source_column, target_relation, codec, migration, walk.key_columns, leaves,
-				coalesce(batch_size, CASE WHEN throttle THEN migration_ext.setting_int('migration_ext.batch_size', 1000)
-										  ELSE 20000 END), max_rows_per_second,
+				coalesce(batch_size, CASE WHEN throttle THEN migration_ext.setting('migration_ext.batch_size')::bigint
+										  ELSE migration_ext.setting('migration_ext.unthrottled_batch_size')::bigint END), max_rows_per_second,
 				coalesce(throttle, true), estimate,
-				coalesce(batch_size, CASE WHEN throttle THEN migration_ext.setting_int('migration_ext.batch_size', 1000)
-										  ELSE 20000 END),
+				coalesce(batch_size, CASE WHEN throttle THEN migration_ext.setting('migration_ext.batch_size')::bigint
+										  ELSE migration_ext.setting('migration_ext.unthrottled_batch_size')::bigint END),
 				coalesce(extract(epoch FROM batch_time_target) * 1000,
-						 migration_ext.setting_ms('migration_ext.batch_time_target', 200)),
+						 migration_ext.setting('migration_ext.batch_time_target')),
 				coalesce(extract(epoch FROM max_replica_lag),
-						 migration_ext.setting_ms('migration_ext.max_replica_lag', 1500) / 1000),
-				coalesce(max_active_backends, migration_ext.setting_int('migration_ext.max_active_backends', 25)),
+						 migration_ext.setting('migration_ext.max_replica_lag') / 1000),
+				coalesce(max_active_backends, migration_ext.setting('migration_ext.max_active_backends')::bigint),
 				coalesce(max_wal_bytes_per_second,
-						 migration_ext.setting_int('migration_ext.max_wal_bytes_per_second', 0)),
-				coalesce(live_duty_cycle, migration_ext.setting_real('migration_ext.live_duty_cycle', 0.5)), actor)
+						 migration_ext.setting('migration_ext.max_wal_bytes_per_second')::bigint),
+				coalesce(live_duty_cycle, migration_ext.setting('migration_ext.live_duty_cycle')), actor)
 		RETURNING id INTO job;
 	EXCEPTION WHEN unique_violation THEN
 		RAISE EXCEPTION 'a backfill of %.% is already active', relation, quote_ident(column_name)

@@ -21,7 +21,7 @@ AS $$
 DECLARE
 	j migration_ext.backfill_job;
 	claim text;
-	role_limit int := migration_ext.setting_int('migration_ext.max_jobs_per_role', 4);
+	role_limit int := migration_ext.setting('migration_ext.max_jobs_per_role')::bigint;
 BEGIN
 	SELECT * INTO j FROM migration_ext.backfill_job b WHERE b.id = job FOR UPDATE;
 	IF NOT FOUND OR j.state IN ('done', 'failed', 'cancelled') OR j.home <> migration_ext.job_home() THEN

@@ -31,6 +31,7 @@ GRANT EXECUTE ON FUNCTION
 	migration_ext.xid_is_mine(xid),
 	migration_ext.in_transaction_block(),
 	migration_ext.is_phase(text),
+	migration_ext.setting(text),
 	migration_ext.stopped_state(bigint),
 	migration_ext.progress_line(bigint),
 	migration_ext.wants_progress(boolean),

@@ -439,7 +439,7 @@ AS $$
 DECLARE
 	target pg_lsn := migration_ext.flushed_insert_lsn();
 	deadline timestamptz := clock_timestamp()
-		+ make_interval(secs => migration_ext.setting_ms('migration_ext.settle_wait', 5000) / 1000);
+		+ make_interval(secs => migration_ext.setting('migration_ext.settle_wait') / 1000);
 	lagging text;
 BEGIN
 	LOOP

@@ -19,6 +19,11 @@ CREATE SCHEMA migration_ext;
 REVOKE ALL ON SCHEMA migration_ext FROM PUBLIC;
 GRANT USAGE ON SCHEMA migration_ext TO PUBLIC;
 
+-- The current value of a migration_ext.* setting, in its base unit (ms for times). A C function, so
+-- calling it loads the library, which defines every setting with its default (core/defaults.hpp).
+CREATE FUNCTION migration_ext.setting(name text) RETURNS double precision
+	LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'mext_setting';
+
 -- May `actor` act on this table as its owner does: a superuser, the owner or a member of the owner role
 -- (the test PostgreSQL applies to ALTER TABLE and VACUUM)?
 CREATE FUNCTION migration_ext.may_act_on(actor regrole, relation regclass) RETURNS boolean
@@ -62,7 +67,7 @@ BEGIN
 	LOOP
 		attempt := attempt + 1;
 		BEGIN
-			PERFORM set_config('lock_timeout', migration_ext.setting_ms('migration_ext.ddl_lock_timeout', 200)::int::text, true);
+			PERFORM set_config('lock_timeout', migration_ext.setting('migration_ext.ddl_lock_timeout')::int::text, true);
 			PERFORM migration_ext.run_as(role, statement, 'pg_catalog, pg_temp');
 			PERFORM set_config('lock_timeout', caller_timeout, true);
 			RETURN;

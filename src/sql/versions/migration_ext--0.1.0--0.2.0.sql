@@ -157,3 +157,322 @@ REVOKE EXECUTE ON FUNCTION migration_ext.is_phase(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION migration_ext.is_phase(text) TO PUBLIC;
 ALTER TABLE migration_ext.migration DROP CONSTRAINT migration_phase_check,
 	ADD CONSTRAINT migration_phase_check CHECK (migration_ext.is_phase(phase));
+
+-- Defaults are the library's alone: SQL reads every migration_ext.* setting through setting(), a C
+-- function (calling it loads the library, which defines them), instead of carrying its own fallbacks.
+CREATE FUNCTION migration_ext.setting(name text) RETURNS double precision
+	LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'mext_setting';
+REVOKE EXECUTE ON FUNCTION migration_ext.setting(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION migration_ext.setting(text) TO PUBLIC;
+
+CREATE OR REPLACE FUNCTION migration_ext.run_briefly(role oid, statement text, label text) RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	attempt int := 0;
+	reason text;
+	caller_timeout text := current_setting('lock_timeout');
+BEGIN
+	LOOP
+		attempt := attempt + 1;
+		BEGIN
+			PERFORM set_config('lock_timeout', migration_ext.setting('migration_ext.ddl_lock_timeout')::int::text, true);
+			PERFORM migration_ext.run_as(role, statement, 'pg_catalog, pg_temp');
+			PERFORM set_config('lock_timeout', caller_timeout, true);
+			RETURN;
+		EXCEPTION WHEN lock_not_available THEN
+			GET STACKED DIAGNOSTICS reason = MESSAGE_TEXT;
+		END;
+		RAISE NOTICE '%: waiting for a lock (attempt %, %): %', label, attempt, reason, statement;
+		PERFORM pg_sleep(least(5.0, 0.1 * 2 ^ least(attempt - 1, 6)) * (0.5 + random() / 2));
+	END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION migration_ext.check_job_limits(actor regrole) RETURNS void
+	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cluster_limit int := migration_ext.setting('migration_ext.max_jobs')::bigint;
+	role_limit int := migration_ext.setting('migration_ext.max_jobs_per_role')::bigint;
+	running int;
+BEGIN
+	PERFORM pg_stat_clear_snapshot();
+	SELECT count(*) INTO running FROM pg_stat_activity a WHERE a.backend_type = 'migration_ext backfill';
+	IF running >= cluster_limit THEN
+		RAISE EXCEPTION 'too many backfill workers: % of migration_ext.max_jobs = % are running', running, cluster_limit
+			USING ERRCODE = 'configuration_limit_exceeded',
+				HINT = 'Wait for a job to finish or pause one, or raise migration_ext.max_jobs (a reload).';
+	END IF;
+	IF role_limit > 0 THEN
+		SELECT count(*) INTO running FROM migration_ext.backfill_job b
+		WHERE b.owner = actor AND b.state IN ('queued', 'running', 'throttled') AND migration_ext.worker_alive(b.pid);
+		IF running >= role_limit THEN
+			RAISE EXCEPTION 'role % already runs % backfill job(s), the limit of migration_ext.max_jobs_per_role', actor,
+				running USING ERRCODE = 'configuration_limit_exceeded',
+					HINT = 'Wait for one of them to finish or pause one, or ask a superuser to raise the limit.';
+		END IF;
+	END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION migration_ext.start_backfill(actor regrole, relation regclass, column_name name, codec text,
+											 source_column name, batch_size int, max_rows_per_second int,
+											 throttle boolean, migration text, launch boolean,
+											 batch_time_target interval, max_replica_lag interval,
+											 max_active_backends int, max_wal_bytes_per_second bigint,
+											 target_relation regclass, live_duty_cycle double precision)
+	RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	kind "char";
+	walk record;
+	leaves regclass[];
+	foreign_leaf text;
+	covering text;
+	estimate bigint;
+	job bigint;
+BEGIN
+	IF relation IS NULL OR column_name IS NULL OR codec IS NULL THEN
+		RAISE EXCEPTION 'relation, column_name and codec must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT c.relkind INTO kind FROM pg_class c WHERE c.oid = relation;
+	IF (SELECT c.relpersistence FROM pg_class c WHERE c.oid = relation) = 't' THEN
+		RAISE EXCEPTION '% is a temporary table', relation USING ERRCODE = 'feature_not_supported',
+			DETAIL = 'The backfill worker is another session, and cannot see this session''s temporary tables.';
+	END IF;
+	IF kind NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION '% is not a table', relation USING ERRCODE = 'wrong_object_type',
+			HINT = 'A backfill rewrites the rows of a table or a partitioned table.';
+	END IF;
+	PERFORM migration_ext.require_table_owner(actor, relation, 'backfill it');
+	IF NOT launch AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = actor), false) THEN
+		RAISE EXCEPTION 'only a superuser may queue a job without a worker' USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	IF target_relation IS NULL THEN
+		PERFORM migration_ext.checked_text_column(relation, column_name);
+		IF source_column IS NOT NULL THEN
+			PERFORM migration_ext.checked_text_column(relation, source_column);
+		END IF;
+	ELSE
+		PERFORM migration_ext.require_table_owner(actor, target_relation, 'copy rows into it');
+		-- The copy runs as one role: the owner of both tables, so that neither table's code (triggers,
+		-- defaults, policies) runs with the other owner's rights.
+		IF (SELECT c.relowner FROM pg_class c WHERE c.oid = relation)
+		   <> (SELECT c.relowner FROM pg_class c WHERE c.oid = target_relation) THEN
+			RAISE EXCEPTION '% and % have different owners', relation, target_relation
+				USING ERRCODE = 'insufficient_privilege',
+					DETAIL = 'A table move copies rows as the tables'' owner; each table''s triggers, defaults and policies would otherwise run with the other owner''s rights.',
+					HINT = 'Give both tables the same owner (ALTER TABLE ... OWNER TO).';
+		END IF;
+		PERFORM migration_ext.check_table_move(relation, target_relation, column_name, source_column);
+	END IF;
+	-- The door cannot be bypassed: new-format values land only once readers are tolerant and settled.
+	SELECT format('%L (%s)', m.name, m.phase) INTO covering FROM migration_ext.migration m
+	WHERE m.phase IN ('planned', 'tolerant') AND start_backfill.column_name IN (m.column_name, m.source_column)
+	  AND (m.relation IN (start_backfill.relation, start_backfill.target_relation)
+		   OR m.relation IN (SELECT a.relid FROM pg_partition_ancestors(start_backfill.relation) a)
+		   OR start_backfill.relation IN (SELECT t.relid FROM pg_partition_tree(m.relation) t))
+	LIMIT 1;
+	IF covering IS NOT NULL THEN
+		RAISE EXCEPTION 'column "%" of % belongs to migration %, which has not passed its point of no return',
+			column_name, relation, covering USING ERRCODE = 'object_not_in_prerequisite_state',
+			DETAIL = 'A backfill writes the new format; readers must be tolerant and settled first.',
+			HINT = 'advance_migration() through the door, then start_backfill(<migration>).';
+	END IF;
+	IF migration IS NOT NULL AND NOT EXISTS (SELECT FROM migration_ext.migration m WHERE m.name = migration
+											 AND m.relation = start_backfill.relation AND m.column_name = start_backfill.column_name) THEN
+		RAISE EXCEPTION 'migration "%" does not cover %.%', migration, relation, quote_ident(column_name)
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	PERFORM migration_ext.require_codec(codec);
+	IF batch_size IS NOT NULL AND batch_size <= 0 THEN
+		RAISE EXCEPTION 'batch_size must be positive, not %', batch_size USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF max_rows_per_second IS NOT NULL AND max_rows_per_second <= 0 THEN
+		RAISE EXCEPTION 'max_rows_per_second must be positive, not %', max_rows_per_second
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass NULL for no rate cap.';
+	END IF;
+	PERFORM migration_ext.check_throttle_settings(batch_time_target, max_replica_lag, max_active_backends,
+												  max_wal_bytes_per_second, live_duty_cycle);
+	IF target_relation IS NULL THEN
+		PERFORM migration_ext.require_rewritable(relation, column_name);
+	END IF;
+	SELECT * INTO walk FROM migration_ext.walk_key(relation, CASE WHEN target_relation IS NULL THEN column_name END);
+	IF kind = 'p' THEN
+		SELECT array_agg(t.relid ORDER BY t.relid::text) INTO leaves
+		FROM pg_partition_tree(relation) t JOIN pg_class c ON c.oid = t.relid
+		WHERE t.isleaf AND c.relkind = 'r';
+		IF leaves IS NULL THEN
+			RAISE EXCEPTION 'partitioned table % has no partitions', relation USING ERRCODE = 'object_not_in_prerequisite_state';
+		END IF;
+		-- Every batch runs as the partitioned table's owner: a partition someone else owns would have that
+		-- owner's table rewritten, or run the parent's triggers with its rights. Refused before starting.
+		SELECT format('partition %s is owned by role %s, not by the table''s owner %s', leaf, c.relowner::regrole,
+					  (SELECT p.relowner::regrole FROM pg_class p WHERE p.oid = relation)) INTO foreign_leaf
+		FROM unnest(leaves) leaf JOIN pg_class c ON c.oid = leaf
+		WHERE c.relowner <> (SELECT p.relowner FROM pg_class p WHERE p.oid = relation) LIMIT 1;
+		IF foreign_leaf IS NOT NULL THEN
+			RAISE EXCEPTION 'cannot backfill %: %', relation, foreign_leaf
+				USING ERRCODE = 'insufficient_privilege',
+					HINT = 'Give every partition the owner of the partitioned table (ALTER TABLE ... OWNER TO).';
+		END IF;
+	ELSE
+		leaves := ARRAY[relation];
+	END IF;
+	IF launch THEN
+		PERFORM migration_ext.check_job_limits(actor);
+	END IF;
+	SELECT coalesce(sum(migration_ext.row_estimate(leaf)), 0)::bigint INTO estimate FROM unnest(leaves) leaf;
+	BEGIN
+		INSERT INTO migration_ext.backfill_job (relation, column_name, source_column, target_relation, codec, migration, key_columns,
+												partitions, batch_size, max_rows_per_second, throttle,
+												rows_estimated, current_batch_size, batch_time_target_ms,
+												max_replica_lag_s, max_active_backends, max_wal_bytes_per_second,
+												live_duty_cycle, owner)
+		VALUES (relation, column_name, source_column, target_relation, codec, migration, walk.key_columns, leaves,
+				coalesce(batch_size, CASE WHEN throttle THEN migration_ext.setting('migration_ext.batch_size')::bigint
+										  ELSE migration_ext.setting('migration_ext.unthrottled_batch_size')::bigint END), max_rows_per_second,
+				coalesce(throttle, true), estimate,
+				coalesce(batch_size, CASE WHEN throttle THEN migration_ext.setting('migration_ext.batch_size')::bigint
+										  ELSE migration_ext.setting('migration_ext.unthrottled_batch_size')::bigint END),
+				coalesce(extract(epoch FROM batch_time_target) * 1000,
+						 migration_ext.setting('migration_ext.batch_time_target')),
+				coalesce(extract(epoch FROM max_replica_lag),
+						 migration_ext.setting('migration_ext.max_replica_lag') / 1000),
+				coalesce(max_active_backends, migration_ext.setting('migration_ext.max_active_backends')::bigint),
+				coalesce(max_wal_bytes_per_second,
+						 migration_ext.setting('migration_ext.max_wal_bytes_per_second')::bigint),
+				coalesce(live_duty_cycle, migration_ext.setting('migration_ext.live_duty_cycle')), actor)
+		RETURNING id INTO job;
+	EXCEPTION WHEN unique_violation THEN
+		RAISE EXCEPTION 'a backfill of %.% is already active', relation, quote_ident(column_name)
+			USING ERRCODE = 'object_in_use',
+				HINT = 'Wait for it, resume it, or cancel it: see backfill_status.';
+	END;
+	-- launch => false leaves the job queued for a caller that runs worker_step() itself (the isolation tests).
+	IF launch THEN
+		PERFORM migration_ext.launch_job(job);
+	END IF;
+	RETURN job;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION migration_ext.worker_begin(job bigint, OUT batch_size int, OUT max_rows_per_second int,
+										   OUT throttle boolean)
+	RETURNS SETOF record LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	j migration_ext.backfill_job;
+	claim text;
+	role_limit int := migration_ext.setting('migration_ext.max_jobs_per_role')::bigint;
+BEGIN
+	SELECT * INTO j FROM migration_ext.backfill_job b WHERE b.id = job FOR UPDATE;
+	IF NOT FOUND OR j.state IN ('done', 'failed', 'cancelled') OR j.home <> migration_ext.job_home() THEN
+		RETURN;
+	END IF;
+	claim := migration_ext.claim_job(job);
+	IF claim = 'taken' THEN
+		RETURN;
+	END IF;
+	IF claim = 'full' OR (role_limit > 0 AND role_limit <= (
+			SELECT count(*) FROM migration_ext.backfill_job b WHERE b.owner = j.owner AND b.id <> job
+			AND b.state IN ('queued', 'running', 'throttled') AND migration_ext.worker_alive(b.pid))) THEN
+		UPDATE migration_ext.backfill_job b SET pid = NULL, state = 'queued', updated_at = now(),
+			warning = CASE WHEN claim = 'full'
+						   THEN 'not started: migration_ext.max_jobs backfill workers are running'
+						   ELSE format('not started: role %s runs migration_ext.max_jobs_per_role jobs', j.owner) END
+		WHERE b.id = job;
+		RETURN;
+	END IF;
+	-- Paused before its worker got going: the worker gives the job back at once, as a pause between
+	-- batches does.
+	IF j.requested = 'pause' THEN
+		UPDATE migration_ext.backfill_job b SET state = 'paused', throttle_reason = 'paused by operator', pid = NULL,
+			updated_at = now() WHERE b.id = job;
+		RETURN;
+	END IF;
+	IF NOT migration_ext.may_act_on(j.owner, j.relation)
+	   OR (j.target_relation IS NOT NULL AND NOT migration_ext.may_act_on(j.owner, j.target_relation)) THEN
+		UPDATE migration_ext.backfill_job b SET state = 'failed', finished_at = now(), updated_at = now(),
+			last_error = format('permission denied: role %s may no longer act as the owner of %s', j.owner, j.relation)
+		WHERE b.id = job;
+		RETURN;
+	END IF;
+	UPDATE migration_ext.backfill_job b SET pid = pg_backend_pid(),
+		state = 'running',
+		started_at = coalesce(b.started_at, now()), updated_at = now(), throttle_reason = NULL, warning = NULL
+	WHERE b.id = job;
+	batch_size := coalesce(j.current_batch_size, j.batch_size);
+	max_rows_per_second := j.max_rows_per_second;
+	throttle := j.throttle;
+	RETURN NEXT;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION migration_ext.resume_interrupted() RETURNS int
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	j migration_ext.backfill_job;
+	resumed int := 0;
+	cluster_limit int := migration_ext.setting('migration_ext.max_jobs')::bigint;
+	role_limit int := migration_ext.setting('migration_ext.max_jobs_per_role')::bigint;
+	running int;
+	launched_for regrole[] := '{}';
+BEGIN
+	PERFORM pg_stat_clear_snapshot();
+	SELECT count(*) INTO running FROM pg_stat_activity a WHERE a.backend_type = 'migration_ext backfill';
+	-- The row is locked first (which also gives this transaction an id the new worker waits for), and
+	-- the worker launched in a statement of its own: inside an UPDATE's SET list a concurrent change of
+	-- the row would make PostgreSQL evaluate it, and so launch a worker, twice. The workers started
+	-- here hold their slots until this transaction ends: no more are started than the limits allow,
+	-- so one role's queued jobs cannot take every slot of the cluster.
+	FOR j IN SELECT * FROM migration_ext.backfill_job b
+			 WHERE b.state IN ('queued', 'running', 'throttled', 'paused', 'interrupted')
+			   AND b.requested IS DISTINCT FROM 'pause' AND b.home = migration_ext.job_home() ORDER BY b.id
+			 FOR UPDATE LOOP
+		CONTINUE WHEN migration_ext.worker_alive(j.pid);
+		EXIT WHEN running + resumed >= cluster_limit;
+		CONTINUE WHEN role_limit > 0 AND role_limit <= cardinality(array_positions(launched_for, j.owner))
+			+ (SELECT count(*) FROM migration_ext.backfill_job b WHERE b.owner = j.owner
+			   AND b.state IN ('queued', 'running', 'throttled') AND migration_ext.worker_alive(b.pid));
+		IF migration_ext.launch_job(j.id) THEN
+			resumed := resumed + 1;
+			launched_for := launched_for || j.owner;
+		END IF;
+	END LOOP;
+	RETURN resumed;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION migration_ext.wait_standbys_past_commit(migration text) RETURNS void
+	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	target pg_lsn := migration_ext.flushed_insert_lsn();
+	deadline timestamptz := clock_timestamp()
+		+ make_interval(secs => migration_ext.setting('migration_ext.settle_wait') / 1000);
+	lagging text;
+BEGIN
+	LOOP
+		PERFORM pg_stat_clear_snapshot();
+		SELECT string_agg(format('standby %s replayed %s < %s', coalesce(nullif(r.application_name, ''),
+								 r.client_addr::text, r.pid::text), coalesce(r.replay_lsn::text, 'nothing'), target), ', ')
+		INTO lagging FROM pg_stat_replication r
+		WHERE migration_ext.replays(r) AND (r.replay_lsn IS NULL OR r.replay_lsn < target);
+		EXIT WHEN lagging IS NULL OR clock_timestamp() >= deadline;
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+	IF lagging IS NOT NULL THEN
+		RAISE EXCEPTION 'cannot advance migration "%": the reader swaps have not settled', migration
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				DETAIL = format('Still waiting for: %s (a position after the swaps'' commit).', lagging),
+				HINT = 'Wait until the standbys catch up, then advance again.';
+	END IF;
+END
+$$;
+
+DROP FUNCTION migration_ext.setting_int(text, bigint);
+DROP FUNCTION migration_ext.setting_ms(text, double precision);
+DROP FUNCTION migration_ext.setting_real(text, double precision);
