@@ -55,12 +55,7 @@ q "CREATE TABLE app.moved (id int PRIMARY KEY, token text, copy text);
 job=$(q "SELECT start_backfill('moved', throttle => false)")
 [[ $(q "SELECT wait_backfill($job, '120 s')") == done ]] || die "the column move's backfill did not finish"
 advance moved >/dev/null
-q "CREATE TABLE app.paused (id int PRIMARY KEY, token text)" >/dev/null
-q "INSERT INTO app.paused SELECT g, reverse('tok_' || g) FROM generate_series(1, $ROWS) g" >/dev/null
-PAUSED=$(q "SELECT start_backfill('app.paused', 'token', 'tok', max_rows_per_second => 2000, batch_size => 200)")
-wait_for 30 scanned_above "$PAUSED" 0 || die "the paused job never started"
-q "SELECT pause_backfill($PAUSED)" >/dev/null
-check "paused job" "$(q "SELECT wait_backfill($PAUSED, '30 s')")" paused
+PAUSED=$(paused_job app.paused "$ROWS")
 # The backfilling migration's job runs (slowly) through the dumps.
 RUNNING=$(q "SELECT start_backfill('backfilling', max_rows_per_second => 1000, batch_size => 100)")
 wait_for 30 scanned_above "$RUNNING" 500 || die "the running job never got going"

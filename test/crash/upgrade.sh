@@ -39,12 +39,7 @@ q "CREATE SCHEMA app" >/dev/null
 for m in planned tolerant busy; do table_and_reader "$m"; done
 q "SELECT advance_migration('tolerant')" >/dev/null
 q "SELECT advance_migration('busy'), advance_migration('busy', confirm => 'busy')" >/dev/null
-q "CREATE TABLE app.paused (id int PRIMARY KEY, token text)" >/dev/null
-q "INSERT INTO app.paused SELECT g, reverse('tok_' || g) FROM generate_series(1, $ROWS) g" >/dev/null
-PAUSED=$(q "SELECT start_backfill('app.paused', 'token', 'tok', max_rows_per_second => 2000, batch_size => 200)")
-wait_for 30 scanned_above "$PAUSED" 0 || die "the paused job never started"
-q "SELECT pause_backfill($PAUSED)" >/dev/null
-check "paused job" "$(q "SELECT wait_backfill($PAUSED, '30 s')")" paused
+PAUSED=$(paused_job app.paused "$ROWS")
 
 # A writer through the frozen writer (new format since the door) while the job converts slowly.
 BUSY=$(q "SELECT start_backfill('busy', max_rows_per_second => 2000, batch_size => 100)")

@@ -338,3 +338,16 @@ exactly_once() {
 		"$(job_field "$job" rows_skipped)" 0
 	check "backfill_status.conflicts" "$(job_field "$job" conflicts)" 0
 }
+
+# paused_job <table> <rows>: a table of <rows> legacy tokens (codec 'tok') and a job on it that has
+# converted a little and is paused; prints the job's id.
+paused_job() {
+	q "CREATE TABLE $1 (id int PRIMARY KEY, token text)" >/dev/null
+	q "INSERT INTO $1 SELECT g, reverse('tok_' || g) FROM generate_series(1, $2) g" >/dev/null
+	local job
+	job=$(q "SELECT start_backfill('$1', 'token', 'tok', max_rows_per_second => 2000, batch_size => 200)")
+	wait_for 30 scanned_above "$job" 0 || die "the job on $1 never started"
+	q "SELECT pause_backfill($job)" >/dev/null
+	[[ $(q "SELECT wait_backfill($job, '30 s')") == paused ]] || die "the job on $1 did not pause"
+	echo "$job"
+}
