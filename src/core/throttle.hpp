@@ -59,7 +59,7 @@ struct ThrottleSettings {
 	int min_batch = defaults::min_batch;
 	int max_batch = defaults::max_batch;
 	double grow_factor = 1.2;
-	int stable_batches = 3;         // batches under target before the size grows
+	int stable_batches = 3;                                           // batches under target before the size grows
 	double max_replica_lag_s = defaults::max_replica_lag_ms / 1000.0; // pause above, resume below half of it
 	int max_active_backends = defaults::max_active_backends;
 	bool hold_on_vacuum = true;

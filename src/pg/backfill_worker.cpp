@@ -114,8 +114,7 @@ void batch_in_this_transaction(int64 job, int batch_size, double rate, mext::pg:
 {
 	char lock_timeout[32];
 	snprintf(lock_timeout, sizeof lock_timeout, "%d", mext::pg::lock_timeout_ms);
-	(void)set_config_option("lock_timeout", lock_timeout, PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0,
-	                        false);
+	(void)set_config_option("lock_timeout", lock_timeout, PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 	(void)set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 	mext::pg::run_step(job, batch_size, rate, step);
 }
@@ -163,7 +162,7 @@ void run_job(int64 job)
 		in_transaction(
 		    [&] {
 			    mext::pg::worker_note(job, rate, reason.empty() ? nullptr : reason.c_str(),
-			                warning.empty() ? nullptr : warning.c_str(), size);
+			                          warning.empty() ? nullptr : warning.c_str(), size);
 		    },
 		    nullptr);
 	};

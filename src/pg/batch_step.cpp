@@ -202,8 +202,7 @@ void step(int64 job, int batch_size, double rate, StepResult *result)
 {
 	Oid job_types[1] = {INT8OID};
 	Datum job_values[1] = {Int64GetDatum(job)};
-	if (SPI_execute_plan(kept_plan(&job_plan, kJobQuery, 1, job_types), job_values, nullptr, false, 1) !=
-	    SPI_OK_SELECT)
+	if (SPI_execute_plan(kept_plan(&job_plan, kJobQuery, 1, job_types), job_values, nullptr, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "migration_ext: could not read backfill job %lld", static_cast<long long>(job));
 	if (SPI_processed != 1)
 		return;
@@ -298,14 +297,10 @@ void step(int64 job, int batch_size, double rate, StepResult *result)
 		return;
 	}
 	Oid checkpoint_types[8] = {INT8OID, TEXTARRAYOID, INT8OID, INT8OID, INT8OID, INT8OID, INT4OID, FLOAT8OID};
-	Datum checkpoint_values[8] = {Int64GetDatum(job),
-	                              next_key,
-	                              Int64GetDatum(scanned),
-	                              Int64GetDatum(result->converted),
-	                              Int64GetDatum(legacy_seen),
-	                              Int64GetDatum(result->conflicts),
-	                              Int32GetDatum(batch_size),
-	                              Float8GetDatum(rate)};
+	Datum checkpoint_values[8] = {Int64GetDatum(job),         next_key,
+	                              Int64GetDatum(scanned),     Int64GetDatum(result->converted),
+	                              Int64GetDatum(legacy_seen), Int64GetDatum(result->conflicts),
+	                              Int32GetDatum(batch_size),  Float8GetDatum(rate)};
 	const char checkpoint_nulls[8] = {' ', next_key_null ? 'n' : ' ', ' ', ' ', ' ', ' ', ' ', rate > 0 ? ' ' : 'n'};
 	if (SPI_execute_plan(kept_plan(&checkpoint_plan, kCheckpoint, 8, checkpoint_types), checkpoint_values,
 	                     checkpoint_nulls, false, 0) != SPI_OK_UPDATE)
@@ -320,8 +315,8 @@ void run_step(int64 job, int batch_size, double rate, StepResult *result)
 	strlcpy(result->action, "stop", sizeof result->action);
 	// Built-in names only, whoever calls: nothing on the caller's search_path takes part.
 	int guc_level = NewGUCNestLevel();
-	(void)set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true,
-	                        0, false);
+	(void)set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
+	                        false);
 	step(job, batch_size, rate, result);
 	AtEOXact_GUC(true, guc_level);
 }

@@ -3,12 +3,11 @@
 // An event trigger at ddl_command_start refuses it, naming the migrations, unless the statement says
 // CASCADE, as PostgreSQL refuses a DROP that real dependents block. A contract's CHECK constraint is a
 // real dependent: PostgreSQL itself names it.
-extern "C" {
-#include "postgres.h"
+#include "pg/postgres_c.hpp"
 
+extern "C" {
 #include "commands/event_trigger.h"
 #include "executor/spi.h"
-#include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "nodes/parsenodes.h"
 #include "utils/builtins.h"

@@ -2,10 +2,9 @@
 // when its body is swapped. The value is catalog text its owner chose: it is quoted here as
 // pg_get_functiondef() quotes it, list settings (search_path, temp_tablespaces) element by element,
 // so no value can end the clause and append SQL of its own.
-extern "C" {
-#include "postgres.h"
+#include "pg/postgres_c.hpp"
 
-#include "fmgr.h"
+extern "C" {
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 #include "utils/builtins.h"

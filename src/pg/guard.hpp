@@ -16,10 +16,9 @@
 
 #include "core/codec.hpp"
 
-extern "C" {
-#include "postgres.h"
+#include "pg/postgres_c.hpp"
 
-#include "fmgr.h"
+extern "C" {
 #include "utils/elog.h"
 #include "utils/memutils.h"
 }

@@ -4,7 +4,7 @@
 // take writes only from them, and each one authorizes the role it is given. That role cannot be forged:
 // only this function supplies it, from GetUserId(), the role the caller's code runs as (inside another
 // role's SECURITY DEFINER function, that role).
-#include "pg/guard.hpp"
+#include "pg/postgres_c.hpp"
 
 extern "C" {
 #include "access/htup_details.h"

@@ -5,11 +5,10 @@
 // A public advisory-lock key could be taken first by any role and block every job.
 #include "pg/settings.hpp"
 
-extern "C" {
-#include "postgres.h"
+#include "pg/postgres_c.hpp"
 
+extern "C" {
 #include "access/xlog.h"
-#include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/lock.h"
 #include "utils/builtins.h"

@@ -4,9 +4,7 @@
 // run with their owner's rights, never with more.
 #pragma once
 
-extern "C" {
-#include "postgres.h"
-}
+#include "pg/postgres_c.hpp"
 
 namespace mext::pg
 {

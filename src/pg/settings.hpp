@@ -4,15 +4,15 @@
 namespace mext::pg
 {
 
-extern int lock_timeout_ms;           // each batch runs with this lock_timeout
-extern int resume_interval_seconds;   // the launcher's period
-extern bool compress_wal;             // the worker compresses its own full-page images
-extern double worker_cpu_slice_ms;    // the worker yields its CPU after this much running time (0: never)
-extern bool preallocate_wal;          // the worker creates the WAL segments its next batch fills
-extern bool wait_progress;            // waits report progress unless told otherwise (read from SQL)
-extern int max_jobs;                  // backfill workers running at once, cluster-wide
-extern int ddl_lock_timeout_ms;       // lock_timeout of each strong lock the protocol takes
-extern int max_jobs_per_role;         // backfill workers of one role's jobs at once, per database (0: no limit)
+extern int lock_timeout_ms;         // each batch runs with this lock_timeout
+extern int resume_interval_seconds; // the launcher's period
+extern bool compress_wal;           // the worker compresses its own full-page images
+extern double worker_cpu_slice_ms;  // the worker yields its CPU after this much running time (0: never)
+extern bool preallocate_wal;        // the worker creates the WAL segments its next batch fills
+extern bool wait_progress;          // waits report progress unless told otherwise (read from SQL)
+extern int max_jobs;                // backfill workers running at once, cluster-wide
+extern int ddl_lock_timeout_ms;     // lock_timeout of each strong lock the protocol takes
+extern int max_jobs_per_role;       // backfill workers of one role's jobs at once, per database (0: no limit)
 
 void register_settings();
 

@@ -1,10 +1,9 @@
 // What a PL/pgSQL function cannot see of its own transaction.
-extern "C" {
-#include "postgres.h"
+#include "pg/postgres_c.hpp"
 
+extern "C" {
 #include "access/transam.h"
 #include "access/xact.h"
-#include "fmgr.h"
 
 PG_FUNCTION_INFO_V1(mext_xid_is_mine);
 PG_FUNCTION_INFO_V1(mext_in_transaction_block);

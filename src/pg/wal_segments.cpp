@@ -3,9 +3,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-extern "C" {
-#include "postgres.h"
+#include "pg/postgres_c.hpp"
 
+extern "C" {
 #include "access/xlog.h"
 #include "access/xlog_internal.h"
 #include "utils/guc.h"

@@ -3,9 +3,9 @@
 // failure means), and waits on the latch that wake for interrupts and postmaster death.
 #pragma once
 
-extern "C" {
-#include "postgres.h"
+#include "pg/postgres_c.hpp"
 
+extern "C" {
 #include "access/xact.h"
 #include "utils/memutils.h"
 }
