@@ -10,6 +10,9 @@ DROP EXTENSION IF EXISTS migration_ext CASCADE;
 DROP SCHEMA IF EXISTS trust CASCADE;
 DROP ROLE IF EXISTS regress_mext_t_alice;
 DROP ROLE IF EXISTS regress_mext_t_bob;
+DROP SCHEMA IF EXISTS trust_dbo CASCADE;
+DROP SCHEMA IF EXISTS trust_bob CASCADE;
+DROP ROLE IF EXISTS regress_mext_t_dbo;
 RESET client_min_messages;
 CREATE EXTENSION migration_ext;
 -- Waits print no progress NOTICEs: their figures differ from run to run.
@@ -205,6 +208,61 @@ GRANT INSERT, SELECT ON trust.superuser_copy TO regress_mext_t_alice;
 SELECT start_backfill('trust.tokens', 'token', 't_tok', target_relation => 'trust.superuser_copy');
 
 ------------------------------------------------------------------------------------------------------
+-- 4c. What start_backfill() refuses stays refused while a job runs: a partition or a move's new table
+--     given to another role since (bob's trigger would read alice's table as alice), and a move whose new
+--     table is dropped (the batch would have become an in-place rewrite of the old table). Steps driven
+--     by hand, as the isolation tests do.
+------------------------------------------------------------------------------------------------------
+SET ROLE regress_mext_t_alice;
+CREATE TABLE trust.secret (s text);
+INSERT INTO trust.secret VALUES ('alice only');
+CREATE TABLE trust.split (id int PRIMARY KEY, token text) PARTITION BY RANGE (id);
+CREATE TABLE trust.split_1 PARTITION OF trust.split FOR VALUES FROM (0) TO (100);
+CREATE TABLE trust.split_2 PARTITION OF trust.split FOR VALUES FROM (100) TO (200);
+INSERT INTO trust.split SELECT g, reverse('tok_' || g) FROM generate_series(1, 150) g;
+CREATE TABLE trust.old_home (id int PRIMARY KEY, token text);
+INSERT INTO trust.old_home SELECT g, reverse('tok_' || g) FROM generate_series(1, 50) g;
+CREATE TABLE trust.new_home (id int PRIMARY KEY, token text);
+CREATE TABLE trust.gone_home (id int PRIMARY KEY, token text);
+RESET ROLE;
+SELECT migration_ext.start_backfill('trust.split', 'token', 't_tok', NULL, 10, NULL, false, NULL, false) AS split_job \gset
+SELECT migration_ext.start_backfill('trust.old_home', 'token', 't_tok', NULL, 10, NULL, false, NULL, false,
+                                    target_relation => 'trust.new_home') AS move_job \gset
+SELECT action, scanned FROM migration_ext.worker_step(:split_job, 10, NULL);
+SELECT action, scanned FROM migration_ext.worker_step(:move_job, 10, NULL);
+ALTER TABLE trust.split_2 OWNER TO regress_mext_t_bob;
+ALTER TABLE trust.new_home OWNER TO regress_mext_t_bob;
+CREATE SCHEMA trust_bob AUTHORIZATION regress_mext_t_bob;
+SET ROLE regress_mext_t_bob;
+CREATE TABLE trust_bob.loot (role_name name, what text);
+GRANT INSERT ON trust_bob.loot TO PUBLIC;
+CREATE FUNCTION trust_bob.steal() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO trust_bob.loot SELECT current_user, s FROM trust.secret;
+	RETURN NEW;
+END
+$$;
+CREATE TRIGGER steal BEFORE UPDATE ON trust.split_2 FOR EACH ROW EXECUTE FUNCTION trust_bob.steal();
+CREATE TRIGGER steal BEFORE INSERT ON trust.new_home FOR EACH ROW EXECUTE FUNCTION trust_bob.steal();
+GRANT UPDATE ON trust.split_2 TO regress_mext_t_alice;
+GRANT INSERT ON trust.new_home TO regress_mext_t_alice;
+RESET ROLE;
+SELECT action FROM migration_ext.worker_step(:split_job, 100, NULL);
+SELECT action FROM migration_ext.worker_step(:split_job, 100, NULL);
+SELECT action FROM migration_ext.worker_step(:split_job, 100, NULL);
+SELECT action FROM migration_ext.worker_step(:move_job, 100, NULL);
+SELECT count(*) AS rows_bob_got FROM trust_bob.loot;
+SELECT cancel_backfill(:move_job);
+SELECT cancel_backfill(:split_job);
+SELECT migration_ext.start_backfill('trust.old_home', 'token', 't_tok', NULL, 10, NULL, false, NULL, false,
+                                    target_relation => 'trust.gone_home') AS gone_job \gset
+DROP TABLE trust.gone_home;
+SELECT action FROM migration_ext.worker_step(:gone_job, 100, NULL);
+SELECT count(*) FILTER (WHERE token LIKE 'tok_%') AS old_rows_rewritten FROM trust.old_home;
+SELECT cancel_backfill(:gone_job);
+DROP SCHEMA trust_bob CASCADE;
+
+------------------------------------------------------------------------------------------------------
 -- 5. The worker's claim lives where no role can take it first: a session holding every advisory-lock
 --    key a job could use (the old claim key included) blocks no job.
 ------------------------------------------------------------------------------------------------------
@@ -266,6 +324,77 @@ SET client_min_messages = warning;
 DROP SCHEMA trust CASCADE;
 RESET client_min_messages;
 DROP EXTENSION migration_ext;
+------------------------------------------------------------------------------------------------------
+-- 8. The extension installed into a schema another role may create in (here its owner; in PostgreSQL 15
+--    the database owner owns public). Bodies, views and policies are parsed once, by the install or
+--    update script: an operator or function planted there before, matching better than pg_catalog's,
+--    must not become what they call. may_act_on() runs inside SECURITY DEFINER start_backfill().
+------------------------------------------------------------------------------------------------------
+CREATE ROLE regress_mext_t_dbo LOGIN;
+CREATE SCHEMA trust_dbo AUTHORIZATION regress_mext_t_dbo;
+SET ROLE regress_mext_t_dbo;
+CREATE TABLE trust_dbo.mine (id int PRIMARY KEY, token text);
+CREATE FUNCTION trust_dbo.escalate() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+	IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+		EXECUTE 'ALTER ROLE regress_mext_t_dbo SUPERUSER';
+	END IF;
+END
+$$;
+CREATE FUNCTION trust_dbo.format(f text, a bigint, b numeric, c bigint, d bigint, e numeric, g text, h text)
+	RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM trust_dbo.escalate();
+	RETURN pg_catalog.format(f, a, b, c, d, e, g, h);
+END
+$$;
+CREATE FUNCTION trust_dbo.oid_eq_regrole(a oid, b regrole) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM trust_dbo.escalate();
+	RETURN a OPERATOR(pg_catalog.=) b::oid;
+END
+$$;
+CREATE OPERATOR trust_dbo.= (LEFTARG = oid, RIGHTARG = regrole, FUNCTION = trust_dbo.oid_eq_regrole);
+CREATE FUNCTION trust_dbo.numeric_times_bigint(a numeric, b bigint) RETURNS numeric LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM trust_dbo.escalate();
+	RETURN a OPERATOR(pg_catalog.*) b::numeric;
+END
+$$;
+CREATE OPERATOR trust_dbo.* (LEFTARG = numeric, RIGHTARG = bigint, FUNCTION = trust_dbo.numeric_times_bigint);
+RESET ROLE;
+-- What the extension's members (functions, views' rules, policies) call outside pg_catalog and itself.
+CREATE FUNCTION pg_temp.bound_elsewhere() RETURNS bigint LANGUAGE sql AS $$
+	WITH members AS (
+		SELECT d.classid, d.objid FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+		WHERE d.refclassid = 'pg_extension'::regclass AND e.extname = 'migration_ext' AND d.deptype = 'e'),
+	dependents AS (
+		SELECT classid, objid FROM members
+		UNION SELECT 'pg_rewrite'::regclass, r.oid FROM pg_rewrite r JOIN members m ON m.objid = r.ev_class
+		UNION SELECT 'pg_policy'::regclass, p.oid FROM pg_policy p JOIN members m ON m.objid = p.polrelid)
+	SELECT count(*) FROM pg_depend d JOIN dependents x ON x.classid = d.classid AND x.objid = d.objid
+	WHERE d.deptype = 'n'
+	  AND ((d.refclassid = 'pg_proc'::regclass
+			AND (SELECT p.pronamespace FROM pg_proc p WHERE p.oid = d.refobjid) = 'trust_dbo'::regnamespace)
+		OR (d.refclassid = 'pg_operator'::regclass
+			AND (SELECT o.oprnamespace FROM pg_operator o WHERE o.oid = d.refobjid) = 'trust_dbo'::regnamespace))
+$$;
+CREATE EXTENSION migration_ext SCHEMA trust_dbo VERSION '0.1.0';
+ALTER EXTENSION migration_ext UPDATE;
+SELECT pg_temp.bound_elsewhere() AS updated_bound_to_planted;
+SELECT trust_dbo.create_codec('t_dbo', 'reverse', marker => 'tok_');
+SET ROLE regress_mext_t_dbo;
+SELECT trust_dbo.start_backfill('trust_dbo.mine', 'token', 't_dbo') > 0 AS started;
+RESET ROLE;
+SELECT trust_dbo.wait_backfill(max(job), '120 s') AS state FROM trust_dbo.backfill_status;
+SELECT migration_ext.progress_line(max(job)) IS NOT NULL AS superuser_read_progress FROM trust_dbo.backfill_status;
+SELECT rolsuper AS dbo_is_superuser FROM pg_roles WHERE rolname = 'regress_mext_t_dbo';
+DROP EXTENSION migration_ext;
+CREATE EXTENSION migration_ext SCHEMA trust_dbo;
+SELECT pg_temp.bound_elsewhere() AS installed_bound_to_planted;
+DROP EXTENSION migration_ext;
+DROP SCHEMA trust_dbo CASCADE;
 REVOKE CREATE ON DATABASE :"DBNAME" FROM regress_mext_t_alice, regress_mext_t_bob;
 DROP ROLE regress_mext_t_alice;
 DROP ROLE regress_mext_t_bob;
+DROP ROLE regress_mext_t_dbo;

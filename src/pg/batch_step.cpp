@@ -36,6 +36,8 @@ SELECT j.state, j.requested, j.throttle, j.codec, j.last_key, j.partition_index,
 	coalesce(array_length(j.partitions, 1), 0) AS partition_count,
 	coalesce(j.relation::text, j.partitions[j.partition_index]::text) AS table_name, c.relowner AS owner,
 	lc.oid IS NOT NULL AS leaf_exists, quote_ident(ln.nspname) || '.' || quote_ident(lc.relname) AS leaf,
+	lc.relowner AS leaf_owner, j.target_relation IS NOT NULL AS is_move, tc.oid IS NOT NULL AS target_exists,
+	tc.relowner AS target_owner,
 	quote_ident(j.column_name) AS target, quote_ident(j.source_column) AS source,
 	quote_ident(coalesce(j.source_column, j.column_name)) AS move_source,
 	(SELECT quote_ident(n.nspname) FROM pg_catalog.pg_extension e
@@ -223,6 +225,26 @@ void step(int64 job, int batch_size, double rate, StepResult *result)
 	if (!row.boolean("leaf_exists"))
 		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
 		                errmsg("table %s was dropped during the backfill", row.text("table_name"))));
+	// A move whose new table is gone must not turn into a conversion of the old table in place: the
+	// statement below would be the in-place one, rewriting the rows the old readers still read.
+	if (row.boolean("is_move") && !row.boolean("target_exists"))
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+		                errmsg("the table that %s moves to was dropped during the backfill", row.text("table_name")),
+		                errhint("Create the new table again and start a new backfill: copied rows are skipped.")));
+	// start_backfill() refuses a partition or a move's target that another role owns: the batch runs as
+	// the job's table's owner, and the other owner's triggers, defaults and index expressions would run
+	// with those rights. An owner changed since (ALTER TABLE ... OWNER TO) is refused the same way here.
+	Oid owner = row.oid("owner");
+	const char *foreign_table = row.oid("leaf_owner") != owner ? row.text("leaf")
+	                            : row.boolean("is_move") && row.oid("target_owner") != owner ? row.text("target_relation")
+	                                                                                        : nullptr;
+	if (foreign_table)
+		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+		                errmsg("table %s is no longer owned by the owner of %s", foreign_table, row.text("table_name")),
+		                errdetail("A batch runs as the owner of %s; a table another role owns would run its code "
+		                          "with that owner's rights.",
+		                          row.text("table_name")),
+		                errhint("Give both tables one owner (ALTER TABLE ... OWNER TO), then start a new backfill.")));
 
 	Shape shape{};
 	shape.leaf = row.text("leaf");
@@ -253,7 +275,6 @@ void step(int64 job, int batch_size, double rate, StepResult *result)
 	Datum last_key = row.copy("last_key", &isnull);
 	shape.after_last_key = !isnull;
 	Datum codec = row.copy("codec", &isnull);
-	Oid owner = row.oid("owner");
 	bool throttle = row.boolean("throttle");
 	int partition_index = row.int4("partition_index");
 	int partition_count = row.int4("partition_count");

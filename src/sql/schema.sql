@@ -15,6 +15,15 @@
 
 \echo Use "CREATE EXTENSION migration_ext" to load this file. \quit
 
+-- SQL-standard bodies (RETURN, BEGIN ATOMIC), views and policies are parsed once, here, with the script's
+-- search_path, whatever SET clause they carry; PostgreSQL starts that path with the target schema
+-- (@extschema@), where a role that may create objects, such as the database owner who owns public, could
+-- have planted a function or an operator that matches better than pg_catalog's (format(text, bigint, ...),
+-- =(oid, regrole)), bound for ever and run by every caller, SECURITY DEFINER ones included. So every
+-- unqualified name in this script is pg_catalog's; every object it creates names its schema. LOCAL: the
+-- extension machinery restores the caller's path when the script ends.
+SET LOCAL search_path = pg_catalog, pg_temp;
+
 CREATE SCHEMA migration_ext;
 REVOKE ALL ON SCHEMA migration_ext FROM PUBLIC;
 GRANT USAGE ON SCHEMA migration_ext TO PUBLIC;

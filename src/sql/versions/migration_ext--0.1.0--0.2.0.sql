@@ -1,6 +1,15 @@
 -- migration_ext 0.1.0 -> 0.2.0, by ALTER EXTENSION migration_ext UPDATE. Jobs in flight keep running.
 \echo Use "ALTER EXTENSION migration_ext UPDATE" to load this file. \quit
 
+-- SQL-standard bodies (RETURN, BEGIN ATOMIC), views and policies are parsed once, here, with the script's
+-- search_path, whatever SET clause they carry; PostgreSQL starts that path with the target schema
+-- (@extschema@), where a role that may create objects, such as the database owner who owns public, could
+-- have planted a function or an operator that matches better than pg_catalog's (format(text, bigint, ...),
+-- =(oid, regrole)), bound for ever and run by every caller, SECURITY DEFINER ones included. So every
+-- unqualified name in this script is pg_catalog's; every object it creates names its schema. LOCAL: the
+-- extension machinery restores the caller's path when the script ends.
+SET LOCAL search_path = pg_catalog, pg_temp;
+
 -- wait_backfill() reports progress as NOTICEs (its new argument `progress`), and await_backfill() waits
 -- as a procedure that holds no snapshot.
 DROP FUNCTION @extschema@.wait_backfill(bigint, interval);
@@ -476,3 +485,104 @@ $$;
 DROP FUNCTION migration_ext.setting_int(text, bigint);
 DROP FUNCTION migration_ext.setting_ms(text, double precision);
 DROP FUNCTION migration_ext.setting_real(text, double precision);
+
+-- Bound anew: 0.1.0's script parsed these bodies, views and policies with the target schema first on its
+-- search_path, so a function or operator planted there before the install (see the top of this file) may
+-- be what they call. Their text is unchanged; replaced here, with pg_catalog's names, they call what a
+-- fresh install of 0.2.0 calls. OR REPLACE only replaces the extension's own members.
+CREATE OR REPLACE FUNCTION migration_ext.may_act_on(actor regrole, relation regclass) RETURNS boolean
+	LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+	RETURN coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = actor), false)
+		OR coalesce((SELECT pg_has_role(actor, c.relowner, 'USAGE') FROM pg_class c WHERE c.oid = relation), false);
+CREATE OR REPLACE FUNCTION migration_ext.may_read_function(fn regprocedure) RETURNS boolean
+	LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+	RETURN coalesce((SELECT pg_has_role(current_user, p.proowner, 'USAGE') FROM pg_proc p WHERE p.oid = fn), false);
+ALTER POLICY function_version_owner ON migration_ext.function_version USING (migration_ext.may_read_function(fn));
+CREATE OR REPLACE VIEW @extschema@.function_history WITH (security_invoker = true) AS
+	SELECT v.fn, v.version, v.role, v.body, v.note, v.migration, v.created_at, v.created_by, v.wal_lsn,
+		   v.version = f.current_version AS is_current, v.previous_version
+	FROM migration_ext.function_version v
+	JOIN migration_ext.frozen_function f USING (fn);
+CREATE OR REPLACE FUNCTION @extschema@.swap_function(fn regprocedure, body text, note text DEFAULT NULL,
+										   language name DEFAULT NULL)
+	RETURNS int LANGUAGE sql
+	RETURN migration_ext.swap_function(fn, body, note, language, pg_catalog.current_setting('search_path'));
+CREATE OR REPLACE FUNCTION @extschema@.revert_function(fn regprocedure, to_version int DEFAULT NULL) RETURNS int
+	LANGUAGE sql
+	RETURN migration_ext.revert_function(fn, to_version, pg_catalog.current_setting('search_path'));
+ALTER POLICY backfill_job_table_owner ON migration_ext.backfill_job USING (migration_ext.may_act_on(CURRENT_USER::regrole, relation));
+CREATE OR REPLACE FUNCTION @extschema@.start_backfill(relation regclass, column_name name, codec text,
+										   source_column name DEFAULT NULL, batch_size int DEFAULT NULL,
+										   max_rows_per_second int DEFAULT NULL, throttle boolean DEFAULT true,
+										   batch_time_target interval DEFAULT NULL,
+										   max_replica_lag interval DEFAULT NULL, max_active_backends int DEFAULT NULL,
+										   max_wal_bytes_per_second bigint DEFAULT NULL,
+										   target_relation regclass DEFAULT NULL,
+										   live_duty_cycle double precision DEFAULT NULL)
+	RETURNS bigint LANGUAGE sql
+	RETURN migration_ext.start_backfill(relation, column_name, codec, source_column, batch_size, max_rows_per_second,
+										throttle, NULL, true, batch_time_target, max_replica_lag, max_active_backends,
+										max_wal_bytes_per_second, target_relation, live_duty_cycle);
+CREATE OR REPLACE FUNCTION migration_ext.worker_note(job bigint, rate double precision, throttle_reason text, warning text,
+										  batch_size int)
+	RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+	UPDATE migration_ext.backfill_job b SET rate = coalesce(worker_note.rate, b.rate),
+		throttle_reason = worker_note.throttle_reason, warning = worker_note.warning,
+		current_batch_size = worker_note.batch_size, updated_at = now(),
+		state = CASE WHEN b.state IN ('running', 'throttled')
+					 THEN CASE WHEN worker_note.throttle_reason IS NULL THEN 'running' ELSE 'throttled' END
+					 ELSE b.state END
+	WHERE b.id = worker_note.job;
+END;
+CREATE OR REPLACE VIEW @extschema@.backfill_status WITH (security_invoker = true) AS
+	SELECT j.id AS job, j.relation, j.column_name, j.source_column, j.target_relation, j.codec, j.migration,
+		   e.state, j.requested,
+		   j.rows_scanned, j.rows_converted, j.rows_skipped, j.conflicts, j.batches,
+		   j.current_batch_size AS batch_size, j.max_rows_per_second,
+		   round(j.rate::numeric, 1) AS rows_per_second,
+		   greatest(j.rows_estimated, j.rows_scanned) AS rows_estimated,
+		   CASE WHEN e.state = 'done' THEN 100.0
+				ELSE round(100.0 * j.rows_scanned / greatest(j.rows_estimated, j.rows_scanned, 1), 1) END AS percent_done,
+		   CASE WHEN j.rate > 0 AND e.state IN ('running', 'throttled')
+				THEN make_interval(secs => greatest(j.rows_estimated - j.rows_scanned, 0) / j.rate) END AS eta,
+		   CASE WHEN e.state = 'paused' AND j.home <> migration_ext.job_home()
+				THEN 'restored from a backup: resume_backfill() continues it from its checkpoint'
+				ELSE j.throttle_reason END AS throttle_reason,
+		   j.warning, j.last_key, j.partitions[j.partition_index] AS partition,
+		   j.throttle, round(j.batch_time_target_ms::numeric) AS batch_time_target_ms, j.max_replica_lag_s,
+		   j.max_active_backends, j.max_wal_bytes_per_second, j.live_duty_cycle,
+		   j.last_error, j.error_key, j.pid, j.owner AS role,
+		   j.created_at, j.started_at, j.updated_at, j.finished_at
+	FROM migration_ext.backfill_job j
+	-- Once a row, so that the state, the percentage and the ETA agree even if the worker exits meanwhile.
+	-- OFFSET 0 keeps the planner from pulling the subquery up into the three expressions that use it.
+	CROSS JOIN LATERAL (SELECT migration_ext.effective_state(j) AS state OFFSET 0) e;
+ALTER POLICY migration_table_owner ON migration_ext.migration USING (migration_ext.may_act_on(CURRENT_USER::regrole, relation));
+ALTER POLICY migration_event_table_owner ON migration_ext.migration_event USING (EXISTS (SELECT FROM migration_ext.migration m WHERE m.name = migration));
+ALTER POLICY planned_swap_owner ON migration_ext.planned_swap USING (migration_ext.may_read_function(fn));
+CREATE OR REPLACE FUNCTION migration_ext.replays(r pg_stat_replication) RETURNS boolean
+	LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+	RETURN r.replay_lsn IS NOT NULL OR r.flush_lsn IS NULL;
+CREATE OR REPLACE FUNCTION @extschema@.advance_migration(name text, confirm text DEFAULT NULL, read_sample int DEFAULT 100)
+	RETURNS text LANGUAGE sql
+	RETURN migration_ext.advance_migration(name, confirm, pg_catalog.current_setting('search_path'), read_sample);
+CREATE OR REPLACE FUNCTION @extschema@.retreat_migration(name text) RETURNS text
+	LANGUAGE sql
+	RETURN migration_ext.retreat_migration(name, pg_catalog.current_setting('search_path'));
+CREATE OR REPLACE VIEW @extschema@.migration_status WITH (security_invoker = true) AS
+	SELECT m.name, m.phase, s.settled, coalesce(s.waiting_for, migration_ext.ddl_progress(m.name)) AS waiting_for,
+		   m.relation, m.column_name, m.source_column, m.codec, m.job,
+		   (SELECT migration_ext.effective_state(j) FROM migration_ext.backfill_job j WHERE j.id = m.job) AS job_state,
+		   (SELECT count(*) FROM migration_ext.planned_swap p WHERE p.migration = m.name AND p.role = 'reader') AS readers,
+		   (SELECT count(*) FROM migration_ext.planned_swap p WHERE p.migration = m.name AND p.role = 'writer') AS writers,
+		   m.constraint_name, m.created_at, m.created_by
+	FROM migration_ext.migration m, LATERAL migration_ext.settle_state(m.name) s;
+CREATE OR REPLACE VIEW @extschema@.migration_history WITH (security_invoker = true) AS
+	SELECT e.id, e.migration, e.event, e.from_phase, e.to_phase, e.fn, e.role, e.detail, e.at, e.by_role AS role_name,
+		   e.wal_lsn
+	FROM migration_ext.migration_event e;
+CREATE OR REPLACE FUNCTION migration_ext.mirror_name(source_column name, target_column name) RETURNS name
+	LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+	RETURN left(format('migration_ext_mirror_%s_to_%s', source_column, target_column), 54) || '_'
+		   || left(md5(source_column || '>' || target_column), 8);
