@@ -188,10 +188,27 @@ SET ROLE anyt_caller;
 SELECT migration_ext.cast_converted('-5', NULL::anyt.code, ARRAY['k']);
 RESET ROLE;
 REVOKE USAGE ON SCHEMA anyt FROM anyt_caller;
+-- A domain's CHECK is the table owner's code: a superuser's backfill runs it as that owner, restricted.
+CREATE TABLE anyt.seen_by (who name);
+CREATE FUNCTION anyt.seen(v int) RETURNS boolean LANGUAGE plpgsql
+	AS $$ BEGIN INSERT INTO anyt.seen_by VALUES (current_user); RETURN true; END $$;
+CREATE DOMAIN anyt.watched AS integer CHECK (anyt.seen(VALUE));
+CREATE TABLE anyt.owned (id int PRIMARY KEY, v anyt.watched);
+INSERT INTO anyt.owned VALUES (1, 10001), (2, 10002);
+GRANT USAGE ON SCHEMA anyt TO anyt_caller;
+ALTER TABLE anyt.owned OWNER TO anyt_caller;
+ALTER TABLE anyt.seen_by OWNER TO anyt_caller;
+ALTER FUNCTION anyt.seen(int) OWNER TO anyt_caller;
+TRUNCATE anyt.seen_by;
+SELECT start_backfill('anyt.owned', 'v', 'int_series') AS job \gset
+SELECT wait_backfill(:job, '60 s') AS owned_state;
+SELECT who, count(*) FROM anyt.seen_by GROUP BY who;
+SELECT id, v FROM anyt.owned ORDER BY id;
 
 SELECT count(unfreeze_function(fn)) AS unfrozen FROM (SELECT DISTINCT fn FROM function_history) f;
 SET client_min_messages = warning;
 DROP SCHEMA anyt CASCADE;
+DROP OWNED BY anyt_caller;
 DROP ROLE anyt_caller;
 RESET client_min_messages;
 RESET search_path;

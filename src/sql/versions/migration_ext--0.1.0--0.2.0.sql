@@ -721,6 +721,11 @@ AS $$
 DECLARE
 	walk record;
 BEGIN
+	IF target_relation = relation THEN
+		RAISE EXCEPTION 'a table move copies into another table, not into % itself', relation
+			USING ERRCODE = 'invalid_parameter_value',
+				HINT = 'Leave target_relation out to convert the column in place.';
+	END IF;
 	PERFORM migration_ext.checked_column(target_relation, column_name);
 	PERFORM migration_ext.checked_column(relation, coalesce(source_column, column_name));
 	SELECT * INTO walk FROM migration_ext.walk_key(relation);
