@@ -29,8 +29,8 @@ namespace
 
 // Everything a step needs, read under the job row's lock: the job, and the catalog as it is now (the
 // leaf's and the key's names quoted, the key's types as format_type() spells them; a key column that
-// is gone leaves key_names shorter than key_count; the target column's type unless it is text). Identifiers are quoted here, so the statement
-// does not depend on anybody's search_path.
+// is gone leaves key_names shorter than key_count; the target column's type unless it is text). Identifiers are quoted
+// here, so the statement does not depend on anybody's search_path.
 constexpr const char *kJobQuery = R"SQL(
 SELECT j.state, j.requested, j.throttle, j.codec, j.last_key, j.partition_index,
 	coalesce(array_length(j.partitions, 1), 0) AS partition_count,
