@@ -344,14 +344,13 @@ CREATE VIEW bf.shapes_view AS SELECT * FROM bf.shapes;
 SELECT start_backfill('bf.no_such_table', 'token', 'token_plain');
 SELECT start_backfill('bf.shapes', 'no_such_column', 'token_plain');
 SELECT start_backfill('bf.shapes', 'token', 'no_such_codec');
--- a non-text column, a view, the key column itself
-SELECT start_backfill('bf.shapes', 'n', 'token_plain');
+-- a view, the key column itself
 SELECT start_backfill('bf.shapes_view', 'token', 'token_plain');
 CREATE TABLE bf.text_key (code text PRIMARY KEY, token text);
 SELECT start_backfill('bf.text_key', 'code', 'token_plain');
--- a missing or non-text source column
+-- a missing source column, a table move into the table itself
 SELECT start_backfill('bf.shapes', 'token', 'token_plain', source_column => 'no_such_column');
-SELECT start_backfill('bf.shapes', 'token', 'token_plain', source_column => 'n');
+SELECT start_backfill('bf.shapes', 'token', 'token_plain', target_relation => 'bf.shapes');
 -- batch sizes and rate caps
 SELECT start_backfill('bf.shapes', 'token', 'token_plain', batch_size => 0);
 SELECT start_backfill('bf.shapes', 'token', 'token_plain', batch_size => -5);

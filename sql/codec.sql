@@ -311,7 +311,8 @@ SELECT create_codec('bad', 'upper|add_prefix:v2:', marker => 'V2:', detect => 'a
 CREATE FUNCTION codec_fns.same(t text) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT t $$;
 SELECT create_codec('not_converging', 'fn:codec_fns.same', marker => 'v3:', detect => 'absent');
 SELECT migrate_value('not_converging', 'x');
--- count_legacy and audit_column on a missing or non-text column, a missing relation, NULLs
+-- count_legacy and audit_column on a missing column, one that is not text (its text form), a missing
+-- relation, NULLs
 SELECT count_legacy('accounts', 'no_such_column', 'token_plain');
 SELECT count_legacy('accounts', 'n', 'token_plain');
 SELECT * FROM audit_column('accounts', 'no_such_column', 'token_plain');

@@ -143,7 +143,7 @@ SELECT * FROM inspect_column(NULL, 'Tok én');
 SELECT * FROM inspect_column('"we;ird ""Tab"', NULL);
 SELECT plan FROM inspect_column('"we;ird ""Tab"', 'Tok én', NULL);
 SELECT * FROM inspect_column('"we;ird ""Tab"', 'Tok én', 'no such codec');
-SELECT * FROM inspect_column('"we;ird ""Tab"', 'ID', :'codec');
+SELECT in_primary_key, sampled_legacy_ratio, plan FROM inspect_column('"we;ird ""Tab"', 'ID', :'codec');
 
 ------------------------------------------------------------------------------------------------------
 -- start_backfill, both forms: NULLs, wrong types, out-of-range numbers. Nothing is started.
@@ -287,7 +287,7 @@ SELECT create_mirror('"Ké""y;tab"', NULL, 'Néw "col', :'codec');
 SELECT create_mirror('"Ké""y;tab"', 'Tok én', NULL, :'codec');
 SELECT create_mirror('"Ké""y;tab"', 'Tok én', 'Néw "col', NULL);
 SELECT create_mirror('"Ké""y;tab"', 'Tok én', 'Tok én', :'codec');
-SELECT create_mirror('"Ké""y;tab"', 'k;2', 'Néw "col', :'codec');
+SELECT create_mirror('"Ké""y;tab"', 'no such column', 'Néw "col', :'codec');
 SELECT create_mirror('"Ké""y;tab"', 'Tok én', 'no such column', :'codec');
 SELECT create_mirror('"Ké""y;tab"', 'Tok én', 'Néw "col', :'codec') AS mirror_created;
 SELECT create_mirror('"Ké""y;tab"', 'Tok én', 'Néw "col', :'codec');

@@ -190,13 +190,12 @@ SELECT drop_mirror('people', 'email', 'full_name');
 SELECT count(*) AS user_triggers FROM pg_trigger WHERE tgrelid = 'people'::regclass AND NOT tgisinternal;
 SELECT drop_mirror('no_such_table', 'email', 'full_name');
 
--- create_mirror refuses: the same column twice, a missing column (either side), a column that is not
--- text, an unknown codec, a duplicate.
+-- create_mirror refuses: the same column twice, a missing column (either side), an unknown codec, a
+-- duplicate.
 CREATE TABLE mirrored (id int PRIMARY KEY, src text, dst text, n int);
 SELECT create_mirror('mirrored', 'src', 'src', 'copy');
 SELECT create_mirror('mirrored', 'src', 'no_such_column', 'copy');
 SELECT create_mirror('mirrored', 'no_such_column', 'dst', 'copy');
-SELECT create_mirror('mirrored', 'src', 'n', 'copy');
 SELECT create_mirror('mirrored', 'src', 'dst', 'no_such_codec');
 SELECT create_mirror('mirrored', 'src', 'dst', 'copy');
 SELECT create_mirror('mirrored', 'src', 'dst', 'copy');
@@ -268,18 +267,16 @@ SELECT wait_backfill(:job_sweep_again, '60 s') AS sweep_again_state;
 SELECT rows_scanned, rows_converted, rows_skipped, conflicts FROM backfill_status WHERE job = :job_sweep_again;
 
 -- Refused: a target without a unique index on V1's key (none at all, a partial one, one on another
--- column), a target column that is missing or not text, a source column missing in V1, an unknown codec.
+-- column), a target column that is missing, a source column missing in V1, an unknown codec.
 CREATE TABLE v2_no_index (id bigint NOT NULL, token text);
 CREATE TABLE v2_partial (id bigint NOT NULL, token text);
 CREATE UNIQUE INDEX v2_partial_id ON v2_partial (id) WHERE id > 0;
 CREATE TABLE v2_other_key (user_id bigint PRIMARY KEY, id bigint, token text);
 CREATE TABLE v2_no_column (id bigint PRIMARY KEY, secret text);
-CREATE TABLE v2_bytea (id bigint PRIMARY KEY, token bytea);
 SELECT start_backfill('users_v1', 'token', 'v2', target_relation => 'v2_no_index');
 SELECT start_backfill('users_v1', 'token', 'v2', target_relation => 'v2_partial');
 SELECT start_backfill('users_v1', 'token', 'v2', target_relation => 'v2_other_key');
 SELECT start_backfill('users_v1', 'token', 'v2', target_relation => 'v2_no_column');
-SELECT start_backfill('users_v1', 'token', 'v2', target_relation => 'v2_bytea');
 SELECT start_backfill('users_v1', 'token', 'v2', source_column => 'no_such_column', target_relation => 'users_v2');
 SELECT start_backfill('users_v1', 'token', 'no_such_codec', target_relation => 'users_v2');
 -- A unique index that contains the key but is not unique on it (an expression beside it) recognises

@@ -266,7 +266,6 @@ SELECT create_migration(NULL, 'coded', 'note', 'token_plain');
 SELECT create_migration('m_bad', 'coded', 'note', 'no_such_codec');
 SELECT create_migration('m_bad', 'coded', 'no_such_column', 'token_plain');
 SELECT create_migration('m_bad', 'no_such_table', 'note', 'token_plain');
-SELECT create_migration('m_bad', 'accounts', 'balance', 'token_plain');
 SELECT count(*) AS refused_migrations_stored FROM migration_status WHERE name IN ('', 'm_bad', 'm_pk', 'm_partition');
 -- NULL names
 SELECT advance_migration(NULL);

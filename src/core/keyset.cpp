@@ -32,6 +32,17 @@ std::string last_key_tuple(const std::vector<KeyColumn> &key)
 	return out + ")";
 }
 
+// The value the target column receives: the converted text form of `read_column` of alias t, read back
+// as the column's type unless it is text (then nothing is added to the hot path).
+std::string converted_value(const BatchShape &shape, const std::string &read_column)
+{
+	std::string converted = shape.api_schema + ".migrate_value($1, t." + read_column + "::text)";
+	if (!shape.target_type)
+		return converted;
+	return "migration_ext.cast_converted(" + converted + ", NULL::" + *shape.target_type + ", ARRAY[" +
+	       joined(shape.key, "t.", "::text") + "])";
+}
+
 } // namespace
 
 std::string key_tuple(const std::vector<KeyColumn> &key, const std::string &prefix)
@@ -61,8 +72,8 @@ std::string batch_statement(const BatchShape &shape, bool after_last_key)
 		sql += " WHERE " + lower_bound;
 	sql += " ORDER BY " + order + " LIMIT $2), ";
 	sql += "bound AS (SELECT " + order + " FROM snap ORDER BY " + joined(shape.key, "", " DESC") + " LIMIT 1), ";
-	sql += "upd AS (UPDATE ONLY " + shape.relation + " AS t SET " + shape.target + " = " + api +
-	       ".migrate_value($1, t." + read_column + "::text) WHERE ";
+	sql += "upd AS (UPDATE ONLY " + shape.relation + " AS t SET " + shape.target + " = " +
+	       converted_value(shape, read_column) + " WHERE ";
 	if (after_last_key)
 		sql += key_tuple(shape.key, "t.") + " > " + last_key_tuple(shape.key) + " AND ";
 	sql += key_tuple(shape.key, "t.") + " <= (" + joined(shape.key, "(SELECT ", " FROM bound)") + ") AND " +
@@ -96,7 +107,7 @@ std::string copy_statement(const CopyShape &shape, bool after_last_key)
 		const std::string &column = shape.copy_columns[i];
 		columns += (i ? ", " : "") + column;
 		values += i ? ", " : "";
-		values += column == b.target ? b.api_schema + ".migrate_value($1, t." + read_column + "::text)" : "t." + column;
+		values += column == b.target ? converted_value(b, read_column) : "t." + column;
 	}
 	std::string sql = "WITH snap AS MATERIALIZED (SELECT " + order + " FROM ONLY " + b.relation;
 	if (after_last_key)

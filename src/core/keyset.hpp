@@ -22,6 +22,9 @@ struct BatchShape {
 	std::string target;                // quoted column that receives the target format
 	std::optional<std::string> source; // quoted column read when moving data between columns
 	std::string api_schema;            // quoted schema of is_legacy() and migrate_value()
+	// format_type() of the target column when it is not text: the converted text form is read back as
+	// that type by migration_ext.cast_converted(), which names the row's key when it does not read.
+	std::optional<std::string> target_type;
 };
 
 // The statement returns one row: scanned, legacy_seen, converted, conflicts (bigint) and last_key
@@ -33,9 +36,9 @@ std::string batch_statement(const BatchShape &shape, bool after_last_key);
 
 // Table moves (V1 and V2 coexisting): copies the next batch of V1, converted, into V2 where V2 lacks
 // the row. `copy_columns` are the columns both tables share (quoted); the target column among them
-// receives api.migrate_value($1, source). ON CONFLICT DO NOTHING: a row the application already
-// wrote to V2 is never overwritten. Same parameters and result columns as batch_statement(); rows
-// V2 already had are counted as not legacy (skipped), and conflicts is always 0.
+// receives api.migrate_value($1, source), cast back to target_type (V2's column) when there is one. ON CONFLICT DO
+// NOTHING: a row the application already wrote to V2 is never overwritten. Same parameters and result columns as
+// batch_statement(); rows V2 already had are counted as not legacy (skipped), and conflicts is always 0.
 struct CopyShape {
 	BatchShape batch;                      // relation = V1 (a leaf), target = column in V2, source = column in V1
 	std::string target_relation;           // quoted V2

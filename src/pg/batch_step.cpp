@@ -29,8 +29,8 @@ namespace
 
 // Everything a step needs, read under the job row's lock: the job, and the catalog as it is now (the
 // leaf's and the key's names quoted, the key's types as format_type() spells them; a key column that
-// is gone leaves key_names shorter than key_count). Identifiers are quoted here, so the statement
-// does not depend on anybody's search_path.
+// is gone leaves key_names shorter than key_count; the target column's type unless it is text). Identifiers are quoted
+// here, so the statement does not depend on anybody's search_path.
 constexpr const char *kJobQuery = R"SQL(
 SELECT j.state, j.requested, j.throttle, j.codec, j.last_key, j.partition_index,
 	coalesce(array_length(j.partitions, 1), 0) AS partition_count,
@@ -44,6 +44,9 @@ SELECT j.state, j.requested, j.throttle, j.codec, j.last_key, j.partition_index,
 	 JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'migration_ext') AS api,
 	array_to_string(j.key_columns, ', ') AS key_list, coalesce(array_length(j.key_columns, 1), 0) AS key_count,
 	k.names AS key_names, k.types AS key_types,
+	(SELECT format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
+	 WHERE a.attrelid = coalesce(tc.oid, lc.oid) AND a.attname = j.column_name AND a.attnum > 0 AND NOT a.attisdropped
+	   AND a.atttypid <> 'pg_catalog.text'::pg_catalog.regtype) AS target_type,
 	quote_ident(tn.nspname) || '.' || quote_ident(tc.relname) AS target_relation,
 	(SELECT array_agg(quote_ident(a.attname) ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
 	 WHERE a.attrelid = tc.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
@@ -132,6 +135,7 @@ struct Shape {
 	const char *move_source; // a table move's column in V1
 	const char *api;
 	const char *target_relation; // NULL: not a table move
+	const char *target_type;     // NULL: the target column is text
 	int keys;
 	char **key_names;
 	char **key_types;
@@ -156,6 +160,8 @@ char *build_statement(const Shape &s)
 		for (int i = 0; i < s.keys; ++i)
 			shape.key.push_back(KeyColumn{s.key_names[i], s.key_types[i]});
 		shape.api_schema = s.api;
+		if (s.target_type)
+			shape.target_type = std::string(s.target_type);
 		if (!s.target_relation) {
 			shape.target = s.target;
 			if (s.source)
@@ -253,6 +259,7 @@ void step(int64 job, int batch_size, double rate, StepResult *result)
 	shape.move_source = row.text("move_source");
 	shape.api = row.text("api");
 	shape.target_relation = row.text("target_relation");
+	shape.target_type = row.text("target_type");
 	int key_count = row.int4("key_count");
 	bool isnull;
 	Datum names = row.copy("key_names", &isnull);

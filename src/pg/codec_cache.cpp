@@ -311,9 +311,16 @@ bool LoadedCodec::matches_shape(std::string_view value)
 
 LoadedCodec &codec_for_call(FunctionCallInfo fcinfo, const text *name)
 {
+	if (!fcinfo->flinfo)
+		return codec_for_site(nullptr, nullptr, name);
+	return codec_for_site(&fcinfo->flinfo->fn_extra, fcinfo->flinfo->fn_mcxt, name);
+}
+
+LoadedCodec &codec_for_site(void **slot, MemoryContext slot_context, const text *name)
+{
 	const char *name_data = VARDATA_ANY(name);
 	int name_length = VARSIZE_ANY_EXHDR(name);
-	auto *site = fcinfo->flinfo ? static_cast<CallSite *>(fcinfo->flinfo->fn_extra) : nullptr;
+	auto *site = slot ? static_cast<CallSite *>(*slot) : nullptr;
 	if (site && site->generation == cache_generation && site->name_length == name_length &&
 	    std::memcmp(site->name, name_data, name_length) == 0)
 		return *site->codec;
@@ -322,11 +329,11 @@ LoadedCodec &codec_for_call(FunctionCallInfo fcinfo, const text *name)
 		throw SqlError(ERRCODE_UNDEFINED_OBJECT, "codec \"" + std::string(name_data, name_length) + "\" does not exist",
 		               {}, "Create it with create_codec(name, convert, marker, detect, shape).");
 	LoadedCodec &codec = lookup_codec(std::string(name_data, name_length));
-	if (fcinfo->flinfo) {
+	if (slot) {
 		if (!site)
 			pg_call([&] {
-				site = static_cast<CallSite *>(MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(CallSite)));
-				fcinfo->flinfo->fn_extra = site;
+				site = static_cast<CallSite *>(MemoryContextAllocZero(slot_context, sizeof(CallSite)));
+				*slot = site;
 			});
 		site->generation = cache_generation;
 		site->codec = &codec;

@@ -56,6 +56,9 @@ class LoadedCodec : public mext::Host
 // The codec for this call site: a per-FmgrInfo pointer checked against the cache generation, so the
 // hot path costs a length compare and a memcmp. Throws SqlError for an unknown codec.
 LoadedCodec &codec_for_call(FunctionCallInfo fcinfo, const text *name);
+// The same, remembered in *slot (allocated in slot_context) instead of the call's fn_extra: for a call
+// site that keeps more than the codec there. slot == nullptr: nothing remembered.
+LoadedCodec &codec_for_site(void **slot, MemoryContext slot_context, const text *name);
 
 // A codec given by its definition (a contract's CHECK carries it, so that it holds without the codec
 // table's rows, during a restore for instance), cached per backend like the named ones.

@@ -1,8 +1,9 @@
-// SQL-callable codec functions: migrate_value (the smart read, on callers' hot paths), is_legacy,
+// SQL-callable codec functions: migrate_value (the smart read, on callers' hot paths; text and any type), is_legacy,
 // classify (for audit_column), codec_check (create_codec's validation) and the cache-invalidation
 // trigger on migration_ext.codec.
 #include "pg/codec_cache.hpp"
 #include "pg/pace_point.hpp"
+#include "pg/text_form.hpp"
 
 extern "C" {
 #include "commands/trigger.h"
@@ -11,6 +12,7 @@ extern "C" {
 #include "utils/rel.h"
 
 PG_FUNCTION_INFO_V1(mext_migrate_value);
+PG_FUNCTION_INFO_V1(mext_migrate_value_any);
 PG_FUNCTION_INFO_V1(mext_is_legacy);
 PG_FUNCTION_INFO_V1(mext_classify);
 PG_FUNCTION_INFO_V1(mext_codec_check);
@@ -60,10 +62,48 @@ mext::Verdict classify_argument(FunctionCallInfo fcinfo)
 	});
 }
 
+// The smart read's conversion (value == nullptr: NULL): the converted text, or nullptr when the value
+// passes through untouched. A non-NULL value is one the caller found unmarked, and the codec not `null`.
+// Every PostgreSQL call here happens in this frame, which owns nothing: the guarded lambda only reads.
+text *converted_text(LoadedCodec *codec, const text *value)
+{
+	if (!value && codec->codec.spec().detect != mext::DetectMode::Null)
+		return nullptr;
+	auto converted = guard([&] {
+		if (!value)
+			return codec->codec.migrate(nullptr, *codec);
+		std::string_view view = view_of(value);
+		try {
+			return codec->codec.migrate(&view, *codec);
+		} catch (...) {
+			codec->codec.release_large_scratch();
+			throw;
+		}
+	});
+	if (!converted) {
+		codec->codec.release_large_scratch();
+		return nullptr;
+	}
+	if (converted->size() > MaxAllocSize - VARHDRSZ) {
+		codec->codec.release_large_scratch();
+		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED), errmsg("converted value is too large"),
+		                errdetail("Codec \"%s\" produced %zu bytes; a text value holds at most 1 GB.",
+		                          codec->name.c_str(), converted->size())));
+	}
+	text *result = cstring_to_text_with_len(converted->data(), static_cast<int>(converted->size()));
+	codec->codec.release_large_scratch();
+	return result;
+}
+
+// What the typed migrate_value keeps in its call site's fn_extra.
+struct TypedSite {
+	void *codec_site; // codec_for_site()'s
+	mext::pg::TextForm *form;
+};
+
 } // namespace
 
-// migrate_value(codec, value): converts a legacy value, passes anything else through untouched.
-// Every PostgreSQL call here happens in this frame, which owns nothing: the guarded lambdas only read.
+// migrate_value(codec, value text): converts a legacy value, passes anything else through untouched.
 Datum mext_migrate_value(PG_FUNCTION_ARGS)
 {
 	mext::pg::pace_point();
@@ -74,11 +114,9 @@ Datum mext_migrate_value(PG_FUNCTION_ARGS)
 	const mext::CodecSpec &spec = codec->codec.spec();
 
 	if (PG_ARGISNULL(1)) {
-		if (spec.detect != mext::DetectMode::Null)
+		text *result = converted_text(codec, nullptr);
+		if (!result)
 			PG_RETURN_NULL();
-		auto converted = guard([&] { return codec->codec.migrate(nullptr, *codec); });
-		text *result = cstring_to_text_with_len(converted->data(), static_cast<int>(converted->size()));
-		codec->codec.release_large_scratch();
 		PG_RETURN_TEXT_P(result);
 	}
 	Datum value = PG_GETARG_DATUM(1);
@@ -86,30 +124,54 @@ Datum mext_migrate_value(PG_FUNCTION_ARGS)
 		PG_RETURN_DATUM(value);
 	if (spec.marker && starts_with_marker(value, *spec.marker))
 		PG_RETURN_DATUM(value);
-
-	const text *detoasted = PG_GETARG_TEXT_PP(1);
-	auto converted = guard([&] {
-		std::string_view view = view_of(detoasted);
-		try {
-			return codec->codec.migrate(&view, *codec);
-		} catch (...) {
-			codec->codec.release_large_scratch();
-			throw;
-		}
-	});
-	if (!converted) {
-		codec->codec.release_large_scratch();
+	text *result = converted_text(codec, PG_GETARG_TEXT_PP(1));
+	if (!result)
 		PG_RETURN_DATUM(value);
-	}
-	if (converted->size() > MaxAllocSize - VARHDRSZ) {
-		codec->codec.release_large_scratch();
-		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED), errmsg("converted value is too large"),
-		                errdetail("Codec \"%s\" produced %zu bytes; a text value holds at most 1 GB.",
-		                          codec->name.c_str(), converted->size())));
-	}
-	text *result = cstring_to_text_with_len(converted->data(), static_cast<int>(converted->size()));
-	codec->codec.release_large_scratch();
 	PG_RETURN_TEXT_P(result);
+}
+
+// migrate_value(codec, value anyelement) RETURNS anyelement: the smart read of a value of any other type,
+// on its text form. A value that passes through is returned as it is, never re-read from its text; a
+// converted one is read back by its type's input function.
+Datum mext_migrate_value_any(PG_FUNCTION_ARGS)
+{
+	mext::pg::pace_point();
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	if (fcinfo->flinfo == nullptr)
+		ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("migrate_value() needs a call site")));
+	auto *site = static_cast<TypedSite *>(fcinfo->flinfo->fn_extra);
+	if (site == nullptr) {
+		site = static_cast<TypedSite *>(MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(TypedSite)));
+		site->form = mext::pg::text_form_of_argument(fcinfo, 1);
+		fcinfo->flinfo->fn_extra = site;
+	}
+	const text *name = PG_GETARG_TEXT_PP(0);
+	LoadedCodec *codec =
+	    guard([&] { return &mext::pg::codec_for_site(&site->codec_site, fcinfo->flinfo->fn_mcxt, name); });
+	const mext::CodecSpec &spec = codec->codec.spec();
+
+	text *result;
+	if (PG_ARGISNULL(1)) {
+		result = converted_text(codec, nullptr);
+	} else {
+		if (spec.detect == mext::DetectMode::Null)
+			PG_RETURN_DATUM(PG_GETARG_DATUM(1));
+		text *form = cstring_to_text(OutputFunctionCall(&site->form->output, PG_GETARG_DATUM(1)));
+		if (spec.marker && starts_with_marker(PointerGetDatum(form), *spec.marker))
+			PG_RETURN_DATUM(PG_GETARG_DATUM(1));
+		result = converted_text(codec, form);
+	}
+	if (!result) {
+		if (PG_ARGISNULL(1))
+			PG_RETURN_NULL();
+		PG_RETURN_DATUM(PG_GETARG_DATUM(1));
+	}
+	bool isnull;
+	Datum typed = mext::pg::read_text_form(site->form, text_to_cstring(result), &isnull, false, 0, codec->name.c_str());
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(typed);
 }
 
 // is_legacy(codec, value): true only for a value the backfill would convert; ambiguous is not legacy.

@@ -250,8 +250,13 @@ AS $$
 DECLARE
 	walk record;
 BEGIN
-	PERFORM migration_ext.checked_text_column(target_relation, column_name);
-	PERFORM migration_ext.checked_text_column(relation, coalesce(source_column, column_name));
+	IF target_relation = relation THEN
+		RAISE EXCEPTION 'a table move copies into another table, not into % itself', relation
+			USING ERRCODE = 'invalid_parameter_value',
+				HINT = 'Leave target_relation out to convert the column in place.';
+	END IF;
+	PERFORM migration_ext.checked_column(target_relation, column_name);
+	PERFORM migration_ext.checked_column(relation, coalesce(source_column, column_name));
 	SELECT * INTO walk FROM migration_ext.walk_key(relation);
 	-- Plain columns, immediate: ON CONFLICT DO NOTHING must recognise exactly the rows with the same key.
 	IF NOT EXISTS (SELECT FROM pg_index i WHERE i.indrelid = target_relation AND i.indisunique AND i.indpred IS NULL
@@ -343,9 +348,9 @@ BEGIN
 		RAISE EXCEPTION 'only a superuser may queue a job without a worker' USING ERRCODE = 'insufficient_privilege';
 	END IF;
 	IF target_relation IS NULL THEN
-		PERFORM migration_ext.checked_text_column(relation, column_name);
+		PERFORM migration_ext.checked_column(relation, column_name);
 		IF source_column IS NOT NULL THEN
-			PERFORM migration_ext.checked_text_column(relation, source_column);
+			PERFORM migration_ext.checked_column(relation, source_column);
 		END IF;
 	ELSE
 		PERFORM migration_ext.require_table_owner(actor, target_relation, 'copy rows into it');

@@ -40,6 +40,17 @@ CREATE FUNCTION migration_ext.is_legacy_by_definition(convert text, marker text,
 CREATE FUNCTION @extschema@.migrate_value(codec text, value text) RETURNS text
 	LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'mext_migrate_value';
 
+-- migrate_value() for a value of any other type (jsonb, bytea, integer, a domain, an array...): converted
+-- on its text form and read back as its type, so that a reader needs no cast. Text-like arguments
+-- resolve to the text form above.
+CREATE FUNCTION @extschema@.migrate_value(codec text, value anyelement) RETURNS anyelement
+	LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'mext_migrate_value_any';
+
+-- The batch's cast of a converted text form back to its column's type (the type of `model`, a typed
+-- NULL): a value that does not read fails naming the row's key, before the UPDATE would fail without it.
+CREATE FUNCTION migration_ext.cast_converted(value text, model anyelement, key text[]) RETURNS anyelement
+	LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'mext_cast_converted';
+
 CREATE FUNCTION @extschema@.create_codec(name text, convert text, marker text DEFAULT NULL,
 										  detect text DEFAULT 'converted', shape text DEFAULT NULL)
 	RETURNS void LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
@@ -157,9 +168,9 @@ BEGIN
 END
 $$;
 
--- The column a codec function may read: it must exist, not be dropped, and hold text-like data.
-CREATE FUNCTION migration_ext.checked_text_column(relation regclass, column_name name, require_text boolean DEFAULT true)
-	RETURNS name
+-- The column a codec function may read: it must exist and not be dropped. Any type will do: codecs work
+-- on its text form (its type's output), and what they produce is read back by its type's input.
+CREATE FUNCTION migration_ext.checked_column(relation regclass, column_name name) RETURNS regtype
 	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -175,12 +186,7 @@ BEGIN
 		RAISE EXCEPTION 'column "%" of relation % does not exist', column_name, relation
 			USING ERRCODE = 'undefined_column';
 	END IF;
-	IF require_text AND column_type NOT IN ('text'::regtype, 'character varying'::regtype, 'character'::regtype) THEN
-		RAISE EXCEPTION 'column "%" of relation % is of type %, not text', column_name, relation, column_type
-			USING ERRCODE = 'datatype_mismatch',
-				HINT = 'Codecs convert text, varchar and char columns.';
-	END IF;
-	RETURN column_name;
+	RETURN column_type;
 END
 $$;
 
@@ -190,7 +196,7 @@ AS $$
 DECLARE
 	result bigint;
 BEGIN
-	PERFORM migration_ext.checked_text_column(relation, column_name);
+	PERFORM migration_ext.checked_column(relation, column_name);
 	PERFORM migration_ext.require_codec(codec);
 	EXECUTE format('SELECT count(*) FROM %s WHERE %s.is_legacy($1, %I::text)',
 				   relation, quote_ident('@extschema@'), column_name)
@@ -204,7 +210,7 @@ CREATE FUNCTION @extschema@.audit_column(relation regclass, column_name name, co
 	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	PERFORM migration_ext.checked_text_column(relation, column_name);
+	PERFORM migration_ext.checked_column(relation, column_name);
 	PERFORM migration_ext.require_codec(codec);
 	RETURN QUERY EXECUTE format(
 		'SELECT count(*) FILTER (WHERE v = ''legacy''), count(*) FILTER (WHERE v = ''target''),

@@ -103,7 +103,7 @@ DECLARE
 	sample_percent float8;
 	walk_columns text;
 BEGIN
-	PERFORM migration_ext.checked_text_column(relation, column_name, codec IS NOT NULL);
+	PERFORM migration_ext.checked_column(relation, column_name);
 	SELECT a.attnum, a.attgenerated <> '' INTO attnum, is_generated
 	FROM pg_attribute a WHERE a.attrelid = relation AND a.attname = column_name;
 	SELECT coalesce(bool_or(i.indisprimary AND attnum = ANY (i.indkey)), false),
@@ -183,10 +183,10 @@ BEGIN
 		RAISE EXCEPTION 'relation, column_name and codec must not be NULL' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 	PERFORM migration_ext.require_codec(codec);
-	PERFORM migration_ext.checked_text_column(relation, column_name);
+	PERFORM migration_ext.checked_column(relation, column_name);
 	PERFORM migration_ext.require_table_owner(actor, relation, 'migrate it');
 	IF source_column IS NOT NULL THEN
-		PERFORM migration_ext.checked_text_column(relation, source_column);
+		PERFORM migration_ext.checked_column(relation, source_column);
 	END IF;
 	SELECT * INTO inventory FROM @extschema@.inspect_column(relation, column_name);
 	IF NOT coalesce(allow_key_update, false) AND (inventory.in_primary_key OR inventory.in_partition_key
@@ -351,8 +351,8 @@ $$;
 
 -- "A tested read path": every applied reader of the migration (or only `fn`) is called, as its owner,
 -- on each sampled legacy value and on its converted form, and must return the same for both. A reader
--- that takes one argument of the column's text form is checked; another signature is recorded as not
--- checked. Refuses naming the first value read differently; records what it checked. The readers run
+-- that takes one argument of the column's text form or of the column's type is checked; another
+-- signature is recorded as not checked. Refuses naming the first value read differently; records what it checked. The readers run
 -- with the caller's search_path behind pg_catalog, as the application calls them with its own.
 CREATE FUNCTION migration_ext.read_check(actor regrole, m migration_ext.migration, fn regprocedure,
 										 caller_search_path text)
@@ -373,14 +373,16 @@ BEGIN
 	END IF;
 	FOR reader IN SELECT p.oid AS fn, p.proowner, format('%I.%I', n.nspname, p.proname) AS call,
 						 CASE WHEN p.proargtypes[0] = 'bpchar'::regtype THEN 'bpchar'
-							  ELSE format_type(p.proargtypes[0], NULL) END AS argument, p.pronargs, p.proretset
+							  ELSE format_type(p.proargtypes[0], NULL) END AS argument, p.pronargs, p.proretset,
+						 p.proargtypes[0] = (SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = m.relation
+											 AND a.attname = m.column_name) AS takes_column_type
 				  FROM migration_ext.planned_swap s JOIN pg_proc p ON p.oid = s.fn
 				  JOIN pg_namespace n ON n.oid = p.pronamespace
 				  WHERE s.migration = m.name AND s.role = 'reader' AND s.applied_version IS NOT NULL
 					AND (read_check.fn IS NULL OR s.fn = read_check.fn)
 				  ORDER BY s.ordinal LOOP
 		IF reader.pronargs <> 1 OR reader.proretset
-		   OR reader.argument NOT IN ('text', 'character varying', 'bpchar', 'name') THEN
+		   OR (reader.argument NOT IN ('text', 'character varying', 'bpchar', 'name') AND NOT reader.takes_column_type) THEN
 			unchecked := unchecked || reader.fn::regprocedure::text;
 			CONTINUE;
 		END IF;

@@ -141,8 +141,7 @@ SELECT results_eq($$ SELECT legacy, nulls FROM audit_column('tap_accounts', 'tok
 	$$ VALUES (1::bigint, 0::bigint) $$, 'audit_column with a null-mode codec counts NULLs as legacy');
 SELECT throws_ok($$ SELECT count_legacy('tap_accounts', 'nope', 'token_plain') $$, '42703',
 	'column "nope" of relation public.tap_accounts does not exist', 'count_legacy on a missing column');
-SELECT throws_ok($$ SELECT count_legacy('tap_accounts', 'n', 'token_plain') $$, '42804',
-	'column "n" of relation public.tap_accounts is of type integer, not text', 'count_legacy on a non-text column');
+SELECT is(count_legacy('tap_accounts', 'n', 'token_plain'), 0::bigint, 'count_legacy on a non-text column reads its text form');
 
 SELECT * FROM finish();
 ROLLBACK;

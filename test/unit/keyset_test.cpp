@@ -172,6 +172,39 @@ TEST(KeysetCompositeKey, WithSourceColumn)
 }
 
 // ---------------------------------------------------------------------------------------------
+// A target column that is not text
+// ---------------------------------------------------------------------------------------------
+
+TEST(KeysetTypedTarget, ConvertedTextIsReadBackAsTheColumnsTypeNamingTheKey)
+{
+	BatchShape shape = composite_key_shape();
+	shape.target_type = "numeric(10,2)";
+	std::string sql = mext::batch_statement(shape, true);
+	EXPECT_TRUE(Contains(sql, "SET \"Payload\" = migration_ext.cast_converted(\"mext api\".migrate_value($1, "
+	                          "t.\"Payload\"::text), NULL::numeric(10,2), ARRAY[t.id::text, t.\"Sub\"::text]) WHERE "));
+	EXPECT_TRUE(Contains(sql, "\"mext api\".is_legacy($1, t.\"Payload\"::text)"));
+}
+
+TEST(KeysetTypedTarget, TextTargetAddsNothing)
+{
+	std::string sql = mext::batch_statement(single_key_shape(), false);
+	EXPECT_TRUE(Lacks(sql, "cast_converted"));
+}
+
+TEST(KeysetTypedTarget, TableMoveCastsOnlyTheTargetColumn)
+{
+	mext::CopyShape copy;
+	copy.batch = single_key_shape();
+	copy.batch.source = "old_payload";
+	copy.batch.target_type = "jsonb";
+	copy.target_relation = "public.accounts_v2";
+	copy.copy_columns = {"id", "payload"};
+	std::string sql = mext::copy_statement(copy, false);
+	EXPECT_TRUE(Contains(sql, "SELECT t.id, migration_ext.cast_converted(api.migrate_value($1, t.old_payload::text), "
+	                          "NULL::jsonb, ARRAY[t.id::text]) FROM ONLY public.accounts AS t"));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Errors and key_tuple
 // ---------------------------------------------------------------------------------------------
 

@@ -259,9 +259,9 @@ BEGIN
 		RAISE EXCEPTION 'only a superuser may queue a job without a worker' USING ERRCODE = 'insufficient_privilege';
 	END IF;
 	IF target_relation IS NULL THEN
-		PERFORM migration_ext.checked_text_column(relation, column_name);
+		PERFORM migration_ext.checked_column(relation, column_name);
 		IF source_column IS NOT NULL THEN
-			PERFORM migration_ext.checked_text_column(relation, source_column);
+			PERFORM migration_ext.checked_column(relation, source_column);
 		END IF;
 	ELSE
 		PERFORM migration_ext.require_table_owner(actor, target_relation, 'copy rows into it');
@@ -586,3 +586,329 @@ CREATE OR REPLACE FUNCTION migration_ext.mirror_name(source_column name, target_
 	LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
 	RETURN left(format('migration_ext_mirror_%s_to_%s', source_column, target_column), 54) || '_'
 		   || left(md5(source_column || '>' || target_column), 8);
+
+-- Columns of any type with a text form: codecs work on a value's text form, the backfill casts what they
+-- produce back to the column's type (cast_converted), and migrate_value() has a form for any type.
+-- migrate_value() for a value of any other type (jsonb, bytea, integer, a domain, an array...): converted
+-- on its text form and read back as its type, so that a reader needs no cast. Text-like arguments
+-- resolve to the text form above.
+CREATE FUNCTION @extschema@.migrate_value(codec text, value anyelement) RETURNS anyelement
+	LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'mext_migrate_value_any';
+
+-- The batch's cast of a converted text form back to its column's type (the type of `model`, a typed
+-- NULL): a value that does not read fails naming the row's key, before the UPDATE would fail without it.
+CREATE FUNCTION migration_ext.cast_converted(value text, model anyelement, key text[]) RETURNS anyelement
+	LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'mext_cast_converted';
+REVOKE EXECUTE ON FUNCTION migration_ext.cast_converted(text, anyelement, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION migration_ext.cast_converted(text, anyelement, text[]) TO PUBLIC;
+
+-- The column a codec function may read: it must exist and not be dropped. Any type will do: codecs work
+-- on its text form (its type's output), and what they produce is read back by its type's input.
+CREATE FUNCTION migration_ext.checked_column(relation regclass, column_name name) RETURNS regtype
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	column_type regtype;
+BEGIN
+	IF relation IS NULL OR column_name IS NULL THEN
+		RAISE EXCEPTION 'relation and column must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT a.atttypid::regtype INTO column_type
+	FROM pg_attribute a
+	WHERE a.attrelid = relation AND a.attname = column_name AND a.attnum > 0 AND NOT a.attisdropped;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'column "%" of relation % does not exist', column_name, relation
+			USING ERRCODE = 'undefined_column';
+	END IF;
+	RETURN column_type;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION migration_ext.checked_column(regclass, name) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION migration_ext.checked_column(regclass, name) TO PUBLIC;
+
+CREATE OR REPLACE FUNCTION @extschema@.count_legacy(relation regclass, column_name name, codec text) RETURNS bigint
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	result bigint;
+BEGIN
+	PERFORM migration_ext.checked_column(relation, column_name);
+	PERFORM migration_ext.require_codec(codec);
+	EXECUTE format('SELECT count(*) FROM %s WHERE %s.is_legacy($1, %I::text)',
+				   relation, quote_ident('@extschema@'), column_name)
+		INTO result USING codec;
+	RETURN result;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.audit_column(relation regclass, column_name name, codec text)
+	RETURNS TABLE (legacy bigint, target bigint, ambiguous bigint, nulls bigint, other bigint, total bigint)
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM migration_ext.checked_column(relation, column_name);
+	PERFORM migration_ext.require_codec(codec);
+	RETURN QUERY EXECUTE format(
+		'SELECT count(*) FILTER (WHERE v = ''legacy''), count(*) FILTER (WHERE v = ''target''),
+				count(*) FILTER (WHERE v = ''ambiguous''), count(*) FILTER (WHERE v = ''null''),
+				count(*) FILTER (WHERE v = ''other''), count(*)
+		 FROM (SELECT migration_ext.classify($1, %I::text) AS v FROM %s) s', column_name, relation)
+		USING codec;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.inspect_column(relation regclass, column_name name, codec text DEFAULT NULL)
+	RETURNS TABLE (in_primary_key boolean, in_unique_index boolean, foreign_keys text[], referenced_by text[],
+				   in_partition_key boolean, in_expression_index boolean, in_partial_index boolean,
+				   is_generated boolean, user_triggers text[], row_estimate bigint, sampled_rows bigint,
+				   sampled_legacy_ratio numeric, plan text)
+	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	attnum int2;
+	sample_percent float8;
+	walk_columns text;
+BEGIN
+	PERFORM migration_ext.checked_column(relation, column_name);
+	SELECT a.attnum, a.attgenerated <> '' INTO attnum, is_generated
+	FROM pg_attribute a WHERE a.attrelid = relation AND a.attname = column_name;
+	SELECT coalesce(bool_or(i.indisprimary AND attnum = ANY (i.indkey)), false),
+		   coalesce(bool_or(i.indisunique AND attnum = ANY (i.indkey)), false),
+		   coalesce(bool_or(i.indexprs IS NOT NULL
+							AND pg_get_indexdef(i.indexrelid) ~ ('\m' || quote_ident(column_name) || '\M')), false),
+		   coalesce(bool_or(i.indpred IS NOT NULL
+							AND (attnum = ANY (i.indkey) OR pg_get_expr(i.indpred, i.indrelid) ~ ('\m' || quote_ident(column_name) || '\M'))), false)
+	INTO in_primary_key, in_unique_index, in_expression_index, in_partial_index
+	FROM pg_index i WHERE i.indrelid = relation;
+	SELECT array_agg(format('%s references %s ON UPDATE %s', c.conname, c.confrelid::regclass,
+							CASE c.confupdtype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL' WHEN 'd' THEN 'SET DEFAULT'
+											   WHEN 'r' THEN 'RESTRICT' ELSE 'NO ACTION' END))
+	INTO foreign_keys FROM pg_constraint c WHERE c.contype = 'f' AND c.conrelid = relation AND attnum = ANY (c.conkey);
+	SELECT array_agg(format('%s from %s ON UPDATE %s', c.conname, c.conrelid::regclass,
+							CASE c.confupdtype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL' WHEN 'd' THEN 'SET DEFAULT'
+											   WHEN 'r' THEN 'RESTRICT' ELSE 'NO ACTION' END))
+	INTO referenced_by FROM pg_constraint c WHERE c.contype = 'f' AND c.confrelid = relation AND attnum = ANY (c.confkey);
+	SELECT coalesce(bool_or(attnum = ANY (p.partattrs::int2[])), false) INTO in_partition_key
+	FROM pg_partitioned_table p WHERE p.partrelid = relation;
+	in_partition_key := coalesce(in_partition_key, false);
+	SELECT array_agg(t.tgname::text ORDER BY t.tgname) INTO user_triggers
+	FROM pg_trigger t WHERE t.tgrelid = relation AND NOT t.tgisinternal;
+	row_estimate := migration_ext.row_estimate(relation);
+	IF codec IS NOT NULL THEN
+		PERFORM migration_ext.require_codec(codec);
+		sample_percent := least(100, greatest(0.01, 100.0 * 10000 / greatest(row_estimate, 1)));
+		EXECUTE format('SELECT count(*), round(avg(CASE WHEN %s.is_legacy($1, %I::text) THEN 1 ELSE 0 END), 4)
+						FROM %s TABLESAMPLE BERNOULLI ($2)', quote_ident('@extschema@'), column_name, relation)
+			INTO sampled_rows, sampled_legacy_ratio USING codec, sample_percent;
+	END IF;
+	-- The plan is what start_backfill() will do with the column: each one is executable, or the refusal
+	-- start_backfill() gives, with its reason.
+	BEGIN
+		SELECT array_to_string(w.key_columns, ', ') INTO walk_columns FROM migration_ext.walk_key(relation, column_name) w;
+	EXCEPTION WHEN feature_not_supported OR object_not_in_prerequisite_state THEN
+		walk_columns := NULL;
+	END;
+	plan := CASE
+		WHEN is_generated THEN 'leave it: a generated column is computed, not stored by writers; change its expression instead'
+		WHEN in_partition_key THEN 'leave it: the partition key cannot be rewritten in place (rows would move between partitions); expand to a new column and contract'
+		WHEN referenced_by IS NOT NULL AND EXISTS (SELECT FROM pg_constraint c WHERE c.contype = 'f' AND c.confrelid = relation AND attnum = ANY (c.confkey) AND c.confupdtype <> 'c')
+			THEN 'leave it: the key cannot be rewritten in place (it is referenced without ON UPDATE CASCADE); make the foreign keys ON UPDATE CASCADE, or expand to a new column and contract'
+		WHEN (in_primary_key OR in_unique_index) AND walk_columns IS NULL
+			THEN 'leave it: the column is in every unique key the backfill could walk; add a unique index on other NOT NULL columns, or expand to a new column and contract'
+		WHEN referenced_by IS NOT NULL THEN format('key update with cascade: allow_key_update => true rewrites it in place, walking the key (%s), cascading to the referencing rows', walk_columns)
+		WHEN in_primary_key THEN format('key update: allow_key_update => true rewrites the primary key in place, walking the key (%s)', walk_columns)
+		WHEN in_unique_index THEN format('in-place update, walking the key (%s); the unique index must stay unique after conversion (a codec that maps two values to one would fail)', walk_columns)
+		WHEN foreign_keys IS NOT NULL THEN 'in-place update; the referenced values must exist in the new format first'
+		ELSE 'in-place update: backfill it in batches'
+	END;
+	IF user_triggers IS NOT NULL THEN
+		plan := plan || format('; note: triggers %s fire on every converted row', array_to_string(user_triggers, ', '));
+	END IF;
+	IF in_expression_index OR in_partial_index THEN
+		plan := plan || '; note: an expression or partial index uses the column and is recomputed on every converted row';
+	END IF;
+	RETURN NEXT;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION migration_ext.create_migration(actor regrole, name text, relation regclass, column_name name,
+											   codec text, source_column name, allow_key_update boolean)
+	RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	inventory record;
+BEGIN
+	IF name IS NULL OR btrim(name) = '' THEN
+		RAISE EXCEPTION 'migration name must not be empty' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF relation IS NULL OR column_name IS NULL OR codec IS NULL THEN
+		RAISE EXCEPTION 'relation, column_name and codec must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	PERFORM migration_ext.require_codec(codec);
+	PERFORM migration_ext.checked_column(relation, column_name);
+	PERFORM migration_ext.require_table_owner(actor, relation, 'migrate it');
+	IF source_column IS NOT NULL THEN
+		PERFORM migration_ext.checked_column(relation, source_column);
+	END IF;
+	SELECT * INTO inventory FROM @extschema@.inspect_column(relation, column_name);
+	IF NOT coalesce(allow_key_update, false) AND (inventory.in_primary_key OR inventory.in_partition_key
+												 OR inventory.referenced_by IS NOT NULL) THEN
+		RAISE EXCEPTION 'column "%" of % is structurally fixed', column_name, relation
+			USING ERRCODE = 'feature_not_supported', DETAIL = inventory.plan,
+				HINT = 'See inspect_column(); pass allow_key_update => true only if foreign keys cascade.';
+	END IF;
+	IF EXISTS (SELECT FROM migration_ext.migration m WHERE m.name = create_migration.name) THEN
+		RAISE EXCEPTION 'migration "%" already exists', name USING ERRCODE = 'duplicate_object';
+	END IF;
+	INSERT INTO migration_ext.migration (name, relation, column_name, codec, source_column, allow_key_update, created_by)
+	VALUES (name, relation, column_name, codec, source_column, coalesce(allow_key_update, false), pg_get_userbyid(actor));
+	INSERT INTO migration_ext.migration_event (migration, event, to_phase, detail, by_role)
+	VALUES (name, 'create', 'planned', format('%s.%I with codec %s', relation, column_name, codec), pg_get_userbyid(actor));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION migration_ext.read_check(actor regrole, m migration_ext.migration, fn regprocedure,
+										 caller_search_path text)
+	RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	sample text[] := (SELECT array_agg(r.value ORDER BY r.ordinal) FROM migration_ext.read_sample r
+					  WHERE r.migration = m.name);
+	reader record;
+	differs text;
+	checked text[] := '{}';
+	unchecked text[] := '{}';
+BEGIN
+	IF coalesce(cardinality(sample), 0) = 0 THEN
+		INSERT INTO migration_ext.migration_event (migration, event, fn, detail, by_role)
+		VALUES (m.name, 'read_check', read_check.fn, 'no legacy value sampled: no reader checked', pg_get_userbyid(actor));
+		RETURN;
+	END IF;
+	FOR reader IN SELECT p.oid AS fn, p.proowner, format('%I.%I', n.nspname, p.proname) AS call,
+						 CASE WHEN p.proargtypes[0] = 'bpchar'::regtype THEN 'bpchar'
+							  ELSE format_type(p.proargtypes[0], NULL) END AS argument, p.pronargs, p.proretset,
+						 p.proargtypes[0] = (SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = m.relation
+											 AND a.attname = m.column_name) AS takes_column_type
+				  FROM migration_ext.planned_swap s JOIN pg_proc p ON p.oid = s.fn
+				  JOIN pg_namespace n ON n.oid = p.pronamespace
+				  WHERE s.migration = m.name AND s.role = 'reader' AND s.applied_version IS NOT NULL
+					AND (read_check.fn IS NULL OR s.fn = read_check.fn)
+				  ORDER BY s.ordinal LOOP
+		IF reader.pronargs <> 1 OR reader.proretset
+		   OR (reader.argument NOT IN ('text', 'character varying', 'bpchar', 'name') AND NOT reader.takes_column_type) THEN
+			unchecked := unchecked || reader.fn::regprocedure::text;
+			CONTINUE;
+		END IF;
+		differs := migration_ext.run_as(reader.proowner, format(
+			'SELECT format(%L, v, a, c, b) FROM (SELECT v, c, %s(v::%s)::text AS a, %s(c::%s)::text AS b FROM '
+			'(SELECT v, %I.migrate_value(%L, v) AS c FROM unnest(%L::text[]) v) s) t WHERE a IS DISTINCT FROM b LIMIT 1',
+			'legacy value %L reads as %L, but its converted form %L reads as %L', reader.call, reader.argument,
+			reader.call, reader.argument, '@extschema@', m.codec, coalesce(sample, '{}')),
+			'pg_catalog, ' || caller_search_path);
+		IF differs IS NOT NULL THEN
+			RAISE EXCEPTION 'reader % of migration "%" does not read both formats alike', reader.fn::regprocedure, m.name
+				USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = differs || '.',
+					HINT = 'A tolerant reader returns the same for a legacy value and its converted form, e.g. by '
+						   'reading it through migrate_value().';
+		END IF;
+		checked := checked || reader.fn::regprocedure::text;
+	END LOOP;
+	INSERT INTO migration_ext.migration_event (migration, event, fn, detail, by_role)
+	VALUES (m.name, 'read_check', read_check.fn,
+			format('%s legacy value(s): %s%s', coalesce(cardinality(sample), 0),
+				   CASE WHEN cardinality(checked) > 0 THEN 'read alike by ' || array_to_string(checked, ', ')
+						ELSE 'no reader checked' END,
+				   CASE WHEN cardinality(unchecked) > 0 THEN '; not checked (signature): ' || array_to_string(unchecked, ', ')
+						ELSE '' END),
+			pg_get_userbyid(actor));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION migration_ext.check_table_move(relation regclass, target_relation regclass, column_name name,
+											   source_column name)
+	RETURNS void LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	walk record;
+BEGIN
+	IF target_relation = relation THEN
+		RAISE EXCEPTION 'a table move copies into another table, not into % itself', relation
+			USING ERRCODE = 'invalid_parameter_value',
+				HINT = 'Leave target_relation out to convert the column in place.';
+	END IF;
+	PERFORM migration_ext.checked_column(target_relation, column_name);
+	PERFORM migration_ext.checked_column(relation, coalesce(source_column, column_name));
+	SELECT * INTO walk FROM migration_ext.walk_key(relation);
+	-- Plain columns, immediate: ON CONFLICT DO NOTHING must recognise exactly the rows with the same key.
+	IF NOT EXISTS (SELECT FROM pg_index i WHERE i.indrelid = target_relation AND i.indisunique AND i.indpred IS NULL
+				   AND i.indexprs IS NULL AND i.indimmediate
+				   AND (SELECT array_agg(a.attname ORDER BY a.attname) FROM pg_attribute a
+						WHERE a.attrelid = target_relation AND a.attnum = ANY (i.indkey))
+					   = (SELECT array_agg(k ORDER BY k) FROM unnest(walk.key_columns) k)) THEN
+		RAISE EXCEPTION '% has no unique index on the key (%) of %', target_relation,
+			array_to_string(walk.key_columns, ', '), relation USING ERRCODE = 'object_not_in_prerequisite_state',
+			DETAIL = 'Rows the application already wrote to the new table are recognised by that key and never overwritten.';
+	END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION migration_ext.mirror_trigger() RETURNS trigger
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	source_value text := to_jsonb(NEW) ->> TG_ARGV[0];
+	typed_source boolean;
+	typed_target boolean;
+	columns text;
+BEGIN
+	-- A writer that sets only the target (already flipped) keeps what it wrote: on INSERT when it gives
+	-- no source, on UPDATE when it leaves the source alone.
+	IF (to_jsonb(NEW) ->> TG_ARGV[1]) IS NOT NULL
+	   AND ((TG_OP = 'INSERT' AND source_value IS NULL)
+			OR (TG_OP = 'UPDATE' AND source_value IS NOT DISTINCT FROM (to_jsonb(OLD) ->> TG_ARGV[0]))) THEN
+		RETURN NEW;
+	END IF;
+	SELECT bool_or(a.attname = TG_ARGV[0]), bool_or(a.attname = TG_ARGV[1]) INTO typed_source, typed_target
+	FROM pg_attribute a WHERE a.attrelid = TG_RELID AND a.attname IN (TG_ARGV[0], TG_ARGV[1]) AND a.attnum > 0
+	  AND NOT a.attisdropped AND a.atttypid <> 'text'::regtype;
+	IF NOT coalesce(typed_source OR typed_target, false) THEN
+		NEW := jsonb_populate_record(NEW, jsonb_build_object(TG_ARGV[1],
+			@extschema@.migrate_value(TG_ARGV[2], source_value)));
+		RETURN NEW;
+	END IF;
+	-- The text form is the type's output (a JSON rendering can differ from it, a timestamp's for instance).
+	IF typed_source THEN
+		EXECUTE format('SELECT ($1).%I::text', TG_ARGV[0]) INTO source_value USING NEW;
+	END IF;
+	SELECT string_agg(CASE WHEN a.attname = TG_ARGV[1]
+						   THEN format('%I.migrate_value($2, $3)::%s', '@extschema@', format_type(a.atttypid, a.atttypmod))
+						   ELSE format('r.%I', a.attname) END, ', ' ORDER BY a.attnum)
+	INTO columns FROM pg_attribute a WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped;
+	EXECUTE format('SELECT %s FROM (SELECT ($1).*) r', columns) INTO NEW USING NEW, TG_ARGV[2], source_value;
+	RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.create_mirror(relation regclass, source_column name, target_column name, codec text)
+	RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM migration_ext.checked_column(relation, source_column);
+	PERFORM migration_ext.checked_column(relation, target_column);
+	PERFORM migration_ext.require_codec(codec);
+	IF source_column = target_column THEN
+		RAISE EXCEPTION 'source and target column are the same' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = relation
+			   AND t.tgname = migration_ext.mirror_name(source_column, target_column)) THEN
+		RAISE EXCEPTION 'a mirror from "%" to "%" on % already exists', source_column, target_column, relation
+			USING ERRCODE = 'duplicate_object';
+	END IF;
+	EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE ON %s FOR EACH ROW '
+				   'EXECUTE FUNCTION migration_ext.mirror_trigger(%L, %L, %L)',
+				   migration_ext.mirror_name(source_column, target_column), relation, source_column, target_column,
+				   codec);
+END
+$$;
+
+DROP FUNCTION migration_ext.checked_text_column(regclass, name, boolean);
