@@ -3,6 +3,7 @@
 // trigger on migration_ext.codec.
 #include "pg/codec_cache.hpp"
 #include "pg/pace_point.hpp"
+#include "pg/scan_progress.hpp"
 #include "pg/text_form.hpp"
 
 extern "C" {
@@ -178,6 +179,7 @@ Datum mext_migrate_value_any(PG_FUNCTION_ARGS)
 Datum mext_is_legacy(PG_FUNCTION_ARGS)
 {
 	mext::pg::pace_point();
+	mext::pg::count_scanned_row();
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	PG_RETURN_BOOL(classify_argument(fcinfo) == mext::Verdict::Legacy);

@@ -520,6 +520,10 @@ $$;
 CREATE FUNCTION migration_ext.advance_migration(name text, confirm text, caller_search_path text, read_sample int)
 	RETURNS text LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
 
+-- Progress NOTICEs of a long scan in this transaction: the rows is_legacy() looks at (scan_progress.cpp).
+CREATE FUNCTION migration_ext.scan_progress(label text, estimate bigint) RETURNS void
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'mext_scan_progress';
+
 -- What it does to the table (the verifying scan, the contract) runs as the table's owner, restricted;
 -- the swaps as each function's owner.
 CREATE FUNCTION migration_ext.advance_migration(actor regrole, name text, confirm text, caller_search_path text,
@@ -581,6 +585,9 @@ BEGIN
 				USING ERRCODE = 'object_not_in_prerequisite_state',
 					HINT = format('See backfill_status; wait_backfill(%s) waits for it.', m.job);
 		END IF;
+		-- A NOTICE every few seconds while the scan runs (migration_ext.wait_progress).
+		PERFORM migration_ext.scan_progress(format('verifying %s.%I', m.relation, m.column_name),
+											migration_ext.row_estimate(m.relation));
 		remaining := migration_ext.run_as(table_owner, format('SELECT count(*) FROM %s WHERE %s', m.relation,
 					   CASE WHEN m.source_column IS NULL
 							THEN format('%I.is_legacy(%L, %I::text)', '@extschema@', m.codec, m.column_name)
@@ -590,6 +597,7 @@ BEGIN
 										m.column_name, m.source_column,
 										(SELECT c.detect = 'null' FROM migration_ext.codec c WHERE c.name = m.codec),
 										'@extschema@', m.codec, m.column_name) END), 'pg_catalog, pg_temp')::bigint;
+		PERFORM migration_ext.scan_progress(NULL, NULL);
 		IF remaining > 0 THEN
 			RAISE EXCEPTION 'cannot advance migration "%": % legacy value(s) remain in %.%', name, remaining, m.relation,
 				quote_ident(m.column_name) USING ERRCODE = 'object_not_in_prerequisite_state',

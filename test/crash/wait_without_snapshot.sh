@@ -3,7 +3,8 @@
 # while it waits, VACUUM removes rows deleted after it began, and a migration's reader swap made after it
 # began settles. SELECT wait_backfill(), one statement, holds its snapshot and its transaction for the
 # whole wait: the same rows stay, the same swap does not settle (the contrast shows the test can fail).
-# Both print progress NOTICEs (percent, rows, rate, ETA) every 5 s unless told progress => false.
+# Both print progress NOTICEs (percent, rows, rate, ETA) every 5 s unless told progress => false, and so
+# does a long verifying scan (advance_migration's): its rows, counted by is_legacy(), every 5 s.
 set -euo pipefail
 # shellcheck source=lib/crash_common.bash
 source "$(dirname "$(realpath "$0")")/lib/crash_common.bash"
@@ -68,4 +69,15 @@ say "await_backfill printed $progress progress lines"
 check "await_backfill reported progress every 5 s" "$((progress >= 3))" 1
 check "the last line says done" "$(grep NOTICE "$OWN_TMP/await.out" | tail -n 1 | grep -o 'done$')" done
 check "progress => false is quiet" "$(grep -c NOTICE "$OWN_TMP/wait.out" || true)" 0
+
+# A scan that takes 6 s (is_legacy on 300,000 values, some of which sleep), counted the way advance_migration
+# counts its verifying scan.
+scan=$("$PG_BINDIR/psql" -X -q -At -d "$DB" -c "BEGIN" \
+	-c "SELECT migration_ext.scan_progress('verifying a test', 300000)" \
+	-c "SELECT count(*) FROM generate_series(1, 300000) g
+	    WHERE (g % 1000 <> 0 OR pg_sleep(0.02) IS NOT NULL) AND is_legacy('tok', g::text)" \
+	-c "SELECT migration_ext.scan_progress(NULL, NULL)" -c "COMMIT" 2>&1)
+say "$(grep NOTICE <<<"$scan" | tail -n 1)"
+lines=$(grep -c -E '^NOTICE:  verifying a test: [0-9]+ of about 300000 rows \([0-9]+%\), [0-9]+ rows/s$' <<<"$scan" || true)
+check "a long scan reports its progress every 5 s" "$((lines >= 1))" 1
 finish

@@ -912,3 +912,108 @@ END
 $$;
 
 DROP FUNCTION migration_ext.checked_text_column(regclass, name, boolean);
+
+-- advance_migration's verifying scan reports progress as NOTICEs.
+-- Progress NOTICEs of a long scan in this transaction: the rows is_legacy() looks at (scan_progress.cpp).
+CREATE FUNCTION migration_ext.scan_progress(label text, estimate bigint) RETURNS void
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'mext_scan_progress';
+REVOKE EXECUTE ON FUNCTION migration_ext.scan_progress(text, bigint) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION migration_ext.advance_migration(actor regrole, name text, confirm text, caller_search_path text,
+												read_sample int)
+	RETURNS text LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m migration_ext.migration := migration_ext.require_migration(name, true);
+	next_phase text := migration_ext.phase_after(name, m.phase, 'advance');
+	table_owner oid := (SELECT c.relowner FROM pg_class c WHERE c.oid = m.relation);
+	s migration_ext.planned_swap;
+	settle record;
+	readers int;
+	readers_current int;
+	remaining bigint;
+	new_constraint name;
+	contract record;
+BEGIN
+	PERFORM migration_ext.require_table_owner(actor, m.relation, 'advance its migration');
+	-- Its swaps create bodies, and its read check calls readers, as their functions' owners, with the
+	-- caller's search_path: only a role that may act as those owners may ask for it.
+	PERFORM migration_ext.require_function_owner(actor, p.fn) FROM migration_ext.planned_swap p
+	WHERE p.migration = name;
+	IF m.phase = 'planned' THEN
+		FOR s IN SELECT * FROM migration_ext.planned_swap p WHERE p.migration = name AND p.role = 'reader'
+				 ORDER BY p.ordinal LOOP
+			PERFORM migration_ext.apply_swap(actor, s, caller_search_path);
+		END LOOP;
+	ELSIF m.phase = 'tolerant' THEN
+		SELECT count(*), count(*) FILTER (WHERE f.current_version = p.applied_version)
+		INTO readers, readers_current
+		FROM migration_ext.planned_swap p JOIN migration_ext.frozen_function f ON f.fn = p.fn
+		WHERE p.migration = name AND p.role = 'reader';
+		-- A standby settles only on a position after the swaps' commit, which this transaction cannot
+		-- reach if it made them. (Without standbys, readers and writers swapped in one transaction
+		-- change together, and the check of older transactions below still holds.)
+		IF EXISTS (SELECT FROM migration_ext.planned_swap p WHERE p.migration = name AND p.applied_version IS NOT NULL
+				   AND migration_ext.xid_is_mine(p.xmin))
+		   AND EXISTS (SELECT FROM pg_stat_replication r WHERE migration_ext.replays(r)) THEN
+			RAISE EXCEPTION 'cannot advance migration "%": its reader swaps were applied in this transaction', name
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					DETAIL = 'No standby can have replayed them before they commit.',
+					HINT = 'Commit the tolerant step, wait until migration_status shows settled, then advance.';
+		END IF;
+		SELECT * INTO settle FROM migration_ext.settle_state(name);
+		PERFORM migration_ext.door_check(name, readers, readers_current, settle.settled, settle.waiting_for,
+										 confirm IS NOT DISTINCT FROM name);
+		PERFORM migration_ext.wait_standbys_past_commit(name);
+		PERFORM migration_ext.sample_legacy_values(m, coalesce(read_sample, 100));
+		PERFORM migration_ext.read_check(actor, m, NULL, caller_search_path);
+		FOR s IN SELECT * FROM migration_ext.planned_swap p WHERE p.migration = name AND p.role = 'writer'
+				 ORDER BY p.ordinal LOOP
+			PERFORM migration_ext.apply_swap(actor, s, caller_search_path);
+		END LOOP;
+	ELSIF m.phase = 'backfilling' THEN
+		IF m.job IS NOT NULL AND (SELECT migration_ext.effective_state(j) FROM migration_ext.backfill_job j WHERE j.id = m.job)
+								 IS DISTINCT FROM 'done' THEN
+			RAISE EXCEPTION 'cannot advance migration "%": its backfill (job %) is not done', name, m.job
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					HINT = format('See backfill_status; wait_backfill(%s) waits for it.', m.job);
+		END IF;
+		-- A NOTICE every few seconds while the scan runs (migration_ext.wait_progress).
+		PERFORM migration_ext.scan_progress(format('verifying %s.%I', m.relation, m.column_name),
+											migration_ext.row_estimate(m.relation));
+		remaining := migration_ext.run_as(table_owner, format('SELECT count(*) FROM %s WHERE %s', m.relation,
+					   CASE WHEN m.source_column IS NULL
+							THEN format('%I.is_legacy(%L, %I::text)', '@extschema@', m.codec, m.column_name)
+							-- A column move: a NULL target is left to convert only where its source is set (or
+							-- the codec fills NULL itself).
+							ELSE format('(%I IS NULL AND (%I IS NOT NULL OR %L)) OR %I.is_legacy(%L, %I::text)',
+										m.column_name, m.source_column,
+										(SELECT c.detect = 'null' FROM migration_ext.codec c WHERE c.name = m.codec),
+										'@extschema@', m.codec, m.column_name) END), 'pg_catalog, pg_temp')::bigint;
+		PERFORM migration_ext.scan_progress(NULL, NULL);
+		IF remaining > 0 THEN
+			RAISE EXCEPTION 'cannot advance migration "%": % legacy value(s) remain in %.%', name, remaining, m.relation,
+				quote_ident(m.column_name) USING ERRCODE = 'object_not_in_prerequisite_state',
+				DETAIL = 'The verifying scan found rows the backfill has not converted (written since, or skipped).',
+				HINT = format('Run start_backfill(%L) again: converted rows are skipped.', name);
+		END IF;
+	ELSIF m.phase = 'converted' THEN
+		-- The contract, online: ADD ... NOT VALID commits at once (a brief ACCESS EXCLUSIVE), VALIDATE
+		-- scans under SHARE UPDATE EXCLUSIVE while reads and writes go on, and every strong lock is
+		-- taken with migration_ext.ddl_lock_timeout and retried (run_online). Each statement is written
+		-- from what the catalog holds now, so a contract that was interrupted continues.
+		PERFORM migration_ext.require_no_lock_held(m.relation, 'contract the migration');
+		SELECT * INTO contract FROM migration_ext.contract_statements(m);
+		PERFORM migration_ext.run_online(table_owner, contract.statements, format('contract of migration %s', name));
+		new_constraint := contract.constraint_name;
+		UPDATE migration_ext.migration x SET constraint_name = new_constraint WHERE x.name = m.name;
+		IF contract.drops_mirror THEN
+			INSERT INTO migration_ext.migration_event (migration, event, detail, by_role)
+			VALUES (name, 'drop_mirror', format('%I -> %I', m.source_column, m.column_name), pg_get_userbyid(actor));
+		END IF;
+	END IF;
+	UPDATE migration_ext.migration x SET phase = next_phase WHERE x.name = m.name;
+	INSERT INTO migration_ext.migration_event (migration, event, from_phase, to_phase, by_role)
+	VALUES (name, 'advance', m.phase, next_phase, pg_get_userbyid(actor));
+	RETURN next_phase;
+END
+$$;
