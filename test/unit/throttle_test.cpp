@@ -908,6 +908,94 @@ TEST(ThrottleLiveWorkload, AWarmUpOfZeroTrustsTheFirstLook)
 	EXPECT_DOUBLE_EQ(controller.after_batch(1000, 30).milliseconds, 0);
 }
 
+// The pause reason names the workload's rate; the worker rewrites the job's row whenever the reason
+// changes, so a rate that wobbles from one look to the next must not change it.
+TEST(ThrottleLiveWorkload, AWobblingRateKeepsTheReason)
+{
+	mext::ThrottleController controller(mext::ThrottleSettings{}, 1000);
+	mext::Signals signals;
+	double tx = 0;
+	std::string first;
+	for (int look = 0; look <= 100; ++look) {
+		signals.now_s = look * 0.1;
+		signals.transactions = tx;
+		tx += (look % 2) ? 90 : 110; // 1000 a second, unevenly published
+		controller.before_batch(signals);
+		mext::Pause pause = controller.after_batch(100, 20);
+		if (look == 20)
+			first = pause.reason;
+		if (look > 20)
+			EXPECT_EQ(pause.reason, first) << "at look " << look;
+	}
+	EXPECT_TRUE(Contains(first, "sharing with a live workload (")) << first;
+}
+
+// A surge: the application's rate jumps to several times what it usually is. The job works that many
+// times less of the time, then returns to its share when the surge is over.
+TEST(ThrottleLiveWorkload, StepsBackInASurge)
+{
+	mext::ThrottleController controller(mext::ThrottleSettings{}, 1000);
+	mext::Signals signals;
+	double tx = 0, now = 0;
+	auto run = [&](double seconds, double tps) {
+		mext::Pause pause;
+		for (double end = now + seconds; now < end; now += 0.04) {
+			signals.now_s = now;
+			signals.transactions = tx;
+			tx += tps * 0.04;
+			controller.before_batch(signals);
+			pause = controller.after_batch(400, 20);
+		}
+		return pause;
+	};
+	mext::Pause usual = run(30, 1000);
+	EXPECT_DOUBLE_EQ(usual.milliseconds, 20); // half of the time
+	EXPECT_DOUBLE_EQ(controller.surge_share(), 1);
+
+	mext::Pause surge = run(5, 4000);
+	EXPECT_LT(controller.surge_share(), 0.5);
+	EXPECT_GT(surge.milliseconds, 60); // a quarter of the time or less
+	EXPECT_TRUE(Contains(surge.reason, "in a surge")) << surge.reason;
+
+	mext::Pause after = run(10, 1000);
+	EXPECT_DOUBLE_EQ(controller.surge_share(), 1);
+	EXPECT_DOUBLE_EQ(after.milliseconds, 20);
+}
+
+// A rise that lasts becomes the usual rate: the job does not stay stepped back.
+TEST(ThrottleLiveWorkload, ALastingRiseBecomesUsual)
+{
+	mext::ThrottleController controller(mext::ThrottleSettings{}, 1000);
+	mext::Signals signals;
+	double tx = 0, now = 0;
+	for (; now < 300; now += 0.04) {
+		signals.now_s = now;
+		signals.transactions = tx;
+		tx += (now < 30 ? 1000 : 3000) * 0.04;
+		controller.before_batch(signals);
+		controller.after_batch(400, 20);
+	}
+	EXPECT_DOUBLE_EQ(controller.surge_share(), 1);
+	EXPECT_GT(controller.usual_tps(), 2500);
+}
+
+TEST(ThrottleLiveWorkload, NoSurgeResponseAtFactorZero)
+{
+	mext::ThrottleSettings settings;
+	settings.surge_factor = 0;
+	mext::ThrottleController controller(settings, 1000);
+	mext::Signals signals;
+	double tx = 0, now = 0;
+	for (; now < 35; now += 0.04) {
+		signals.now_s = now;
+		signals.transactions = tx;
+		tx += (now < 30 ? 1000 : 5000) * 0.04;
+		controller.before_batch(signals);
+		controller.after_batch(400, 20);
+	}
+	EXPECT_DOUBLE_EQ(controller.surge_share(), 1);
+}
+
 TEST(ThrottleLiveWorkload, BlockedSessionsHalveTheBatchAndRest)
 {
 	mext::ThrottleController controller(mext::ThrottleSettings{}, 8000);
