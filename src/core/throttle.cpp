@@ -184,7 +184,8 @@ void ThrottleController::watch_for_surge(double now_s)
 	usual_at_s_ = now_s;
 	if (settings_.surge_factor <= 0)
 		return;
-	double recent = std::max(0.0, transaction_clock_.units_per_second(now_s, settings_.surge_window_s) - batches_per_s_);
+	double recent =
+	    std::max(0.0, transaction_clock_.units_per_second(now_s, settings_.surge_window_s) - batches_per_s_);
 	if (recent >= settings_.surge_factor * usual_tps_)
 		surge_share_ = usual_tps_ / recent;
 }

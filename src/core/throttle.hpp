@@ -140,6 +140,8 @@ class ThrottleController
   private:
 	int clamp(double size) const;
 	Pause size_next_batch(long rows, double batch_ms, int blocked_sessions);
+	void watch_for_surge(double now_s);
+	const std::string &shown_rate(double tps);
 
 	ThrottleSettings settings_;
 	int batch_size_;
@@ -148,13 +150,11 @@ class ThrottleController
 	LagClock lag_clock_;
 	LagClock transaction_clock_; // the same sampler, over the transaction counter
 	double workload_tps_ = 0;
-	double usual_tps_ = 0;              // 0: not measured yet, or no workload to share with
+	double usual_tps_ = 0; // 0: not measured yet, or no workload to share with
 	double usual_at_s_ = 0;
 	double surge_share_ = 1;
-	double shown_tps_ = 0;              // the workload's rate as the pause reason shows it
-	const std::string &shown_rate(double tps);
+	double shown_tps_ = 0; // the workload's rate as the pause reason shows it
 	std::string shown_rate_text_;
-	void watch_for_surge(double now_s);
 	double batches_per_s_ = 0;
 	std::optional<double> first_look_s_; // the first before_batch()
 	bool warming_up_ = false;            // within workload_warmup_s of it
