@@ -234,7 +234,11 @@ close_operator_session
 
 # col <n>: the median of column n over the rounds; ratio <a> <b>: the median over rounds of col a / col b.
 col() { cut -d' ' -f"$1" "$ROUNDS" | median; }
-ratio() { awk -v a="$1" -v b="$2" '{ print $a / $b }' "$ROUNDS" | median; }
+# (unrounded: lib.sh's median prints 3 decimals, and a ratio rounded twice can land on the other side of 1.0)
+ratio() {
+    awk -v a="$1" -v b="$2" '{ print $a / $b }' "$ROUNDS" | sort -g |
+        awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 each() { awk -v a="$1" -v b="$2" -v f="$3" '{ printf f " ", $a / $b }' "$ROUNDS"; }
 
 report=$(

@@ -108,7 +108,6 @@ Decision ThrottleController::before_batch(const Signals &signals)
 	if (!first_look_s_)
 		first_look_s_ = signals.now_s;
 	warming_up_ = signals.now_s - *first_look_s_ < settings_.workload_warmup_s;
-	watch_for_surge(signals.now_s);
 	const double wait = settings_.check_interval_ms;
 
 	// Signals that cannot be read are reported with whatever is decided, never fatal.
@@ -165,63 +164,21 @@ Decision ThrottleController::before_batch(const Signals &signals)
 	return decide(Decision{});
 }
 
-void ThrottleController::watch_for_surge(double now_s)
-{
-	surge_share_ = 1;
-	if (warming_up_)
-		return; // the counts are not published yet: nothing is usual
-	if (workload_tps_ < settings_.live_tps_threshold) {
-		usual_tps_ = 0; // nothing to share with; a workload that appears starts a new usual
-		return;
-	}
-	if (usual_tps_ <= 0) {
-		usual_tps_ = workload_tps_;
-	} else if (settings_.usual_horizon_s > 0) {
-		// An average with a horizon in seconds, whatever the time between looks.
-		double weight = 1 - std::exp(-std::max(0.0, now_s - usual_at_s_) / settings_.usual_horizon_s);
-		usual_tps_ += weight * (workload_tps_ - usual_tps_);
-	}
-	usual_at_s_ = now_s;
-	if (settings_.surge_factor <= 0)
-		return;
-	double recent =
-	    std::max(0.0, transaction_clock_.units_per_second(now_s, settings_.surge_window_s) - batches_per_s_);
-	if (recent >= settings_.surge_factor * usual_tps_)
-		surge_share_ = usual_tps_ / recent;
-}
-
 Pause ThrottleController::after_batch(long rows, double batch_ms, int blocked_sessions)
 {
 	batches_per_s_ = batch_ms > 0 ? 1000.0 / batch_ms : 0;
 	Pause pause = size_next_batch(rows, batch_ms, blocked_sessions);
-	// In a surge the job works surge_share_ of its usual share, down to a tenth of it: it keeps moving.
-	const double duty = settings_.live_duty_cycle * std::max(0.1, surge_share_);
+	const double duty = settings_.live_duty_cycle;
 	if (duty > 0 && sharing()) {
 		double share = batch_ms * (1 / duty - 1);
 		if (share > pause.milliseconds) {
 			pause.milliseconds = share;
 			pause.reason = (warming_up_ ? std::string("sharing until the workload is measured")
-			                : surge_share_ < 1
-			                    ? "sharing with a live workload in a surge (" + shown_rate(usual_tps_ / surge_share_) +
-			                          ", usually " + fixed(usual_tps_, 0) + ")"
-			                    : "sharing with a live workload (" + shown_rate(workload_tps_) + ")") +
+			                            : "sharing with a live workload (" + fixed(workload_tps_, 0) + " tx/s)") +
 			               ": working " + fixed(duty * 100, 0) + " % of the time";
 		}
 	}
 	return pause;
-}
-
-// The worker rewrites the job's row (a transaction and a WAL flush of its own) whenever the pause reason
-// changes, and at most once a second otherwise. A rate that wobbles by a few transactions from one look
-// to the next would change the reason before every batch; the figure shown moves only with a change of
-// more than a quarter, so a steady workload costs one such write a second.
-const std::string &ThrottleController::shown_rate(double tps)
-{
-	if (shown_rate_text_.empty() || std::abs(tps - shown_tps_) > 0.25 * shown_tps_) {
-		shown_tps_ = tps;
-		shown_rate_text_ = fixed(tps, 0) + " tx/s";
-	}
-	return shown_rate_text_;
 }
 
 bool ThrottleController::sharing() const

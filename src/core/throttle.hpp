@@ -73,13 +73,6 @@ struct ThrottleSettings {
 	// PostgreSQL publishes a backend's transaction counts at most once a second, so for about a second
 	// after its first look a job cannot tell a busy server from an idle one: it shares meanwhile.
 	double workload_warmup_s = 1.0;
-	// A surge: the application's transaction rate over the last surge_window_s is surge_factor times its
-	// usual rate (its 5 s rate averaged over usual_horizon_s, so a lasting rise becomes the new usual)
-	// or more. Then the job works that many times less of the time: the application gets back the room
-	// it needs, where a loop paced to a fixed rate keeps taking its share. 0: no surge response.
-	double surge_factor = 2.0;
-	double surge_window_s = 2.0;
-	double usual_horizon_s = 30.0;
 	std::optional<int> max_rows_per_second;
 	double check_interval_ms = 250; // how often a held job looks again
 };
@@ -133,15 +126,10 @@ class ThrottleController
 	int batch_size() const { return batch_size_; }
 	// Transactions per second of everything but this job, as last seen.
 	double workload_tps() const { return workload_tps_; }
-	// The application's usual rate, and the part of its live_duty_cycle the job keeps (1: no surge).
-	double usual_tps() const { return usual_tps_; }
-	double surge_share() const { return surge_share_; }
 
   private:
 	int clamp(double size) const;
 	Pause size_next_batch(long rows, double batch_ms, int blocked_sessions);
-	void watch_for_surge(double now_s);
-	const std::string &shown_rate(double tps);
 
 	ThrottleSettings settings_;
 	int batch_size_;
@@ -150,11 +138,6 @@ class ThrottleController
 	LagClock lag_clock_;
 	LagClock transaction_clock_; // the same sampler, over the transaction counter
 	double workload_tps_ = 0;
-	double usual_tps_ = 0; // 0: not measured yet, or no workload to share with
-	double usual_at_s_ = 0;
-	double surge_share_ = 1;
-	double shown_tps_ = 0; // the workload's rate as the pause reason shows it
-	std::string shown_rate_text_;
 	double batches_per_s_ = 0;
 	std::optional<double> first_look_s_; // the first before_batch()
 	bool warming_up_ = false;            // within workload_warmup_s of it
