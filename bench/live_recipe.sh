@@ -12,7 +12,6 @@
 #       transactions completed while the job ran count                        -> p99, the job's rate
 #   R   the workload, and MARGIN s into it CALL bf_paced(BENCH_RECIPE_BATCH, <J's rate of this round>);
 #       transactions completed while the procedure ran count                  -> p99, its rate
-#   W   as J with migration_ext.preallocate_wal = off                         -> p99, rate
 #   C   start_backfill(.., throttle => false, batch_size => BENCH_BATCH), no workload -> unthrottled rate
 #   S   the workload, and MARGIN s into it a surge: a second pgbench with the same clients (-c 4 -j 2)
 #       and no rate limit for BENCH_SURGE_SECONDS      -> the application's tps in the surge, both pgbenches
@@ -26,7 +25,7 @@
 # Usage: bench/live_recipe.sh   (BENCH_ROWS=1000000, BENCH_SECONDS=20, BENCH_RATE=1000, BENCH_BATCH=20000,
 #        BENCH_REPEAT=5, BENCH_RECIPE_BATCH=1000, BENCH_SURGE_SECONDS=10, BENCH_SURGE_ROWS=2 x BENCH_ROWS)
 # A quick look: BENCH_ROWS=300000 BENCH_SECONDS=8 BENCH_SURGE_SECONDS=4 BENCH_REPEAT=1 (about 3 minutes).
-# BENCH_JOB_ARGS (empty) adds arguments to every throttled start_backfill (J, W, SJ), e.g.
+# BENCH_JOB_ARGS (empty) adds arguments to every throttled start_backfill (J, SJ), e.g.
 # ", live_duty_cycle => 0.3"; its results are then named live_recipe_<BENCH_TAG>.
 # Writes bench/results/live_recipe.md. Exits 0 whatever the figures; non-zero when something breaks.
 set -euo pipefail
@@ -164,25 +163,11 @@ surge_beside() {
     echo "$tps $(awk -v a="$before" -v b="$after" -v s="$t0" -v e="$t1" 'BEGIN { printf "%.0f", (b - a) / (e - s) }') $running"
 }
 
-# phase_w <r>: phase W; prints "<transactions> <p50> <p99> <mean ms> <rows/s>".
-phase_w() {
-    bench_psql -c "ALTER SYSTEM SET migration_ext.preallocate_wal = off" -c "SELECT pg_reload_conf()" >/dev/null
-    bench_rebuild "$ROWS"
-    [[ $(bench_value "SHOW migration_ext.preallocate_wal") == off ]] || bench_die "preallocate_wal did not turn off"
-    backfill_beside_workload "nowal$1"
-    verify_backfill "$JOB_ARGS"
-    bench_psql -c "ALTER SYSTEM RESET migration_ext.preallocate_wal" -c "SELECT pg_reload_conf()" >/dev/null
-    local w
-    w="$(latencies "nowal$1" | in_window "$JOB_T0" "$JOB_T1" | summary) $JOB_RATE"
-    echo "bench: round $1, W, workload + default job, preallocate_wal off: <transactions> <p50> <p99> <mean ms> <rows/s> = $w" >&2
-    echo "$w"
-}
-
 # round <r>: appends to $ROUNDS
 #   r A_n A_p50 A_p99 A_mean J_n J_p50 J_p99 J_mean J_rate R_n R_p50 R_p99 R_mean R_rate
-#   W_n W_p50 W_p99 W_mean W_rate C_rate S_tps SJ_tps SJ_rows SJ_outlasted SR_tps SR_rows SR_outlasted
+#   C_rate S_tps SJ_tps SJ_rows SJ_outlasted SR_tps SR_rows SR_outlasted
 round() {
-    local r=$1 a j jrate rr w c s sj sr t0
+    local r=$1 a j jrate rr c s sj sr t0
     bench_rebuild "$ROWS"
     t0=$(date +%s.%N)
     start_workload "idle$r" "$IDLE_SECONDS"
@@ -191,15 +176,12 @@ round() {
     a=$(latencies "idle$r" | after_start_up "$t0" | summary)
     echo "bench: round $r, A, workload alone: <transactions> <p50> <p99> <mean ms> = $a" >&2
 
-    # J and W alternate which comes first, so neither always runs on a cluster the other just warmed.
-    ((r % 2)) || w=$(phase_w "$r")
     bench_rebuild "$ROWS"
     backfill_beside_workload "job$r"
     jrate=$JOB_RATE
     j="$(latencies "job$r" | in_window "$JOB_T0" "$JOB_T1" | summary) $jrate"
     verify_backfill "$JOB_ARGS"
     echo "bench: round $r, J, workload + default job: <transactions> <p50> <p99> <mean ms> <rows/s> = $j" >&2
-    ((r % 2 == 0)) || w=$(phase_w "$r")
 
     bench_rebuild "$ROWS"
     recipe_beside_workload "recipe$r" "$jrate"
@@ -207,7 +189,6 @@ round() {
     echo "bench: round $r, R, workload + recipe paced to $jrate rows/s: <transactions> <p50> <p99> <mean ms> <rows/s> = $rr" >&2
 
     bench_rebuild "$ROWS"
-    [[ $(bench_value "SHOW migration_ext.preallocate_wal") == on ]] || bench_die "preallocate_wal did not turn back on"
     run_backfill ", throttle => false, batch_size => $BATCH" "$WORK/fast$r.status"
     verify_backfill ", throttle => false, batch_size => $BATCH"
     c=$JOB_RATE
@@ -219,7 +200,7 @@ round() {
     echo "bench: round $r, SJ, surge beside the default job: <tps> <job rows/s> <job outlasted it> = $sj" >&2
     sr=$(surge_beside "surgerecipe$r" recipe "$jrate")
     echo "bench: round $r, SR, surge beside the recipe: <tps> <recipe rows/s> <recipe outlasted it> = $sr" >&2
-    echo "$r $a $j $rr $w $c $s $sj $sr" >>"$ROUNDS"
+    echo "$r $a $j $rr $c $s $sj $sr" >>"$ROUNDS"
 }
 
 ROUNDS=$WORK/rounds
@@ -228,7 +209,7 @@ open_operator_session
 for ((r = 1; r <= REPEAT; r++)); do round "$r"; done
 close_operator_session
 {
-    echo "# $NAME: one line per round; columns: r A_n A_p50 A_p99 A_mean J_n J_p50 J_p99 J_mean J_rate R_n R_p50 R_p99 R_mean R_rate W_n W_p50 W_p99 W_mean W_rate C_rate S_tps SJ_tps SJ_rows_per_s SJ_outlasted SR_tps SR_rows_per_s SR_outlasted"
+    echo "# $NAME: one line per round; columns: r A_n A_p50 A_p99 A_mean J_n J_p50 J_p99 J_mean J_rate R_n R_p50 R_p99 R_mean R_rate C_rate S_tps SJ_tps SJ_rows_per_s SJ_outlasted SR_tps SR_rows_per_s SR_outlasted"
     cat "$ROUNDS"
 } >"$BENCH_RESULTS/${NAME}_rounds.txt"
 
@@ -242,27 +223,26 @@ ratio() {
 each() { awk -v a="$1" -v b="$2" -v f="$3" '{ printf f " ", $a / $b }' "$ROUNDS"; }
 
 report=$(
-    echo "| round | A: p99 alone (ms) | J: p99 beside the job (ms) | R: p99 beside the recipe (ms) | **J/R p99** | J: job rows/s | R: recipe rows/s | C: unthrottled rows/s | **J/C rate** | W: p99, preallocate_wal off (ms) | W: rows/s | S: surge alone (tps) | SJ: surge beside the job (tps) | SR: surge beside the recipe (tps) | **SJ/S** | **SR/S** | SJ: job rows/s in the surge | SR: recipe rows/s in the surge |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    awk '{ printf "| %d | %.2f | %.2f | %.2f | %.2f | %d | %d | %d | %.1f %% | %.2f | %d | %d | %d%s | %d%s | %.2f | %.2f | %d | %d |\n",
-           $1, $4, $8, $13, $8 / $13, $10, $15, $21, 100 * $10 / $21, $18, $20, $22, $23, ($25 ? "" : " (job ended first)"),
-           $26, ($28 ? "" : " (recipe ended first)"), $23 / $22, $26 / $22, $24, $27 }' "$ROUNDS"
-    printf '| **median** | %.2f | %.2f | %.2f | %.2f | %.0f | %.0f | %.0f | %.1f %% | %.2f | %.0f | %.0f | %.0f | %.0f | %.2f | %.2f | %.0f | %.0f |\n' \
-        "$(col 4)" "$(col 8)" "$(col 13)" "$(ratio 8 13)" "$(col 10)" "$(col 15)" "$(col 21)" "$(awk -v x="$(ratio 10 21)" 'BEGIN { print 100 * x }')" \
-        "$(col 18)" "$(col 20)" "$(col 22)" "$(col 23)" "$(col 26)" "$(ratio 23 22)" "$(ratio 26 22)" "$(col 24)" "$(col 27)"
+    echo "| round | A: p99 alone (ms) | J: p99 beside the job (ms) | R: p99 beside the recipe (ms) | **J/R p99** | J: job rows/s | R: recipe rows/s | C: unthrottled rows/s | **J/C rate** | S: surge alone (tps) | SJ: surge beside the job (tps) | SR: surge beside the recipe (tps) | **SJ/S** | **SR/S** | SJ: job rows/s in the surge | SR: recipe rows/s in the surge |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    awk '{ printf "| %d | %.2f | %.2f | %.2f | %.2f | %d | %d | %d | %.1f %% | %d | %d%s | %d%s | %.2f | %.2f | %d | %d |\n",
+           $1, $4, $8, $13, $8 / $13, $10, $15, $16, 100 * $10 / $16, $17, $18, ($20 ? "" : " (job ended first)"),
+           $21, ($23 ? "" : " (recipe ended first)"), $18 / $17, $21 / $17, $19, $22 }' "$ROUNDS"
+    printf '| **median** | %.2f | %.2f | %.2f | %.2f | %.0f | %.0f | %.0f | %.1f %% | %.0f | %.0f | %.0f | %.2f | %.2f | %.0f | %.0f |\n' \
+        "$(col 4)" "$(col 8)" "$(col 13)" "$(ratio 8 13)" "$(col 10)" "$(col 15)" "$(col 16)" "$(awk -v x="$(ratio 10 16)" 'BEGIN { print 100 * x }')" \
+        "$(col 17)" "$(col 18)" "$(col 21)" "$(ratio 18 17)" "$(ratio 21 17)" "$(col 19)" "$(col 22)"
     echo
     echo "Medians are per column; the ratio columns' medians are medians of the per-round ratios."
     # On a quiet host the workload alone has a p99 within a few times its p50. A round whose p99 alone is
     # ten times its p50 or more met a stall of the host (other tenants): every phase of it meets one or
     # not by chance, and its ratios say more about the host than about the job.
     echo "rounds whose workload alone had a p99 of 10x its p50 or more (the host stalled): $(awk '$4 >= 10 * $3 { printf "%d ", $1; n++ } END { if (!n) printf "none" }' "$ROUNDS")"
-    awk -v x="$(ratio 8 13)" -v y="$(ratio 10 21)" 'BEGIN {
+    awk -v x="$(ratio 8 13)" -v y="$(ratio 10 16)" 'BEGIN {
         printf "ours/recipe p99 at the same rate (median of rounds) = %.2f (goal <= 1.0): %s\n", x, (x <= 1.0 ? "PASS" : "FAIL")
         printf "the default job'"'"'s rate beside the workload = %.1f %% of the unthrottled rate (goal >= 25 %%): %s\n", 100 * y, (y >= 0.25 ? "PASS" : "FAIL") }'
     echo "per round, ours/recipe p99: $(each 8 13 %.2f)"
     echo "p99 beside the default job / p99 alone (median of rounds) = $(ratio 8 4 | xargs printf %.2f); per round: $(each 8 4 %.2f)"
-    echo "surge throughput beside the default job / alone = $(ratio 23 22 | xargs printf %.2f) (per round: $(each 23 22 %.2f)); beside the paced recipe / alone = $(ratio 26 22 | xargs printf %.2f) (per round: $(each 26 22 %.2f))"
-    echo "preallocate_wal off / on, p99 beside the job = $(ratio 18 8 | xargs printf %.2f) (per round: $(each 18 8 %.2f)); rate = $(ratio 20 10 | xargs printf %.2f) (per round: $(each 20 10 %.2f))"
+    echo "surge throughput beside the default job / alone = $(ratio 18 17 | xargs printf %.2f) (per round: $(each 18 17 %.2f)); beside the paced recipe / alone = $(ratio 21 17 | xargs printf %.2f) (per round: $(each 21 17 %.2f))"
 )
 echo "$report"
 {
@@ -271,7 +251,7 @@ echo "$report"
     echo
     bench_meta
     echo "- rows: $ROWS (surge phases: $SURGE_ROWS); workload: live_txn.sql via \`pgbench -n -R $RATE -c 4 -j 2 -l\`, latency from each transaction's scheduled start"
-    echo "- $REPEAT rounds, interleaved; each phase on a freshly built, CHECKPOINTed table. A: $IDLE_SECONDS s of workload alone (its first $MARGIN s not counted). J: the default job started $MARGIN s into the workload; transactions completed between its created_at and finished_at count. R: bf_paced($RECIPE_BATCH, <J's rate in the same round>) (bench/fixtures/plpgsql_paced.sql) started $MARGIN s into the workload, from a session connected before it; transactions completed while the CALL ran count. W: as J with migration_ext.preallocate_wal = off (odd rounds run J first, even rounds W). C: start_backfill(.., throttle => false, batch_size => $BATCH), no workload. S: the workload, and $MARGIN s into it a second pgbench on the same script with no rate limit (-c 4 -j 2) for $SURGE_SECONDS s: the application's transactions per second over the surge, both pgbenches' (the rate-limited one falls behind its schedule and catches up as fast as it can). SJ: as S with the default job started $MARGIN s into the workload and the surge 1 s after it, the job cancelled when the surge ends; SR: the same with the recipe at J's rate. Rows/s in the surge: rows the job (rows_scanned) or the recipe (its checkpoint row) converted while the surge ran, per second. Every completed conversion verified."
+    echo "- $REPEAT rounds, interleaved; each phase on a freshly built, CHECKPOINTed table. A: $IDLE_SECONDS s of workload alone (its first $MARGIN s not counted). J: the default job started $MARGIN s into the workload; transactions completed between its created_at and finished_at count. R: bf_paced($RECIPE_BATCH, <J's rate in the same round>) (bench/fixtures/plpgsql_paced.sql) started $MARGIN s into the workload, from a session connected before it; transactions completed while the CALL ran count. C: start_backfill(.., throttle => false, batch_size => $BATCH), no workload. S: the workload, and $MARGIN s into it a second pgbench on the same script with no rate limit (-c 4 -j 2) for $SURGE_SECONDS s: the application's transactions per second over the surge, both pgbenches' (the rate-limited one falls behind its schedule and catches up as fast as it can). SJ: as S with the default job started $MARGIN s into the workload and the surge 1 s after it, the job cancelled when the surge ends; SR: the same with the recipe at J's rate. Rows/s in the surge: rows the job (rows_scanned) or the recipe (its checkpoint row) converted while the surge ran, per second. Every completed conversion verified."
     echo
     echo "$report"
 } >"$BENCH_RESULTS/$NAME.md"

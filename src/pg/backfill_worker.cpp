@@ -15,7 +15,6 @@
 #include "pg/batch_step.hpp"
 #include "pg/pace_point.hpp"
 #include "pg/settings.hpp"
-#include "pg/wal_segments.hpp"
 #include "pg/worker_calls.hpp"
 #include "pg/worker_transaction.hpp"
 
@@ -143,8 +142,6 @@ void run_job(int64 job)
 	double published_at = 0;
 	int lock_attempt = 0;
 	double last_poll = 0;
-	mext::WalHeadroom wal_headroom = mext::pg::wal_headroom();
-	bool create_wal_ahead = true; // until it fails once
 	MemoryContext step_context = AllocSetContextCreate(TopMemoryContext, "migration_ext step", ALLOCSET_DEFAULT_SIZES);
 
 	// Publishes at once when the job starts or stops waiting (or a warning appears or clears), and its
@@ -196,25 +193,6 @@ void run_job(int64 job)
 				}
 			} else {
 				warning = std::string("throttle signals unreadable: ") + error.message;
-			}
-		}
-
-		// The WAL segments this batch will fill, created now rather than by whichever commit reaches them.
-		mext::pg::SegmentRange segments = mext::pg::wal_segments_wanted(wal_headroom);
-		if (mext::pg::preallocate_wal && create_wal_ahead && segments.from <= segments.to) {
-			StepError wal_error{};
-			mext::pg::SegmentsCreated made;
-			double creating = now_ms();
-			if (!in_transaction([&] { made = mext::pg::create_wal_segments(wal_headroom, segments); }, &wal_error)) {
-				create_wal_ahead = false;
-				ereport(LOG, (errmsg("migration_ext: backfill job %lld could not create WAL segments ahead: %s",
-				                     static_cast<long long>(job), wal_error.message),
-				              errdetail("The job goes on; the server creates segments when it reaches them.")));
-			} else if (made.created > 0) {
-				elog(DEBUG1,
-				     "migration_ext: backfill job %lld created %d WAL segment(s) ahead (%d with their blocks reserved) "
-				     "in %.1f ms",
-				     static_cast<long long>(job), made.created, made.reserved, now_ms() - creating);
 			}
 		}
 

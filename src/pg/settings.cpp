@@ -19,7 +19,6 @@ int lock_timeout_ms = defaults::lock_timeout_ms;
 int resume_interval_seconds = defaults::resume_interval_s;
 bool compress_wal = true;
 double worker_cpu_slice_ms = defaults::worker_cpu_slice_ms;
-bool preallocate_wal = true;
 bool wait_progress = true;
 int max_jobs = defaults::max_jobs;
 int ddl_lock_timeout_ms = defaults::ddl_lock_timeout_ms;
@@ -87,12 +86,6 @@ void register_settings()
 	                         "tick, several milliseconds.",
 	                         &worker_cpu_slice_ms, defaults::worker_cpu_slice_ms, 0, 1000, PGC_SIGHUP, GUC_UNIT_MS,
 	                         nullptr, nullptr, nullptr);
-	DefineCustomBoolVariable("migration_ext.preallocate_wal",
-	                         "Backfill workers create the WAL segment files their next batch will fill before "
-	                         "running it.",
-	                         "Otherwise whichever process first writes into a missing segment creates it (16 MB "
-	                         "written and fsynced) while holding WALWriteLock, and every commit waits.",
-	                         &preallocate_wal, true, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("migration_ext.ddl_lock_timeout",
 	                        "lock_timeout of each strong lock the migration protocol takes; a timed-out statement is "
 	                        "retried with backoff.",

@@ -8,7 +8,6 @@ extern int lock_timeout_ms;         // each batch runs with this lock_timeout
 extern int resume_interval_seconds; // the launcher's period
 extern bool compress_wal;           // the worker compresses its own full-page images
 extern double worker_cpu_slice_ms;  // the worker yields its CPU after this much running time (0: never)
-extern bool preallocate_wal;        // the worker creates the WAL segments its next batch fills
 extern bool wait_progress;          // waits report progress unless told otherwise (read from SQL)
 extern int max_jobs;                // backfill workers running at once, cluster-wide
 extern int ddl_lock_timeout_ms;     // lock_timeout of each strong lock the protocol takes

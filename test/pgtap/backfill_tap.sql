@@ -1,7 +1,7 @@
 -- pgTAP: the backfill API contract of DESIGN.md §2 (signatures, the backfill_status view, the job controls
 -- and every refusal with its SQLSTATE). A background worker cannot see the rows of this uncommitted
 -- transaction, so no real job is started here: sql/backfill.sql runs the workers. Everything is rolled back.
-\set tests 91
+\set tests 89
 \ir preamble.psql
 
 ------------------------------------------------------------------------------------------------------
@@ -214,10 +214,6 @@ SELECT is((SELECT setting || ' ' || unit || ' ' || context FROM pg_settings WHER
 	'0.2 ms sighup', 'migration_ext.worker_cpu_slice: 0.2 ms, changed by a reload');
 SELECT throws_ok($$SET migration_ext.worker_cpu_slice = 0$$, '55P02', NULL,
 	'a session cannot change migration_ext.worker_cpu_slice');
-SELECT is((SELECT setting || ' ' || vartype || ' ' || context FROM pg_settings WHERE name = 'migration_ext.preallocate_wal'),
-	'on bool sighup', 'migration_ext.preallocate_wal: on by default, changed by a reload');
-SELECT throws_ok($$SET migration_ext.preallocate_wal = off$$, '55P02', NULL,
-	'a session cannot change migration_ext.preallocate_wal');
 
 -- How much of the time a job works while a live workload commits: a threshold like the others (a
 -- session's default, a start_backfill argument, changed on a running job by alter_backfill).
