@@ -882,7 +882,7 @@ TEST(ThrottleLiveWorkload, SharesUntilTheWorkloadIsMeasured)
 	mext::Pause pause = controller.after_batch(1000, 30);
 	EXPECT_DOUBLE_EQ(pause.milliseconds, 30); // half of the time
 	EXPECT_NE(pause.reason.find("until the workload is measured"), std::string::npos) << pause.reason;
-	// ... with the live batch target: a 30 ms batch is over the 20 ms target, so the next one is smaller.
+	// ... with the live batch target: a 30 ms batch is over the 10 ms target, so the next one is smaller.
 	EXPECT_LT(controller.batch_size(), 1000);
 
 	signals.now_s = 100.9;
