@@ -6,6 +6,7 @@
 
 extern "C" {
 #include "access/xlog.h"
+#include "access/xlog_internal.h"
 #include "utils/builtins.h"
 #include "utils/pg_lsn.h"
 
@@ -93,6 +94,11 @@ Datum mext_flushed_insert_lsn(PG_FUNCTION_ARGS)
 	if (RecoveryInProgress())
 		PG_RETURN_NULL();
 	XLogRecPtr position = GetXLogInsertRecPtr();
+	// At the start of a page the insert position points past the page's header, which nothing has
+	// written yet, and XLogFlush() refuses to flush to it: everything before the page is what counts.
+	uint32 offset = static_cast<uint32>(position % XLOG_BLCKSZ);
+	if (offset == SizeOfXLogShortPHD || offset == SizeOfXLogLongPHD)
+		position -= offset;
 	XLogFlush(position);
 	PG_RETURN_LSN(position);
 }
