@@ -242,8 +242,9 @@ void step(int64 job, int batch_size, double rate, StepResult *result)
 	// with those rights. An owner changed since (ALTER TABLE ... OWNER TO) is refused the same way here.
 	Oid owner = row.oid("owner");
 	const char *foreign_table = row.oid("leaf_owner") != owner ? row.text("leaf")
-	                            : row.boolean("is_move") && row.oid("target_owner") != owner ? row.text("target_relation")
-	                                                                                        : nullptr;
+	                            : row.boolean("is_move") && row.oid("target_owner") != owner
+	                                ? row.text("target_relation")
+	                                : nullptr;
 	if (foreign_table)
 		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 		                errmsg("table %s is no longer owned by the owner of %s", foreign_table, row.text("table_name")),
