@@ -103,11 +103,14 @@ std::string copy_statement(const CopyShape &shape, bool after_last_key)
 	const std::string order = joined(b.key, "", "");
 	const std::string read_column = b.source ? *b.source : b.target;
 	std::string columns, values;
-	for (std::size_t i = 0; i < shape.copy_columns.size(); ++i) {
-		const std::string &column = shape.copy_columns[i];
-		columns += (i ? ", " : "") + column;
+	for (std::size_t i = 0; i < shape.columns.size(); ++i) {
+		const CopyColumn &column = shape.columns[i];
+		columns += (i ? ", " : "") + column.target;
 		values += i ? ", " : "";
-		values += column == b.target ? converted_value(b, read_column) : "t." + column;
+		if (column.target == b.target)
+			values += converted_value(b, read_column);
+		else
+			values += "t." + column.source + (column.type.empty() ? "" : "::" + column.type);
 	}
 	std::string sql = "WITH snap AS MATERIALIZED (SELECT " + order + " FROM ONLY " + b.relation;
 	if (after_last_key)
@@ -119,7 +122,7 @@ std::string copy_statement(const CopyShape &shape, bool after_last_key)
 	if (after_last_key)
 		sql += key_tuple(b.key, "t.") + " > " + last_key_tuple(b.key) + " AND ";
 	sql += key_tuple(b.key, "t.") + " <= (" + joined(b.key, "(SELECT ", " FROM bound)") +
-	       ") ON CONFLICT DO NOTHING RETURNING 1) ";
+	       ") FOR SHARE OF t ON CONFLICT DO NOTHING RETURNING 1) ";
 	sql += "SELECT (SELECT count(*) FROM snap)::bigint AS scanned, (SELECT count(*) FROM ins)::bigint AS legacy_seen, "
 	       "(SELECT count(*) FROM ins)::bigint AS converted, 0::bigint AS conflicts, "
 	       "(SELECT ARRAY[" +

@@ -35,14 +35,21 @@ struct BatchShape {
 std::string batch_statement(const BatchShape &shape, bool after_last_key);
 
 // Table moves (V1 and V2 coexisting): copies the next batch of V1, converted, into V2 where V2 lacks
-// the row. `copy_columns` are the columns both tables share (quoted); the target column among them
-// receives api.migrate_value($1, source), cast back to target_type (V2's column) when there is one. ON CONFLICT DO
-// NOTHING: a row the application already wrote to V2 is never overwritten. Same parameters and result columns as
-// batch_statement(); rows V2 already had are counted as not legacy (skipped), and conflicts is always 0.
+// the row. Each V2 column receives its V1 column cast to its type; the target column receives
+// api.migrate_value($1, source), cast back to target_type (V2's column) when there is one. V1's rows are
+// read FOR SHARE, so a row deleted meanwhile (and its deletion mirrored into V2) is not copied back. ON
+// CONFLICT DO NOTHING: a row the application (or a mirror) already wrote to V2 is never overwritten. Same
+// parameters and result columns as batch_statement(); rows V2 already had are counted as not legacy
+// (skipped), and conflicts is always 0.
+struct CopyColumn {
+	std::string target; // quoted column of V2
+	std::string source; // quoted column of V1 it comes from (unused for the converted column)
+	std::string type;   // format_type() of V2's column, the cast applied; empty: assigned as it is
+};
 struct CopyShape {
-	BatchShape batch;                      // relation = V1 (a leaf), target = column in V2, source = column in V1
-	std::string target_relation;           // quoted V2
-	std::vector<std::string> copy_columns; // shared columns, quoted, the target column included
+	BatchShape batch;               // relation = V1 (a leaf), target = column in V2, source = column in V1
+	std::string target_relation;    // quoted V2
+	std::vector<CopyColumn> columns; // every column copied, the target column included
 };
 std::string copy_statement(const CopyShape &shape, bool after_last_key);
 

@@ -48,17 +48,26 @@ SELECT j.state, j.requested, j.throttle, j.codec, j.last_key, j.partition_index,
 	 WHERE a.attrelid = coalesce(tc.oid, lc.oid) AND a.attname = j.column_name AND a.attnum > 0 AND NOT a.attisdropped
 	   AND a.atttypid <> 'pg_catalog.text'::pg_catalog.regtype) AS target_type,
 	quote_ident(tn.nspname) || '.' || quote_ident(tc.relname) AS target_relation,
-	(SELECT array_agg(quote_ident(a.attname) ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
-	 WHERE a.attrelid = tc.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-	   AND (a.attname = j.column_name
-			OR EXISTS (SELECT FROM pg_catalog.pg_attribute v WHERE v.attrelid = lc.oid AND v.attname = a.attname
-					   AND v.attnum > 0 AND NOT v.attisdropped))) AS copy_columns
+	copied.targets AS copy_columns, copied.sources AS copy_sources, copied.types AS copy_types
 FROM migration_ext.backfill_job j
 LEFT JOIN pg_catalog.pg_class c ON c.oid = j.relation
 LEFT JOIN pg_catalog.pg_class lc ON lc.oid = j.partitions[j.partition_index]
 LEFT JOIN pg_catalog.pg_namespace ln ON ln.oid = lc.relnamespace
 LEFT JOIN pg_catalog.pg_class tc ON tc.oid = j.target_relation
 LEFT JOIN pg_catalog.pg_namespace tn ON tn.oid = tc.relnamespace
+LEFT JOIN migration_ext.migration mg ON mg.name = j.migration AND mg.target_relation = j.target_relation
+-- A table move's columns: a move migration's map {V2 column: V1 column}, else the columns of the same name.
+LEFT JOIN LATERAL (
+	SELECT array_agg(quote_ident(a.attname) ORDER BY a.attnum) AS targets,
+		   array_agg(quote_ident(coalesce(mg.column_map ->> a.attname::text, a.attname)) ORDER BY a.attnum) AS sources,
+		   array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum) AS types
+	FROM pg_catalog.pg_attribute a
+	WHERE a.attrelid = tc.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+	  AND (a.attname = j.column_name
+		   OR (mg.column_map IS NULL AND EXISTS (SELECT FROM pg_catalog.pg_attribute v WHERE v.attrelid = lc.oid
+												  AND v.attname = a.attname AND v.attnum > 0 AND NOT v.attisdropped))
+		   OR (mg.column_map ->> a.attname::text) IS NOT NULL)
+) copied ON true
 LEFT JOIN LATERAL (
 	SELECT array_agg(quote_ident(u.k) ORDER BY u.o) AS names,
 		   array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY u.o) AS types
@@ -141,6 +150,8 @@ struct Shape {
 	char **key_types;
 	int copy_count;
 	char **copy_columns;
+	char **copy_sources;
+	char **copy_types;
 	bool after_last_key;
 };
 
@@ -174,7 +185,7 @@ char *build_statement(const Shape &s)
 		copy.batch = shape;
 		copy.target_relation = s.target_relation;
 		for (int i = 0; i < s.copy_count; ++i)
-			copy.copy_columns.emplace_back(s.copy_columns[i]);
+			copy.columns.push_back(CopyColumn{s.copy_columns[i], s.copy_sources[i], s.copy_types[i]});
 		return palloc_copy(copy_statement(copy, s.after_last_key));
 	});
 }
@@ -279,6 +290,9 @@ void step(int64 job, int batch_size, double rate, StepResult *result)
 			ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
 			                errmsg("table %s has no column in common with %s", shape.target_relation, shape.leaf)));
 		shape.copy_columns = text_items(columns, &shape.copy_count);
+		int count = 0;
+		shape.copy_sources = text_items(row.copy("copy_sources", &isnull), &count);
+		shape.copy_types = text_items(row.copy("copy_types", &isnull), &count);
 	}
 	Datum last_key = row.copy("last_key", &isnull);
 	shape.after_last_key = !isnull;

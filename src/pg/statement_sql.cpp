@@ -109,7 +109,7 @@ Datum mext_copy_statement(PG_FUNCTION_ARGS)
 		shape.batch = batch_shape(args);
 		shape.target_relation = target_relation;
 		for (int i = 0; i < column_count; ++i)
-			shape.copy_columns.emplace_back(columns[i]);
+			shape.columns.push_back(mext::CopyColumn{columns[i], columns[i], ""});
 		return palloc_copy(mext::copy_statement(shape, after_last_key));
 	});
 	PG_RETURN_TEXT_P(cstring_to_text(statement));

@@ -363,7 +363,11 @@ BEGIN
 					DETAIL = 'A table move copies rows as the tables'' owner; each table''s triggers, defaults and policies would otherwise run with the other owner''s rights.',
 					HINT = 'Give both tables the same owner (ALTER TABLE ... OWNER TO).';
 		END IF;
-		PERFORM migration_ext.check_table_move(relation, target_relation, column_name, source_column);
+		-- A move migration's tables were checked, and its column map resolved, when it was created.
+		IF NOT EXISTS (SELECT FROM migration_ext.migration m WHERE m.name = start_backfill.migration
+					   AND m.target_relation = start_backfill.target_relation) THEN
+			PERFORM migration_ext.check_table_move(relation, target_relation, column_name, source_column);
+		END IF;
 	END IF;
 	-- The door cannot be bypassed: new-format values land only once readers are tolerant and settled.
 	SELECT format('%L (%s)', m.name, m.phase) INTO covering FROM migration_ext.migration m

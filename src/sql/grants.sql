@@ -44,5 +44,7 @@ GRANT EXECUTE ON FUNCTION
 	migration_ext.require_codec(text),
 	migration_ext.row_estimate(regclass),
 	migration_ext.mirror_trigger(),
+	migration_ext.move_mirror(),
+	migration_ext.move_swept(text),
 	migration_ext.mirror_name(name, name)
 TO PUBLIC;

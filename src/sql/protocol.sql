@@ -17,7 +17,9 @@ CREATE TABLE migration_ext.migration (
 	job              bigint,
 	constraint_name  name,
 	created_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
-	created_by       name NOT NULL
+	created_by       name NOT NULL,
+	target_relation  regclass,                  -- a table move: V2 (relation is V1, source_column V1's column)
+	column_map       jsonb                      -- a table move: {V2 column: V1 column}, resolved at creation
 );
 
 CREATE TABLE migration_ext.planned_swap (
@@ -165,16 +167,22 @@ BEGIN
 END
 $$;
 
+-- With target_relation, a table move: relation is V1, target_relation V2, column_name V2's column the codec
+-- writes, source_column V1's column it reads (the same name by default); column_map pairs the other columns.
 CREATE FUNCTION @extschema@.create_migration(name text, relation regclass, column_name name, codec text,
-											 source_column name DEFAULT NULL, allow_key_update boolean DEFAULT false)
+											 source_column name DEFAULT NULL, allow_key_update boolean DEFAULT false,
+											 target_relation regclass DEFAULT NULL, column_map jsonb DEFAULT NULL)
 	RETURNS void LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
 
 CREATE FUNCTION migration_ext.create_migration(actor regrole, name text, relation regclass, column_name name,
-											   codec text, source_column name, allow_key_update boolean)
+											   codec text, source_column name, allow_key_update boolean,
+											   target_relation regclass, column_map jsonb)
 	RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	inventory record;
+	resolved jsonb;
+	open_move text;
 BEGIN
 	IF name IS NULL OR btrim(name) = '' THEN
 		RAISE EXCEPTION 'migration name must not be empty' USING ERRCODE = 'invalid_parameter_value';
@@ -183,8 +191,40 @@ BEGIN
 		RAISE EXCEPTION 'relation, column_name and codec must not be NULL' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 	PERFORM migration_ext.require_codec(codec);
-	PERFORM migration_ext.checked_column(relation, column_name);
 	PERFORM migration_ext.require_table_owner(actor, relation, 'migrate it');
+	IF target_relation IS NOT NULL THEN
+		PERFORM migration_ext.require_table_owner(actor, target_relation, 'move rows into it');
+		source_column := coalesce(source_column, column_name);
+		resolved := migration_ext.plan_table_move(relation, target_relation, column_name, source_column, column_map);
+		SELECT format('%L (%s -> %s, %s)', m.name, m.relation, m.target_relation, m.phase) INTO open_move
+		FROM migration_ext.migration m
+		WHERE m.target_relation IS NOT NULL AND m.phase <> 'contracted'
+		  AND (m.relation IN (create_migration.relation, create_migration.target_relation)
+			   OR m.target_relation IN (create_migration.relation, create_migration.target_relation))
+		LIMIT 1;
+		IF open_move IS NOT NULL THEN
+			RAISE EXCEPTION 'migration % already moves one of these tables', open_move
+				USING ERRCODE = 'object_in_use', HINT = 'Contract it first.';
+		END IF;
+	ELSIF column_map IS NOT NULL THEN
+		RAISE EXCEPTION 'column_map is for a table move' USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Pass target_relation too.';
+	END IF;
+	IF EXISTS (SELECT FROM migration_ext.migration m WHERE m.name = create_migration.name) THEN
+		RAISE EXCEPTION 'migration "%" already exists', name USING ERRCODE = 'duplicate_object';
+	END IF;
+	IF target_relation IS NOT NULL THEN
+		INSERT INTO migration_ext.migration (name, relation, column_name, codec, source_column, created_by,
+											 target_relation, column_map)
+		VALUES (name, relation, column_name, codec, source_column, pg_get_userbyid(actor), target_relation, resolved);
+		INSERT INTO migration_ext.migration_event (migration, event, to_phase, detail, by_role)
+		VALUES (name, 'create', 'planned', format('move %s -> %s, %I -> %I with codec %s, columns %s', relation,
+												  target_relation, source_column, column_name, codec, resolved),
+				pg_get_userbyid(actor));
+		PERFORM migration_ext.open_table_move(actor, migration_ext.require_migration(name));
+		RETURN;
+	END IF;
+	PERFORM migration_ext.checked_column(relation, column_name);
 	IF source_column IS NOT NULL THEN
 		PERFORM migration_ext.checked_column(relation, source_column);
 	END IF;
@@ -374,8 +414,8 @@ BEGIN
 	FOR reader IN SELECT p.oid AS fn, p.proowner, format('%I.%I', n.nspname, p.proname) AS call,
 						 CASE WHEN p.proargtypes[0] = 'bpchar'::regtype THEN 'bpchar'
 							  ELSE format_type(p.proargtypes[0], NULL) END AS argument, p.pronargs, p.proretset,
-						 p.proargtypes[0] = (SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = m.relation
-											 AND a.attname = m.column_name) AS takes_column_type
+						 coalesce(p.proargtypes[0] = (SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = m.relation
+													  AND a.attname = m.column_name), false) AS takes_column_type
 				  FROM migration_ext.planned_swap s JOIN pg_proc p ON p.oid = s.fn
 				  JOIN pg_namespace n ON n.oid = p.pronamespace
 				  WHERE s.migration = m.name AND s.role = 'reader' AND s.applied_version IS NOT NULL
@@ -578,6 +618,28 @@ BEGIN
 				 ORDER BY p.ordinal LOOP
 			PERFORM migration_ext.apply_swap(actor, s, caller_search_path);
 		END LOOP;
+		-- A move: V2 becomes the source of truth, and its writes land back in V1 until the contract.
+		IF m.target_relation IS NOT NULL THEN
+			PERFORM migration_ext.create_move_mirror(m, false);
+			INSERT INTO migration_ext.migration_event (migration, event, detail, by_role)
+			VALUES (name, 'mirror', format('writes to %s land in %s', m.target_relation, m.relation), pg_get_userbyid(actor));
+		END IF;
+	ELSIF m.phase = 'backfilling' AND m.target_relation IS NOT NULL THEN
+		IF m.job IS NOT NULL AND (SELECT migration_ext.effective_state(j) FROM migration_ext.backfill_job j WHERE j.id = m.job)
+								 IS DISTINCT FROM 'done' THEN
+			RAISE EXCEPTION 'cannot advance migration "%": its sweep (job %) is not done', name, m.job
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					HINT = format('See backfill_status; wait_backfill(%s) waits for it.', m.job);
+		END IF;
+		PERFORM migration_ext.verify_table_move(actor, m);
+	ELSIF m.phase = 'converted' AND m.target_relation IS NOT NULL THEN
+		PERFORM migration_ext.require_no_lock_held(m.relation, 'contract the migration');
+		PERFORM migration_ext.require_no_lock_held(m.target_relation, 'contract the migration');
+		SELECT * INTO contract FROM migration_ext.move_contract_statements(m);
+		PERFORM migration_ext.run_online(table_owner, contract.statements, format('contract of migration %s', name));
+		UPDATE migration_ext.migration x SET constraint_name = contract.constraint_name WHERE x.name = m.name;
+		INSERT INTO migration_ext.migration_event (migration, event, detail, by_role)
+		VALUES (name, 'drop_mirror', format('%s <-> %s', m.relation, m.target_relation), pg_get_userbyid(actor));
 	ELSIF m.phase = 'backfilling' THEN
 		IF m.job IS NOT NULL AND (SELECT migration_ext.effective_state(j) FROM migration_ext.backfill_job j WHERE j.id = m.job)
 								 IS DISTINCT FROM 'done' THEN
@@ -655,6 +717,11 @@ BEGIN
 			INSERT INTO migration_ext.migration_event (migration, event, fn, role, detail, by_role)
 			VALUES (name, 'unswap', s.fn, s.role, format('restored version %s', s.restore_version), pg_get_userbyid(actor));
 		END LOOP;
+	ELSIF m.phase = 'contracted' AND m.target_relation IS NOT NULL THEN
+		RAISE EXCEPTION 'cannot retreat migration "%": the contract of a table move ended its mirrors', name
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				DETAIL = format('Writes since the contract reached %s only; %s no longer holds every row.',
+								m.target_relation, m.relation);
 	ELSIF m.phase = 'contracted' THEN
 		-- A brief ACCESS EXCLUSIVE with no scan, in this transaction so that it lands with the phase
 		-- change or not at all; requested with migration_ext.ddl_lock_timeout and retried, as the contract's.
@@ -702,7 +769,8 @@ BEGIN
 	new_job := migration_ext.start_backfill(actor, m.relation, m.column_name, m.codec,
 											coalesce(source_column, m.source_column), batch_size, max_rows_per_second,
 											throttle, migration, true, batch_time_target, max_replica_lag,
-											max_active_backends, max_wal_bytes_per_second, NULL, live_duty_cycle);
+											max_active_backends, max_wal_bytes_per_second, m.target_relation,
+											live_duty_cycle);
 	UPDATE migration_ext.migration x SET phase = 'backfilling', job = new_job WHERE x.name = m.name;
 	INSERT INTO migration_ext.migration_event (migration, event, from_phase, to_phase, detail, by_role)
 	VALUES (migration, 'backfill', m.phase, 'backfilling', format('job %s', new_job), pg_get_userbyid(actor));
@@ -784,7 +852,7 @@ CREATE VIEW @extschema@.migration_status WITH (security_invoker = true) AS
 		   (SELECT migration_ext.effective_state(j) FROM migration_ext.backfill_job j WHERE j.id = m.job) AS job_state,
 		   (SELECT count(*) FROM migration_ext.planned_swap p WHERE p.migration = m.name AND p.role = 'reader') AS readers,
 		   (SELECT count(*) FROM migration_ext.planned_swap p WHERE p.migration = m.name AND p.role = 'writer') AS writers,
-		   m.constraint_name, m.created_at, m.created_by
+		   m.constraint_name, m.created_at, m.created_by, m.target_relation
 	FROM migration_ext.migration m, LATERAL migration_ext.settle_state(m.name) s;
 
 CREATE VIEW @extschema@.migration_history WITH (security_invoker = true) AS

@@ -198,10 +198,24 @@ TEST(KeysetTypedTarget, TableMoveCastsOnlyTheTargetColumn)
 	copy.batch.source = "old_payload";
 	copy.batch.target_type = "jsonb";
 	copy.target_relation = "public.accounts_v2";
-	copy.copy_columns = {"id", "payload"};
+	copy.columns = {{"id", "id", ""}, {"payload", "payload", "jsonb"}};
 	std::string sql = mext::copy_statement(copy, false);
 	EXPECT_TRUE(Contains(sql, "SELECT t.id, migration_ext.cast_converted(api.migrate_value($1, t.old_payload::text), "
 	                          "NULL::jsonb, ARRAY[t.id::text]) FROM ONLY public.accounts AS t"));
+}
+
+TEST(KeysetTableMove, MappedColumnsAreCastAndRowsReadForShare)
+{
+	mext::CopyShape copy;
+	copy.batch = single_key_shape();
+	copy.batch.source = "token";
+	copy.target_relation = "public.accounts_v2";
+	copy.columns = {{"account_id", "id", "bigint"}, {"payload", "token", "text"}, {"note", "remark", "text"}};
+	std::string sql = mext::copy_statement(copy, true);
+	EXPECT_TRUE(Contains(sql, "INSERT INTO public.accounts_v2 (account_id, payload, note) SELECT t.id::bigint, "
+	                          "api.migrate_value($1, t.token::text), t.remark::text FROM ONLY public.accounts AS t"));
+	// A V1 row deleted after the batch's snapshot is not copied back into V2.
+	EXPECT_TRUE(Contains(sql, "FOR SHARE OF t ON CONFLICT DO NOTHING"));
 }
 
 // ---------------------------------------------------------------------------------------------
