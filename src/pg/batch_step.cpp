@@ -55,8 +55,11 @@ LEFT JOIN pg_catalog.pg_class lc ON lc.oid = j.partitions[j.partition_index]
 LEFT JOIN pg_catalog.pg_namespace ln ON ln.oid = lc.relnamespace
 LEFT JOIN pg_catalog.pg_class tc ON tc.oid = j.target_relation
 LEFT JOIN pg_catalog.pg_namespace tn ON tn.oid = tc.relnamespace
-LEFT JOIN migration_ext.migration mg ON mg.name = j.migration AND mg.target_relation = j.target_relation
 -- A table move's columns: a move migration's map {V2 column: V1 column}, else the columns of the same name.
+-- (Read through to_jsonb(): a job of an install not yet updated to a version with column_map keeps running.)
+LEFT JOIN LATERAL (
+	SELECT pg_catalog.to_jsonb(x) -> 'column_map' AS column_map FROM migration_ext.migration x WHERE x.name = j.migration
+) mg ON true
 LEFT JOIN LATERAL (
 	SELECT array_agg(quote_ident(a.attname) ORDER BY a.attnum) AS targets,
 		   array_agg(quote_ident(coalesce(mg.column_map ->> a.attname::text, a.attname)) ORDER BY a.attnum) AS sources,

@@ -441,3 +441,68 @@ BEGIN
 	constraint_name := contract.constraint_name;
 END
 $$;
+
+-- After the contract of a move: V1 is renamed <V1>_retired (its rows kept) and a view of V2 takes V1's
+-- name, columns and grants, for callers that still name V1. The view reads V2 with its owner's rights, as
+-- V1 was read; its columns that are plain columns of V2 of the same type are updatable through it.
+CREATE FUNCTION @extschema@.replace_with_view(migration text) RETURNS regclass
+	LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
+
+CREATE FUNCTION migration_ext.replace_with_view(actor regrole, migration text) RETURNS regclass
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m migration_ext.migration := migration_ext.require_migration(migration, true);
+	owner oid := (SELECT c.relowner FROM pg_class c WHERE c.oid = m.relation);
+	source_schema name := (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+						   WHERE c.oid = m.relation);
+	source_name name := (SELECT c.relname FROM pg_class c WHERE c.oid = m.relation);
+	retired name;
+	columns text;
+	grants text;
+	label text := format('view replacing %s', m.relation);
+BEGIN
+	PERFORM migration_ext.require_table_owner(actor, m.relation, 'replace it with a view');
+	IF m.target_relation IS NULL THEN
+		RAISE EXCEPTION 'migration "%" is not a table move', migration USING ERRCODE = 'wrong_object_type';
+	END IF;
+	IF m.phase <> 'contracted' THEN
+		RAISE EXCEPTION 'migration "%" is %: V1 is replaced by a view after the contract', migration, m.phase
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				DETAIL = 'Until then both tables are written, and a retreat needs V1.';
+	END IF;
+	IF (SELECT c.relkind FROM pg_class c WHERE c.oid = m.relation) <> 'r' THEN
+		RAISE EXCEPTION '% was already replaced', m.relation USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	retired := left(source_name, 55) || '_retired';
+	IF to_regclass(format('%I.%I', source_schema, retired)) IS NOT NULL THEN
+		RAISE EXCEPTION 'relation %.% already exists', quote_ident(source_schema), quote_ident(retired)
+			USING ERRCODE = 'duplicate_table', HINT = 'Rename or drop it first.';
+	END IF;
+	-- V1's columns in V1's order and types: from V2 where mapped, else NULL.
+	SELECT string_agg(CASE WHEN c.target IS NULL THEN format('NULL::%s AS %I', format_type(a.atttypid, a.atttypmod), a.attname)
+						   WHEN c.target_type = c.source_type THEN format('t.%I AS %I', c.target, a.attname)
+						   ELSE format('t.%I::%s AS %I', c.target, c.source_type, a.attname) END, ', ' ORDER BY a.attnum)
+	INTO columns
+	FROM pg_attribute a LEFT JOIN migration_ext.move_columns(m) c ON c.source = a.attname
+	WHERE a.attrelid = m.relation AND a.attnum > 0 AND NOT a.attisdropped;
+	SELECT string_agg(format('GRANT %s ON %I.%I TO %s', g.privilege_type, source_schema, source_name,
+							 CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(g.grantee)) END), '; ')
+	INTO grants
+	FROM pg_class c, LATERAL aclexplode(c.relacl) g
+	WHERE c.oid = m.relation AND g.grantee <> c.relowner
+	  AND g.privilege_type IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE');
+	PERFORM migration_ext.require_no_lock_held(m.relation, 'replace it with a view');
+	PERFORM migration_ext.run_briefly(owner, format('ALTER TABLE %s RENAME TO %I', m.relation, retired), label);
+	PERFORM migration_ext.run_as(owner, format('CREATE VIEW %I.%I AS SELECT %s FROM %s AS t', source_schema,
+											   source_name, columns, m.target_relation), 'pg_catalog, pg_temp');
+	IF grants IS NOT NULL THEN
+		PERFORM migration_ext.run_as(owner, g, 'pg_catalog, pg_temp') FROM unnest(string_to_array(grants, '; ')) g;
+	END IF;
+	INSERT INTO migration_ext.migration_event (migration, event, detail, by_role)
+	VALUES (migration, 'replace_with_view', format('%I.%I is a view of %s; the table is %I.%I', source_schema,
+												   source_name, m.target_relation, source_schema, retired),
+			pg_get_userbyid(actor));
+	RETURN format('%I.%I', source_schema, source_name)::regclass;
+END
+$$;
