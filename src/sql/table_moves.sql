@@ -280,9 +280,9 @@ $$;
 
 -- The two helpers of a move, created in V2's schema as the tables' owner (ordinary functions of theirs,
 -- run as their callers):
---   <V2>_read(<V2's key>): V2's row; else V1's, converted, stored in V2 and returned (read-through). Where it
---     cannot be stored (a read-only transaction, a standby, no INSERT privilege, a lock not free at once)
---     it is returned converted without storing, V2's unmapped columns NULL.
+--   <V2>_read(<V2's key>): V2's row; else, until the sweep has finished, V1's, converted, stored in V2 and
+--     returned (read-through). Where it cannot be stored (a read-only transaction, a standby, no INSERT
+--     privilege, a lock not free at once) it is returned converted without storing, V2's own columns NULL.
 --   <V2>_list(): every row: from V1 (V2's version where V2 has the row) until the sweep has finished, then
 --     from V2 alone.
 CREATE FUNCTION migration_ext.create_move_helpers(m migration_ext.migration) RETURNS text[]
@@ -311,8 +311,9 @@ BEGIN
 	FROM (SELECT c.*, row_number() OVER (ORDER BY c.target) AS n FROM migration_ext.move_columns(m) c WHERE c.is_key) c;
 	SELECT string_agg(quote_ident(c.target), ', '), string_agg(migration_ext.move_value(m, c, 's'), ', ')
 	INTO columns, values FROM migration_ext.move_columns(m) c;
-	-- The lock of a row another transaction is inserting is waited for 1 ms at most: a reader never queues
-	-- behind a writer to store what it can return anyway.
+	-- V1's row is read FOR SHARE: one deleted meanwhile (its deletion mirrored into V2) is not stored back.
+	-- A lock held by a writer (of V1's row, or of V2's row being inserted) is waited for 1 ms at most: a
+	-- reader never queues behind a writer to store what it can return anyway.
 	PERFORM migration_ext.run_as(owner, format($fn$
 CREATE FUNCTION %1$s(%2$s) RETURNS SETOF %3$s LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $body$
@@ -321,12 +322,14 @@ DECLARE
 	caller_lock_timeout text := current_setting('lock_timeout');
 BEGIN
 	RETURN QUERY SELECT t.* FROM ONLY %3$s AS t WHERE %4$s;
-	IF FOUND THEN
+	-- Once the sweep has finished V2 has every row; after the contract V1 is no longer written, and a row
+	-- deleted from V2 since is not V1's to bring back.
+	IF FOUND OR migration_ext.move_swept(%10$L) THEN
 		RETURN;
 	END IF;
 	BEGIN
 		PERFORM set_config('lock_timeout', '1', true);
-		RETURN QUERY INSERT INTO %3$s AS t (%5$s) SELECT %6$s FROM ONLY %7$s AS s WHERE %8$s
+		RETURN QUERY INSERT INTO %3$s AS t (%5$s) SELECT %6$s FROM ONLY %7$s AS s WHERE %8$s FOR SHARE OF s
 			ON CONFLICT DO NOTHING RETURNING t.*;
 		PERFORM set_config('lock_timeout', caller_lock_timeout, true);
 		IF FOUND THEN
@@ -340,7 +343,7 @@ BEGIN
 END
 $body$$fn$,
 		read_name, parameters, m.target_relation, target_by_key, columns, values, m.relation, source_by_key,
-		source_row), 'pg_catalog, pg_temp');
+		source_row, m.name), 'pg_catalog, pg_temp');
 	PERFORM migration_ext.run_as(owner, format($fn$
 CREATE FUNCTION %1$s() RETURNS SETOF %2$s LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $body$

@@ -1523,8 +1523,9 @@ BEGIN
 	FROM (SELECT c.*, row_number() OVER (ORDER BY c.target) AS n FROM migration_ext.move_columns(m) c WHERE c.is_key) c;
 	SELECT string_agg(quote_ident(c.target), ', '), string_agg(migration_ext.move_value(m, c, 's'), ', ')
 	INTO columns, values FROM migration_ext.move_columns(m) c;
-	-- The lock of a row another transaction is inserting is waited for 1 ms at most: a reader never queues
-	-- behind a writer to store what it can return anyway.
+	-- V1's row is read FOR SHARE: one deleted meanwhile (its deletion mirrored into V2) is not stored back.
+	-- A lock held by a writer (of V1's row, or of V2's row being inserted) is waited for 1 ms at most: a
+	-- reader never queues behind a writer to store what it can return anyway.
 	PERFORM migration_ext.run_as(owner, format($fn$
 CREATE FUNCTION %1$s(%2$s) RETURNS SETOF %3$s LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $body$
@@ -1533,12 +1534,14 @@ DECLARE
 	caller_lock_timeout text := current_setting('lock_timeout');
 BEGIN
 	RETURN QUERY SELECT t.* FROM ONLY %3$s AS t WHERE %4$s;
-	IF FOUND THEN
+	-- Once the sweep has finished V2 has every row; after the contract V1 is no longer written, and a row
+	-- deleted from V2 since is not V1's to bring back.
+	IF FOUND OR migration_ext.move_swept(%10$L) THEN
 		RETURN;
 	END IF;
 	BEGIN
 		PERFORM set_config('lock_timeout', '1', true);
-		RETURN QUERY INSERT INTO %3$s AS t (%5$s) SELECT %6$s FROM ONLY %7$s AS s WHERE %8$s
+		RETURN QUERY INSERT INTO %3$s AS t (%5$s) SELECT %6$s FROM ONLY %7$s AS s WHERE %8$s FOR SHARE OF s
 			ON CONFLICT DO NOTHING RETURNING t.*;
 		PERFORM set_config('lock_timeout', caller_lock_timeout, true);
 		IF FOUND THEN
@@ -1552,7 +1555,7 @@ BEGIN
 END
 $body$$fn$,
 		read_name, parameters, m.target_relation, target_by_key, columns, values, m.relation, source_by_key,
-		source_row), 'pg_catalog, pg_temp');
+		source_row, m.name), 'pg_catalog, pg_temp');
 	PERFORM migration_ext.run_as(owner, format($fn$
 CREATE FUNCTION %1$s() RETURNS SETOF %2$s LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $body$
