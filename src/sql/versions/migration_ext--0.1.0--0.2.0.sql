@@ -1523,15 +1523,17 @@ BEGIN
 	FROM (SELECT c.*, row_number() OVER (ORDER BY c.target) AS n FROM migration_ext.move_columns(m) c WHERE c.is_key) c;
 	SELECT string_agg(quote_ident(c.target), ', '), string_agg(migration_ext.move_value(m, c, 's'), ', ')
 	INTO columns, values FROM migration_ext.move_columns(m) c;
-	-- V1's row is read FOR SHARE: one deleted meanwhile (its deletion mirrored into V2) is not stored back.
-	-- A lock held by a writer (of V1's row, or of V2's row being inserted) is waited for 1 ms at most: a
-	-- reader never queues behind a writer to store what it can return anyway.
+	-- V1's row is read FOR SHARE: one deleted meanwhile (its deletion mirrored into V2) is never stored back.
+	-- A reader does not queue behind a writer to store what it can return anyway: a V1 row a writer holds
+	-- is skipped (SKIP LOCKED), any other lock (V2's row being inserted, V1's row under the backward
+	-- mirror) is waited for 1 ms at most.
 	PERFORM migration_ext.run_as(owner, format($fn$
 CREATE FUNCTION %1$s(%2$s) RETURNS SETOF %3$s LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $body$
 #variable_conflict use_column
 DECLARE
 	caller_lock_timeout text := current_setting('lock_timeout');
+	stored boolean;
 BEGIN
 	RETURN QUERY SELECT t.* FROM ONLY %3$s AS t WHERE %4$s;
 	-- Once the sweep has finished V2 has every row; after the contract V1 is no longer written, and a row
@@ -1541,17 +1543,22 @@ BEGIN
 	END IF;
 	BEGIN
 		PERFORM set_config('lock_timeout', '1', true);
-		RETURN QUERY INSERT INTO %3$s AS t (%5$s) SELECT %6$s FROM ONLY %7$s AS s WHERE %8$s FOR SHARE OF s
-			ON CONFLICT DO NOTHING RETURNING t.*;
+		RETURN QUERY INSERT INTO %3$s AS t (%5$s) SELECT %6$s FROM ONLY %7$s AS s WHERE %8$s
+			FOR SHARE OF s SKIP LOCKED ON CONFLICT DO NOTHING RETURNING t.*;
+		stored := FOUND;
 		PERFORM set_config('lock_timeout', caller_lock_timeout, true);
-		IF FOUND THEN
+		IF stored THEN
 			RETURN;
 		END IF;
 	EXCEPTION WHEN read_only_sql_transaction OR insufficient_privilege OR lock_not_available THEN
-		RETURN QUERY SELECT %9$s FROM ONLY %7$s AS s WHERE %8$s;
-		RETURN;
+		NULL;
 	END;
+	-- Stored meanwhile by another transaction; else not stored (V1's row is being written, or this
+	-- transaction cannot write): V1's row as this statement sees it, converted.
 	RETURN QUERY SELECT t.* FROM ONLY %3$s AS t WHERE %4$s;
+	IF NOT FOUND THEN
+		RETURN QUERY SELECT %9$s FROM ONLY %7$s AS s WHERE %8$s;
+	END IF;
 END
 $body$$fn$,
 		read_name, parameters, m.target_relation, target_by_key, columns, values, m.relation, source_by_key,
