@@ -6,6 +6,7 @@
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS migration_ext CASCADE;
 DROP SCHEMA IF EXISTS tm CASCADE;
+DROP SCHEMA IF EXISTS tm_other CASCADE;
 DROP ROLE IF EXISTS tm_owner;
 DROP ROLE IF EXISTS tm_app;
 DROP ROLE IF EXISTS tm_other;
@@ -72,6 +73,30 @@ SET ROLE tm_app;
 SELECT create_migration('users', 'users_v1', 'token', 'v2', target_relation => 'users_v2',
                         column_map => '{"user_id": "id"}');
 RESET ROLE;
+-- The helpers' names must be free: a function of either name, whatever its arguments, could be what a
+-- caller's call resolves to.
+CREATE FUNCTION tm.users_v2_read(text) RETURNS int LANGUAGE sql RETURN 0;
+SET ROLE tm_owner;
+SELECT create_migration('users', 'users_v1', 'token', 'v2', target_relation => 'users_v2',
+                        column_map => '{"user_id": "id"}');
+RESET ROLE;
+DROP FUNCTION tm.users_v2_read(text);
+-- Checking that the types cast both ways runs their code (a cast's function, a domain's CHECK) as the
+-- tables' owner, restricted, never as the extension's superuser.
+CREATE SCHEMA tm_other AUTHORIZATION tm_other;
+SET ROLE tm_other;
+CREATE FUNCTION tm_other.who(int) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE NOTICE 'domain check runs as %, superuser: %', current_user,
+		(SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user);
+	RETURN true;
+END $$;
+CREATE DOMAIN tm_other.watched AS int CHECK (tm_other.who(VALUE));
+CREATE TABLE tm_other.a_v1 (id int PRIMARY KEY, tok text, c int);
+CREATE TABLE tm_other.a_v2 (id int PRIMARY KEY, tok text, c tm_other.watched);
+SELECT create_migration('watched', 'tm_other.a_v1', 'tok', 'v2', target_relation => 'tm_other.a_v2');
+RESET ROLE;
+SELECT rolsuper AS tm_other_is_superuser FROM pg_roles WHERE rolname = 'tm_other';
 
 ------------------------------------------------------------------------------------------------------
 -- 2. Created: from now on every write to V1 lands in V2, converted, in the same transaction; two helpers.
@@ -130,6 +155,14 @@ SELECT plan_swap('users', 'set_email(bigint, text)',
 INSERT INTO users_v2 (user_id, token, email) VALUES (9999, 'v2:stray', 'stray@x');
 SELECT count(*) AS in_v1 FROM users_v1 WHERE id = 9999;
 SELECT advance_migration('users');
+-- V2 given to another owner since: the door would write V2's rows into V1 as that owner. Refused.
+RESET ROLE;
+ALTER TABLE tm.users_v2 OWNER TO tm_other;
+SET ROLE tm_owner;
+SELECT advance_migration('users', confirm => 'users');
+RESET ROLE;
+ALTER TABLE tm.users_v2 OWNER TO tm_owner;
+SET ROLE tm_owner;
 SELECT advance_migration('users', confirm => 'users');
 SELECT set_email(12, 'written to v2@x');
 SELECT id, email FROM users_v1 WHERE id = 12;
@@ -171,7 +204,7 @@ SELECT count(*) AS mirrors FROM pg_trigger WHERE tgrelid IN ('users_v1'::regclas
 INSERT INTO users_v2 (user_id, token) VALUES (5000, 'v1:bGVnYWN5');
 SELECT retreat_migration('users');
 SELECT replace_with_view('users');
-SELECT relkind FROM pg_class WHERE oid = 'users_v1'::regclass;
+SELECT relkind, reloptions FROM pg_class WHERE oid = 'users_v1'::regclass;
 SELECT count(*) AS retired_rows FROM users_v1_retired;
 RESET ROLE;
 SET ROLE tm_app;
@@ -179,12 +212,20 @@ SELECT id, token, email, legacy_note FROM users_v1 WHERE id = 12;
 UPDATE users_v1 SET email = 'through the view' WHERE id = 13;
 SELECT email FROM users_v2 WHERE user_id = 13;
 RESET ROLE;
+-- The view reads V2 with its caller's rights: V2's row-level security applies through it.
+ALTER TABLE tm.users_v2 ENABLE ROW LEVEL SECURITY;
+CREATE POLICY only_13 ON tm.users_v2 USING (user_id = 13);
+SET ROLE tm_app;
+SELECT count(*) AS rows_through_the_view FROM users_v1;
+RESET ROLE;
+ALTER TABLE tm.users_v2 DISABLE ROW LEVEL SECURITY;
 SELECT event, detail FROM migration_history WHERE event NOT IN ('advance', 'swap', 'read_check') ORDER BY id;
 
 RESET search_path;
 SET client_min_messages = warning;
 DROP EXTENSION migration_ext CASCADE;
 DROP SCHEMA tm CASCADE;
+DROP SCHEMA tm_other CASCADE;
 DROP OWNED BY tm_owner, tm_app, tm_other;
 DROP ROLE tm_owner;
 DROP ROLE tm_app;

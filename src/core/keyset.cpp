@@ -1,5 +1,6 @@
 #include "core/keyset.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace mext
@@ -112,21 +113,49 @@ std::string copy_statement(const CopyShape &shape, bool after_last_key)
 		else
 			values += "t." + column.source + (column.type.empty() ? "" : "::" + column.type);
 	}
-	std::string sql = "WITH snap AS MATERIALIZED (SELECT " + order + " FROM ONLY " + b.relation;
+	// Where each key column of V1 lands in V2: V2's column (for the anti-join and what the INSERT returns)
+	// and V1's value cast to its type, from V1's row as alias r (the read) or s (a row of snap).
+	std::string target_key, inserted_key, returned_key, read_key, snap_key;
+	for (std::size_t i = 0; i < b.key.size(); ++i) {
+		auto landing = std::find_if(shape.columns.begin(), shape.columns.end(),
+		                            [&](const CopyColumn &c) { return c.source == b.key[i].name; });
+		if (landing == shape.columns.end())
+			throw std::invalid_argument("the key column " + b.key[i].name + " is not copied");
+		const std::string separator = i ? ", " : "";
+		const std::string cast = landing->type.empty() ? "" : "::" + landing->type;
+		target_key += separator + "v." + landing->target;
+		inserted_key += separator + "i." + landing->target;
+		returned_key += separator + landing->target;
+		read_key += separator + "r." + b.key[i].name + cast;
+		snap_key += separator + "s." + b.key[i].name + cast;
+	}
+	std::string sql = "WITH snap AS MATERIALIZED (SELECT " + order + " FROM ONLY " + b.relation + " AS r";
 	if (after_last_key)
-		sql += " WHERE " + key_tuple(b.key, "") + " > " + last_key_tuple(b.key);
+		sql += " WHERE " + key_tuple(b.key, "r.") + " > " + last_key_tuple(b.key);
 	sql += " ORDER BY " + order + " LIMIT $2), ";
+	// What V2 lacked in the statement's snapshot (every part of one statement reads the same one), for the
+	// batch's rows only.
+	sql += "seen AS MATERIALIZED (SELECT r.*, NOT EXISTS (SELECT FROM ONLY " + shape.target_relation +
+	       " AS v WHERE (" + target_key + ") = (" + read_key + ")) AS mext_missing_ FROM snap r), ";
 	sql += "bound AS (SELECT " + order + " FROM snap ORDER BY " + joined(b.key, "", " DESC") + " LIMIT 1), ";
 	sql += "ins AS (INSERT INTO " + shape.target_relation + " (" + columns + ") SELECT " + values + " FROM ONLY " +
 	       b.relation + " AS t WHERE ";
 	if (after_last_key)
 		sql += key_tuple(b.key, "t.") + " > " + last_key_tuple(b.key) + " AND ";
 	sql += key_tuple(b.key, "t.") + " <= (" + joined(b.key, "(SELECT ", " FROM bound)") +
-	       ") FOR SHARE OF t ON CONFLICT DO NOTHING RETURNING 1) ";
-	sql += "SELECT (SELECT count(*) FROM snap)::bigint AS scanned, (SELECT count(*) FROM ins)::bigint AS legacy_seen, "
-	       "(SELECT count(*) FROM ins)::bigint AS converted, 0::bigint AS conflicts, "
+	       ") FOR SHARE OF t ON CONFLICT DO NOTHING RETURNING " + returned_key + "), ";
+	// legacy_seen: rows V2 lacked in the batch's snapshot. A conflict is a row whose state at write time
+	// differs from the read: deleted from V1, or written into V2, meanwhile (or the reverse). The join runs
+	// only when the two counts differ.
+	sql += "tally AS (SELECT count(*) AS scanned, count(*) FILTER (WHERE mext_missing_) AS legacy_seen FROM seen), ";
+	sql += "written AS (SELECT count(*) AS converted FROM ins) ";
+	sql += "SELECT tally.scanned::bigint, tally.legacy_seen::bigint, written.converted::bigint, "
+	       "CASE WHEN tally.legacy_seen = written.converted THEN 0 "
+	       "ELSE (SELECT count(*) FROM seen s FULL JOIN ins i ON (" +
+	       snap_key + ") = (" + inserted_key + ") WHERE s.mext_missing_ IS DISTINCT FROM (i." + returned_key.substr(0, returned_key.find(',')) +
+	       " IS NOT NULL)) END::bigint AS conflicts, "
 	       "(SELECT ARRAY[" +
-	       joined(b.key, "", "::text") + "] FROM bound) AS last_key";
+	       joined(b.key, "", "::text") + "] FROM bound) AS last_key FROM tally, written";
 	return sql;
 }
 

@@ -583,6 +583,9 @@ DECLARE
 	contract record;
 BEGIN
 	PERFORM migration_ext.require_table_owner(actor, m.relation, 'advance its migration');
+	IF m.target_relation IS NOT NULL THEN
+		PERFORM migration_ext.require_move_owner(actor, m, 'advance the move');
+	END IF;
 	-- Its swaps create bodies, and its read check calls readers, as their functions' owners, with the
 	-- caller's search_path: only a role that may act as those owners may ask for it.
 	PERFORM migration_ext.require_function_owner(actor, p.fn) FROM migration_ext.planned_swap p
@@ -705,6 +708,9 @@ DECLARE
 	s migration_ext.planned_swap;
 BEGIN
 	PERFORM migration_ext.require_table_owner(actor, m.relation, 'retreat its migration');
+	IF m.target_relation IS NOT NULL THEN
+		PERFORM migration_ext.require_move_owner(actor, m, 'retreat the move');
+	END IF;
 	PERFORM migration_ext.require_function_owner(actor, p.fn) FROM migration_ext.planned_swap p
 	WHERE p.migration = name;
 	IF m.phase = 'tolerant' THEN
@@ -760,6 +766,9 @@ DECLARE
 	m migration_ext.migration := migration_ext.require_migration(migration, true);
 	new_job bigint;
 BEGIN
+	IF m.target_relation IS NOT NULL THEN
+		PERFORM migration_ext.require_move_owner(actor, m, 'sweep the move');
+	END IF;
 	IF m.phase NOT IN ('producing', 'backfilling') THEN
 		RAISE EXCEPTION 'cannot backfill migration "%" in phase %', migration, m.phase
 			USING ERRCODE = 'object_not_in_prerequisite_state',

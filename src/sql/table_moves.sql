@@ -152,6 +152,7 @@ DECLARE
 	walk record;
 	problem text;
 	target_keys name[];
+	owner oid := (SELECT c.relowner FROM pg_class c WHERE c.oid = relation);
 BEGIN
 	IF target_relation = relation THEN
 		RAISE EXCEPTION 'a table move copies into another table, not into % itself', relation
@@ -232,11 +233,14 @@ BEGIN
 		FROM jsonb_each_text(resolved) e
 		JOIN pg_attribute ta ON ta.attrelid = target_relation AND ta.attname = e.key
 		JOIN pg_attribute sa ON sa.attrelid = relation AND sa.attname = e.value LOOP
+		-- As the tables' owner, restricted: a cast's function or a domain's CHECK is theirs to run.
 		BEGIN
 			IF walk.target <> column_name THEN
-				EXECUTE format('SELECT NULL::%s::%s', walk.source_type, walk.target_type);
+				PERFORM migration_ext.run_as(owner, format('SELECT NULL::%s::%s', walk.source_type, walk.target_type),
+											 'pg_catalog, pg_temp');
 			END IF;
-			EXECUTE format('SELECT NULL::%s::%s', walk.target_type, walk.source_type);
+			PERFORM migration_ext.run_as(owner, format('SELECT NULL::%s::%s', walk.target_type, walk.source_type),
+										 'pg_catalog, pg_temp');
 		EXCEPTION WHEN cannot_coerce OR undefined_function THEN
 			RAISE EXCEPTION 'cannot mirror %.% (%) and %.% (%): no cast between the types', relation,
 				quote_ident(walk.source), walk.source_type, target_relation, quote_ident(walk.target), walk.target_type
@@ -303,6 +307,15 @@ DECLARE
 	values text;
 	source_row text := migration_ext.move_target_row(m);
 BEGIN
+	-- A function of either name, whatever its arguments, could be what a caller's call resolves to: the
+	-- names must be free in the schema.
+	IF EXISTS (SELECT FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+			   WHERE n.nspname = target_schema AND p.proname IN (left(base, 58) || '_read', left(base, 58) || '_list')) THEN
+		RAISE EXCEPTION 'a function named %_read or %_list already exists in schema %', left(base, 58), left(base, 58),
+			quote_ident(target_schema) USING ERRCODE = 'duplicate_function',
+			DETAIL = 'A table move creates its read-through and listing helpers under these names, next to V2.',
+			HINT = 'Drop or rename the existing function, or move V2 to a schema of its own.';
+	END IF;
 	SELECT string_agg(format('%I %s', c.target, c.target_type), ', ' ORDER BY c.target),
 		   string_agg(format('t.%I = $%s', c.target, c.n), ' AND ' ORDER BY c.target),
 		   string_agg(format('s.%I = $%s::%s', c.source, c.n, c.source_type), ' AND ' ORDER BY c.target),
@@ -315,9 +328,9 @@ BEGIN
 	-- A reader does not queue behind a writer to store what it can return anyway: a V1 row a writer holds
 	-- is skipped (SKIP LOCKED), any other lock (V2's row being inserted, V1's row under the backward
 	-- mirror) is waited for 1 ms at most.
-	PERFORM migration_ext.run_as(owner, format($fn$
-CREATE FUNCTION %1$s(%2$s) RETURNS SETOF %3$s LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
-AS $body$
+	PERFORM migration_ext.run_as(owner, format(
+		'CREATE FUNCTION %s(%s) RETURNS SETOF %s LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS %L',
+		read_name, parameters, m.target_relation, format($fn$
 #variable_conflict use_column
 DECLARE
 	caller_lock_timeout text := current_setting('lock_timeout');
@@ -348,12 +361,12 @@ BEGIN
 		RETURN QUERY SELECT %9$s FROM ONLY %7$s AS s WHERE %8$s;
 	END IF;
 END
-$body$$fn$,
+$fn$,
 		read_name, parameters, m.target_relation, target_by_key, columns, values, m.relation, source_by_key,
-		source_row, m.name), 'pg_catalog, pg_temp');
-	PERFORM migration_ext.run_as(owner, format($fn$
-CREATE FUNCTION %1$s() RETURNS SETOF %2$s LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
-AS $body$
+		source_row, m.name)), 'pg_catalog, pg_temp');
+	PERFORM migration_ext.run_as(owner, format(
+		'CREATE FUNCTION %s() RETURNS SETOF %s LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS %L',
+		list_name, m.target_relation, format($fn$
 BEGIN
 	IF migration_ext.move_swept(%3$L) THEN
 		RETURN QUERY SELECT t.* FROM ONLY %2$s AS t;
@@ -362,11 +375,30 @@ BEGIN
 			UNION ALL SELECT %6$s FROM ONLY %4$s AS s WHERE NOT EXISTS (SELECT FROM ONLY %2$s AS t WHERE %5$s);
 	END IF;
 END
-$body$$fn$,
-		list_name, m.target_relation, m.name, m.relation, same_row, source_row), 'pg_catalog, pg_temp');
+$fn$,
+		list_name, m.target_relation, m.name, m.relation, same_row, source_row)), 'pg_catalog, pg_temp');
 	RETURN ARRAY[format('%s(%s)', read_name, parameters), list_name || '()'];
 END
 $helpers$;
+
+-- Every step of a move acts on both tables as their owner: the actor must still be allowed to act on both,
+-- and they must still have one owner (an ALTER TABLE ... OWNER TO since the migration was created would
+-- otherwise have one owner's step write the other's table).
+CREATE FUNCTION migration_ext.require_move_owner(actor regrole, m migration_ext.migration, action text) RETURNS void
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM migration_ext.require_table_owner(actor, m.relation, action);
+	PERFORM migration_ext.require_table_owner(actor, m.target_relation, action);
+	IF (SELECT c.relowner FROM pg_class c WHERE c.oid = m.relation)
+	   <> (SELECT c.relowner FROM pg_class c WHERE c.oid = m.target_relation) THEN
+		RAISE EXCEPTION 'cannot % of migration "%": % and % no longer have the same owner', action, m.name, m.relation,
+			m.target_relation USING ERRCODE = 'insufficient_privilege',
+				DETAIL = 'A table move writes each table on behalf of the other, as their one owner.',
+				HINT = 'Give both tables the same owner again (ALTER TABLE ... OWNER TO).';
+	END IF;
+END
+$$;
 
 -- create_migration() of a move: the forward mirror from now on, and the helpers.
 CREATE FUNCTION migration_ext.open_table_move(actor regrole, m migration_ext.migration) RETURNS void
@@ -453,8 +485,10 @@ END
 $$;
 
 -- After the contract of a move: V1 is renamed <V1>_retired (its rows kept) and a view of V2 takes V1's
--- name, columns and grants, for callers that still name V1. The view reads V2 with its owner's rights, as
--- V1 was read; its columns that are plain columns of V2 of the same type are updatable through it.
+-- name, columns and grants, for callers that still name V1. The view reads V2 with its caller's rights
+-- (security_invoker): V2's grants and row-level security policies apply to them as they do on V2 (its
+-- callers wrote V2 through the mirrors already). Its columns that are plain columns of V2 of the same type
+-- are updatable through it.
 CREATE FUNCTION @extschema@.replace_with_view(migration text) RETURNS regclass
 	LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
 
@@ -472,10 +506,11 @@ DECLARE
 	grants text;
 	label text := format('view replacing %s', m.relation);
 BEGIN
-	PERFORM migration_ext.require_table_owner(actor, m.relation, 'replace it with a view');
 	IF m.target_relation IS NULL THEN
+		PERFORM migration_ext.require_table_owner(actor, m.relation, 'replace it with a view');
 		RAISE EXCEPTION 'migration "%" is not a table move', migration USING ERRCODE = 'wrong_object_type';
 	END IF;
+	PERFORM migration_ext.require_move_owner(actor, m, 'replace V1 with a view');
 	IF m.phase <> 'contracted' THEN
 		RAISE EXCEPTION 'migration "%" is %: V1 is replaced by a view after the contract', migration, m.phase
 			USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -504,7 +539,7 @@ BEGIN
 	  AND g.privilege_type IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE');
 	PERFORM migration_ext.require_no_lock_held(m.relation, 'replace it with a view');
 	PERFORM migration_ext.run_briefly(owner, format('ALTER TABLE %s RENAME TO %I', m.relation, retired), label);
-	PERFORM migration_ext.run_as(owner, format('CREATE VIEW %I.%I AS SELECT %s FROM %s AS t', source_schema,
+	PERFORM migration_ext.run_as(owner, format('CREATE VIEW %I.%I WITH (security_invoker = true) AS SELECT %s FROM %s AS t', source_schema,
 											   source_name, columns, m.target_relation), 'pg_catalog, pg_temp');
 	IF grants IS NOT NULL THEN
 		PERFORM migration_ext.run_as(owner, g, 'pg_catalog, pg_temp') FROM unnest(string_to_array(grants, '; ')) g;

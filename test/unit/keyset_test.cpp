@@ -215,7 +215,22 @@ TEST(KeysetTableMove, MappedColumnsAreCastAndRowsReadForShare)
 	EXPECT_TRUE(Contains(sql, "INSERT INTO public.accounts_v2 (account_id, payload, note) SELECT t.id::bigint, "
 	                          "api.migrate_value($1, t.token::text), t.remark::text FROM ONLY public.accounts AS t"));
 	// A V1 row deleted after the batch's snapshot is not copied back into V2.
-	EXPECT_TRUE(Contains(sql, "FOR SHARE OF t ON CONFLICT DO NOTHING"));
+	EXPECT_TRUE(Contains(sql, "FOR SHARE OF t ON CONFLICT DO NOTHING RETURNING account_id"));
+	// What V2 lacked at the read, by V1's key in V2's column and type: the rows the batch should copy.
+	EXPECT_TRUE(Contains(sql, "NOT EXISTS (SELECT FROM ONLY public.accounts_v2 AS v WHERE (v.account_id) = "
+	                          "(r.id::bigint)) AS mext_missing_ FROM snap r)"));
+	// A conflict: a row that lacked and was not copied, or the reverse.
+	EXPECT_TRUE(Contains(sql, "FULL JOIN ins i ON (s.id::bigint) = (i.account_id) WHERE s.mext_missing_ IS DISTINCT "
+	                          "FROM (i.account_id IS NOT NULL)"));
+}
+
+TEST(KeysetTableMove, KeyNotCopiedThrows)
+{
+	mext::CopyShape copy;
+	copy.batch = single_key_shape();
+	copy.target_relation = "public.accounts_v2";
+	copy.columns = {{"payload", "payload", ""}};
+	EXPECT_THROW(mext::copy_statement(copy, false), std::invalid_argument);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -939,6 +939,9 @@ DECLARE
 	contract record;
 BEGIN
 	PERFORM migration_ext.require_table_owner(actor, m.relation, 'advance its migration');
+	IF m.target_relation IS NOT NULL THEN
+		PERFORM migration_ext.require_move_owner(actor, m, 'advance the move');
+	END IF;
 	-- Its swaps create bodies, and its read check calls readers, as their functions' owners, with the
 	-- caller's search_path: only a role that may act as those owners may ask for it.
 	PERFORM migration_ext.require_function_owner(actor, p.fn) FROM migration_ext.planned_swap p
@@ -1139,6 +1142,9 @@ DECLARE
 	s migration_ext.planned_swap;
 BEGIN
 	PERFORM migration_ext.require_table_owner(actor, m.relation, 'retreat its migration');
+	IF m.target_relation IS NOT NULL THEN
+		PERFORM migration_ext.require_move_owner(actor, m, 'retreat the move');
+	END IF;
 	PERFORM migration_ext.require_function_owner(actor, p.fn) FROM migration_ext.planned_swap p
 	WHERE p.migration = name;
 	IF m.phase = 'tolerant' THEN
@@ -1183,6 +1189,9 @@ DECLARE
 	m migration_ext.migration := migration_ext.require_migration(migration, true);
 	new_job bigint;
 BEGIN
+	IF m.target_relation IS NOT NULL THEN
+		PERFORM migration_ext.require_move_owner(actor, m, 'sweep the move');
+	END IF;
 	IF m.phase NOT IN ('producing', 'backfilling') THEN
 		RAISE EXCEPTION 'cannot backfill migration "%" in phase %', migration, m.phase
 			USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -1364,6 +1373,7 @@ DECLARE
 	walk record;
 	problem text;
 	target_keys name[];
+	owner oid := (SELECT c.relowner FROM pg_class c WHERE c.oid = relation);
 BEGIN
 	IF target_relation = relation THEN
 		RAISE EXCEPTION 'a table move copies into another table, not into % itself', relation
@@ -1444,11 +1454,14 @@ BEGIN
 		FROM jsonb_each_text(resolved) e
 		JOIN pg_attribute ta ON ta.attrelid = target_relation AND ta.attname = e.key
 		JOIN pg_attribute sa ON sa.attrelid = relation AND sa.attname = e.value LOOP
+		-- As the tables' owner, restricted: a cast's function or a domain's CHECK is theirs to run.
 		BEGIN
 			IF walk.target <> column_name THEN
-				EXECUTE format('SELECT NULL::%s::%s', walk.source_type, walk.target_type);
+				PERFORM migration_ext.run_as(owner, format('SELECT NULL::%s::%s', walk.source_type, walk.target_type),
+											 'pg_catalog, pg_temp');
 			END IF;
-			EXECUTE format('SELECT NULL::%s::%s', walk.target_type, walk.source_type);
+			PERFORM migration_ext.run_as(owner, format('SELECT NULL::%s::%s', walk.target_type, walk.source_type),
+										 'pg_catalog, pg_temp');
 		EXCEPTION WHEN cannot_coerce OR undefined_function THEN
 			RAISE EXCEPTION 'cannot mirror %.% (%) and %.% (%): no cast between the types', relation,
 				quote_ident(walk.source), walk.source_type, target_relation, quote_ident(walk.target), walk.target_type
@@ -1492,9 +1505,9 @@ $$;
 
 -- The two helpers of a move, created in V2's schema as the tables' owner (ordinary functions of theirs,
 -- run as their callers):
---   <V2>_read(<V2's key>): V2's row; else V1's, converted, stored in V2 and returned (read-through). Where it
---     cannot be stored (a read-only transaction, a standby, no INSERT privilege, a lock not free at once)
---     it is returned converted without storing, V2's unmapped columns NULL.
+--   <V2>_read(<V2's key>): V2's row; else, until the sweep has finished, V1's, converted, stored in V2 and
+--     returned (read-through). Where it cannot be stored (a read-only transaction, a standby, no INSERT
+--     privilege, a row a writer holds) it is returned converted without storing, V2's own columns NULL.
 --   <V2>_list(): every row: from V1 (V2's version where V2 has the row) until the sweep has finished, then
 --     from V2 alone.
 CREATE FUNCTION migration_ext.create_move_helpers(m migration_ext.migration) RETURNS text[]
@@ -1515,6 +1528,15 @@ DECLARE
 	values text;
 	source_row text := migration_ext.move_target_row(m);
 BEGIN
+	-- A function of either name, whatever its arguments, could be what a caller's call resolves to: the
+	-- names must be free in the schema.
+	IF EXISTS (SELECT FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+			   WHERE n.nspname = target_schema AND p.proname IN (left(base, 58) || '_read', left(base, 58) || '_list')) THEN
+		RAISE EXCEPTION 'a function named %_read or %_list already exists in schema %', left(base, 58), left(base, 58),
+			quote_ident(target_schema) USING ERRCODE = 'duplicate_function',
+			DETAIL = 'A table move creates its read-through and listing helpers under these names, next to V2.',
+			HINT = 'Drop or rename the existing function, or move V2 to a schema of its own.';
+	END IF;
 	SELECT string_agg(format('%I %s', c.target, c.target_type), ', ' ORDER BY c.target),
 		   string_agg(format('t.%I = $%s', c.target, c.n), ' AND ' ORDER BY c.target),
 		   string_agg(format('s.%I = $%s::%s', c.source, c.n, c.source_type), ' AND ' ORDER BY c.target),
@@ -1527,9 +1549,9 @@ BEGIN
 	-- A reader does not queue behind a writer to store what it can return anyway: a V1 row a writer holds
 	-- is skipped (SKIP LOCKED), any other lock (V2's row being inserted, V1's row under the backward
 	-- mirror) is waited for 1 ms at most.
-	PERFORM migration_ext.run_as(owner, format($fn$
-CREATE FUNCTION %1$s(%2$s) RETURNS SETOF %3$s LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
-AS $body$
+	PERFORM migration_ext.run_as(owner, format(
+		'CREATE FUNCTION %s(%s) RETURNS SETOF %s LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS %L',
+		read_name, parameters, m.target_relation, format($fn$
 #variable_conflict use_column
 DECLARE
 	caller_lock_timeout text := current_setting('lock_timeout');
@@ -1560,12 +1582,12 @@ BEGIN
 		RETURN QUERY SELECT %9$s FROM ONLY %7$s AS s WHERE %8$s;
 	END IF;
 END
-$body$$fn$,
+$fn$,
 		read_name, parameters, m.target_relation, target_by_key, columns, values, m.relation, source_by_key,
-		source_row, m.name), 'pg_catalog, pg_temp');
-	PERFORM migration_ext.run_as(owner, format($fn$
-CREATE FUNCTION %1$s() RETURNS SETOF %2$s LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
-AS $body$
+		source_row, m.name)), 'pg_catalog, pg_temp');
+	PERFORM migration_ext.run_as(owner, format(
+		'CREATE FUNCTION %s() RETURNS SETOF %s LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS %L',
+		list_name, m.target_relation, format($fn$
 BEGIN
 	IF migration_ext.move_swept(%3$L) THEN
 		RETURN QUERY SELECT t.* FROM ONLY %2$s AS t;
@@ -1574,11 +1596,30 @@ BEGIN
 			UNION ALL SELECT %6$s FROM ONLY %4$s AS s WHERE NOT EXISTS (SELECT FROM ONLY %2$s AS t WHERE %5$s);
 	END IF;
 END
-$body$$fn$,
-		list_name, m.target_relation, m.name, m.relation, same_row, source_row), 'pg_catalog, pg_temp');
+$fn$,
+		list_name, m.target_relation, m.name, m.relation, same_row, source_row)), 'pg_catalog, pg_temp');
 	RETURN ARRAY[format('%s(%s)', read_name, parameters), list_name || '()'];
 END
 $helpers$;
+
+-- Every step of a move acts on both tables as their owner: the actor must still be allowed to act on both,
+-- and they must still have one owner (an ALTER TABLE ... OWNER TO since the migration was created would
+-- otherwise have one owner's step write the other's table).
+CREATE FUNCTION migration_ext.require_move_owner(actor regrole, m migration_ext.migration, action text) RETURNS void
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM migration_ext.require_table_owner(actor, m.relation, action);
+	PERFORM migration_ext.require_table_owner(actor, m.target_relation, action);
+	IF (SELECT c.relowner FROM pg_class c WHERE c.oid = m.relation)
+	   <> (SELECT c.relowner FROM pg_class c WHERE c.oid = m.target_relation) THEN
+		RAISE EXCEPTION 'cannot % of migration "%": % and % no longer have the same owner', action, m.name, m.relation,
+			m.target_relation USING ERRCODE = 'insufficient_privilege',
+				DETAIL = 'A table move writes each table on behalf of the other, as their one owner.',
+				HINT = 'Give both tables the same owner again (ALTER TABLE ... OWNER TO).';
+	END IF;
+END
+$$;
 
 -- create_migration() of a move: the forward mirror from now on, and the helpers.
 CREATE FUNCTION migration_ext.open_table_move(actor regrole, m migration_ext.migration) RETURNS void
@@ -1665,8 +1706,10 @@ END
 $$;
 
 -- After the contract of a move: V1 is renamed <V1>_retired (its rows kept) and a view of V2 takes V1's
--- name, columns and grants, for callers that still name V1. The view reads V2 with its owner's rights, as
--- V1 was read; its columns that are plain columns of V2 of the same type are updatable through it.
+-- name, columns and grants, for callers that still name V1. The view reads V2 with its caller's rights
+-- (security_invoker): V2's grants and row-level security policies apply to them as they do on V2 (its
+-- callers wrote V2 through the mirrors already). Its columns that are plain columns of V2 of the same type
+-- are updatable through it.
 CREATE FUNCTION @extschema@.replace_with_view(migration text) RETURNS regclass
 	LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
 
@@ -1684,10 +1727,11 @@ DECLARE
 	grants text;
 	label text := format('view replacing %s', m.relation);
 BEGIN
-	PERFORM migration_ext.require_table_owner(actor, m.relation, 'replace it with a view');
 	IF m.target_relation IS NULL THEN
+		PERFORM migration_ext.require_table_owner(actor, m.relation, 'replace it with a view');
 		RAISE EXCEPTION 'migration "%" is not a table move', migration USING ERRCODE = 'wrong_object_type';
 	END IF;
+	PERFORM migration_ext.require_move_owner(actor, m, 'replace V1 with a view');
 	IF m.phase <> 'contracted' THEN
 		RAISE EXCEPTION 'migration "%" is %: V1 is replaced by a view after the contract', migration, m.phase
 			USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -1716,7 +1760,7 @@ BEGIN
 	  AND g.privilege_type IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE');
 	PERFORM migration_ext.require_no_lock_held(m.relation, 'replace it with a view');
 	PERFORM migration_ext.run_briefly(owner, format('ALTER TABLE %s RENAME TO %I', m.relation, retired), label);
-	PERFORM migration_ext.run_as(owner, format('CREATE VIEW %I.%I AS SELECT %s FROM %s AS t', source_schema,
+	PERFORM migration_ext.run_as(owner, format('CREATE VIEW %I.%I WITH (security_invoker = true) AS SELECT %s FROM %s AS t', source_schema,
 											   source_name, columns, m.target_relation), 'pg_catalog, pg_temp');
 	IF grants IS NOT NULL THEN
 		PERFORM migration_ext.run_as(owner, g, 'pg_catalog, pg_temp') FROM unnest(string_to_array(grants, '; ')) g;
@@ -1729,14 +1773,16 @@ BEGIN
 END
 $$;
 
-REVOKE EXECUTE ON FUNCTION migration_ext.create_migration(regrole, text, regclass, name, text, name, boolean, regclass, jsonb),
-	migration_ext.move_columns(migration_ext.migration), migration_ext.move_value(migration_ext.migration, record, text),
-	migration_ext.move_statements(migration_ext.migration, boolean), migration_ext.move_mirror(),
-	migration_ext.move_mirror_name(text), migration_ext.create_move_mirror(migration_ext.migration, boolean),
-	migration_ext.move_swept(text), migration_ext.plan_table_move(regclass, regclass, name, name, jsonb),
-	migration_ext.move_target_row(migration_ext.migration), migration_ext.create_move_helpers(migration_ext.migration),
-	migration_ext.open_table_move(regrole, migration_ext.migration),
-	migration_ext.verify_table_move(regrole, migration_ext.migration),
-	migration_ext.move_contract_statements(migration_ext.migration), migration_ext.replace_with_view(regrole, text)
-FROM PUBLIC;
+-- Only the extension calls these, but the mirror's trigger function and whether a sweep is done.
+DO $grants$
+DECLARE
+	f regprocedure;
+BEGIN
+	FOR f IN SELECT p.oid FROM pg_catalog.pg_proc p
+			 WHERE p.pronamespace = 'migration_ext'::regnamespace
+			   AND p.proname IN ('create_migration', 'create_move_helpers', 'create_move_mirror', 'move_columns', 'move_contract_statements', 'move_mirror', 'move_mirror_name', 'move_statements', 'move_swept', 'move_target_row', 'move_value', 'open_table_move', 'plan_table_move', 'replace_with_view', 'require_move_owner', 'verify_table_move') LOOP
+		EXECUTE pg_catalog.format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
+	END LOOP;
+END
+$grants$;
 GRANT EXECUTE ON FUNCTION migration_ext.move_mirror(), migration_ext.move_swept(text) TO PUBLIC;
