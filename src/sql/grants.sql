@@ -44,5 +44,8 @@ GRANT EXECUTE ON FUNCTION
 	migration_ext.require_codec(text),
 	migration_ext.row_estimate(regclass),
 	migration_ext.mirror_trigger(),
-	migration_ext.mirror_name(name, name)
+	migration_ext.mirror_name(name, name),
+	migration_ext.unflushed_repairs(text),
+	migration_ext.repaired_by_reads(text),
+	migration_ext.estimated_rows(regclass)
 TO PUBLIC;
