@@ -4,6 +4,7 @@
 
 extern "C" {
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
@@ -14,6 +15,7 @@ extern "C" {
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 
 PG_FUNCTION_INFO_V1(mext_unflushed_repairs);
@@ -26,8 +28,8 @@ namespace mext::pg
 namespace
 {
 
-constexpr int kSlots = 1024;       // migrations counted at once in the cluster
-constexpr int kPending = 64;       // a transaction's write-backs (at most max_repairs_per_transaction)
+constexpr int kSlots = 1024; // migrations counted at once in the cluster
+constexpr int kPending = 64; // a transaction's write-backs (at most max_repairs_per_transaction)
 constexpr const char *kName = "migration_ext repair counts";
 
 // One migration's committed write-backs not yet written to migration_ext.read_repair. A slot is named by
@@ -58,6 +60,8 @@ struct Pending {
 };
 Pending pending[kPending];
 int pending_count = 0;
+bool only_repairs = false;                  // this transaction's writes so far are write-backs alone
+XLogRecPtr repairs_end = InvalidXLogRecPtr; // the end of the WAL its last write-back wrote
 
 // What flush_read_repairs() moved to the table, subtracted from the counters once that commits.
 struct Flushed {
@@ -150,6 +154,12 @@ void subtract_flushed()
 void on_transaction_end(XactEvent event, void *)
 {
 	switch (event) {
+	case XACT_EVENT_PRE_COMMIT:
+		// Deferred triggers have run by now: any WAL this backend wrote after the last write-back shows.
+		if (pending_count > 0 && only_repairs && XactLastRecEnd == repairs_end)
+			(void)set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0,
+			                        false);
+		return;
 	case XACT_EVENT_COMMIT:
 	case XACT_EVENT_PREPARE: // a prepared transaction's write-backs count now: it almost always commits
 		if (counters) {
@@ -164,6 +174,8 @@ void on_transaction_end(XactEvent event, void *)
 	}
 	pending_count = 0;
 	flushed_count = 0;
+	only_repairs = false;
+	repairs_end = InvalidXLogRecPtr;
 }
 
 // A rolled-back savepoint takes its write-backs with it; a released one hands them to its parent.
@@ -190,8 +202,17 @@ Oid current_state_table()
 
 } // namespace
 
+void before_repair()
+{
+	if (pending_count == 0)
+		only_repairs = !TransactionIdIsValid(GetTopTransactionIdIfAny());
+	else if (XactLastRecEnd != repairs_end)
+		only_repairs = false;
+}
+
 void record_repair(Oid state_table, const char *migration)
 {
+	repairs_end = XactLastRecEnd;
 	if (pending_count >= kPending)
 		return;
 	Pending &p = pending[pending_count++];

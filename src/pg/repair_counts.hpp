@@ -6,12 +6,21 @@
 // survives a restart; what a crash or a shutdown catches in shared memory is lost. Shared memory exists only
 // when the library is preloaded (shared_preload_libraries): without it write-backs happen but are not
 // counted.
+//
+// A transaction whose only writes are write-backs commits without waiting for its WAL to reach the disk
+// (synchronous_commit = off for that transaction alone): a crash may lose such a commit, which loses
+// nothing but the repair (the row still holds its legacy value, which reads convert and the backfill
+// converts), and any later commit that flushes WAL flushes it too. A transaction that wrote anything
+// else commits as it would have.
 #pragma once
 
 #include "pg/postgres_c.hpp"
 
 namespace mext::pg
 {
+
+// Before a write-back: notes whether this transaction has written anything but write-backs so far.
+void before_repair();
 
 // A write-back of `migration` (an entry of state table `state_table`), committed or not yet.
 void record_repair(Oid state_table, const char *migration);

@@ -38,7 +38,7 @@ uint64 repair_generation = 1;
 namespace
 {
 
-RepairTarget *targets = nullptr;  // valid entries and invalidated ones not freed yet
+RepairTarget *targets = nullptr;    // valid entries and invalidated ones not freed yet
 Oid known_state_table = InvalidOid; // migration_ext.migration, as last read
 
 // The migration's row and its walk key (the backfill's: the primary key or a unique index on NOT NULL
@@ -65,7 +65,8 @@ Oid relation_owner(Oid relation, char *relkind)
 {
 	HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relation));
 	if (!HeapTupleIsValid(tuple))
-		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("relation %u of a migration does not exist", relation)));
+		ereport(ERROR,
+		        (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("relation %u of a migration does not exist", relation)));
 	auto *form = reinterpret_cast<Form_pg_class>(GETSTRUCT(tuple));
 	Oid owner = form->relowner;
 	*relkind = form->relkind;
@@ -129,7 +130,8 @@ RepairTarget *load(const char *migration)
 	char ignored;
 	Oid state_owner = relation_owner(state, &ignored);
 	MemoryContext caller = CurrentMemoryContext;
-	MemoryContext context = AllocSetContextCreate(CacheMemoryContext, "migration_ext repair target", ALLOCSET_SMALL_SIZES);
+	MemoryContext context =
+	    AllocSetContextCreate(CacheMemoryContext, "migration_ext repair target", ALLOCSET_SMALL_SIZES);
 	auto *entry = static_cast<RepairTarget *>(MemoryContextAllocZero(context, sizeof(RepairTarget)));
 	entry->context = context;
 	entry->state_table = state;
@@ -158,8 +160,10 @@ RepairTarget *load(const char *migration)
 	SpiRow row;
 	entry->relation = row.oid("relation");
 	entry->is_move = row.boolean("is_move");
-	char *column = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, SPI_fnumber(SPI_tuptable->tupdesc, "column_name"));
-	char *phase = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, SPI_fnumber(SPI_tuptable->tupdesc, "phase"));
+	char *column =
+	    SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, SPI_fnumber(SPI_tuptable->tupdesc, "column_name"));
+	char *phase =
+	    SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, SPI_fnumber(SPI_tuptable->tupdesc, "phase"));
 	entry->codec = MemoryContextStrdup(context, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 	                                                         SPI_fnumber(SPI_tuptable->tupdesc, "codec")));
 	entry->phase = guard([&] { return mext::parse_phase(phase); });
@@ -181,8 +185,7 @@ RepairTarget *load(const char *migration)
 		Datum *names;
 		bool *nulls;
 		int count;
-		deconstruct_array(DatumGetArrayTypeP(keys), NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR, &names, &nulls,
-		                  &count);
+		deconstruct_array(DatumGetArrayTypeP(keys), NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR, &names, &nulls, &count);
 		if (count > kMaxRepairKeys)
 			elog(ERROR, "migration_ext: a key of %d columns", count);
 		entry->key_count = count;
@@ -212,8 +215,8 @@ char *equality_of(Oid type)
 	if (!HeapTupleIsValid(tuple))
 		elog(ERROR, "cache lookup failed for operator %u", cache->eq_opr);
 	auto *form = reinterpret_cast<Form_pg_operator>(GETSTRUCT(tuple));
-	char *result = psprintf("OPERATOR(%s.%s)", quote_identifier(get_namespace_name(form->oprnamespace)),
-	                        NameStr(form->oprname));
+	char *result =
+	    psprintf("OPERATOR(%s.%s)", quote_identifier(get_namespace_name(form->oprnamespace)), NameStr(form->oprname));
 	ReleaseSysCache(tuple);
 	return result;
 }
@@ -221,8 +224,8 @@ char *equality_of(Oid type)
 // The two statements, as palloc'd strings. What goes into them is quoted or qualified here.
 void build_statements(RepairTarget *t, const Oid *argument_types, char **lock, char **update)
 {
-	const char *relation = quote_qualified_identifier(get_namespace_name(get_rel_namespace(t->relation)),
-	                                                  get_rel_name(t->relation));
+	const char *relation =
+	    quote_qualified_identifier(get_namespace_name(get_rel_namespace(t->relation)), get_rel_name(t->relation));
 	const char *column = quote_identifier(get_attname(t->relation, t->attnum, false));
 	const char *names[kMaxRepairKeys];
 	const char *types[kMaxRepairKeys];
@@ -238,7 +241,8 @@ void build_statements(RepairTarget *t, const Oid *argument_types, char **lock, c
 		shape.only = !t->partitioned;
 		shape.column = column;
 		for (int i = 0; i < t->key_count; ++i)
-			shape.key.push_back(mext::RepairKey{names[i], types[i], equalities[i], argument_types[i] != t->key_types[i]});
+			shape.key.push_back(
+			    mext::RepairKey{names[i], types[i], equalities[i], argument_types[i] != t->key_types[i]});
 		std::string lock_sql = mext::repair_lock_statement(shape);
 		std::string update_sql = mext::repair_update_statement(shape);
 		pg_call([&] {
@@ -310,8 +314,8 @@ void register_repair_target_callbacks()
 Datum mext_migration_changed(PG_FUNCTION_ARGS)
 {
 	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-		                errmsg("migration_changed() is a trigger")));
+		ereport(ERROR,
+		        (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED), errmsg("migration_changed() is a trigger")));
 	auto *trigger = reinterpret_cast<TriggerData *>(fcinfo->context);
 	CacheInvalidateRelcache(trigger->tg_relation);
 	return PointerGetDatum(nullptr);

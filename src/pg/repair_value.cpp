@@ -77,8 +77,8 @@ RepairSite *site_of(FunctionCallInfo fcinfo)
 		                errhint("Write repair_value('migration', column, key1, key2).")));
 	int key_count = PG_NARGS() - 2;
 	if (key_count > mext::pg::kMaxRepairKeys)
-		ereport(ERROR, (errcode(ERRCODE_TOO_MANY_ARGUMENTS), errmsg("repair_value() takes at most %d key values",
-		                                                            mext::pg::kMaxRepairKeys)));
+		ereport(ERROR, (errcode(ERRCODE_TOO_MANY_ARGUMENTS),
+		                errmsg("repair_value() takes at most %d key values", mext::pg::kMaxRepairKeys)));
 	site = static_cast<RepairSite *>(MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(RepairSite)));
 	site->form = mext::pg::text_form_of_argument(fcinfo, 1);
 	site->key_count = key_count;
@@ -103,7 +103,8 @@ void check_call(const RepairSite *site, const RepairTarget *t)
 		StringInfoData key;
 		initStringInfo(&key);
 		for (int i = 0; i < t->key_count; ++i)
-			appendStringInfo(&key, "%s%s", i ? ", " : "", quote_identifier(get_attname(t->relation, t->key_attnums[i], false)));
+			appendStringInfo(&key, "%s%s", i ? ", " : "",
+			                 quote_identifier(get_attname(t->relation, t->key_attnums[i], false)));
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 		                errmsg("repair_value() got %d key value(s) for migration \"%s\", whose rows are named by %d",
 		                       site->key_count, t->migration, t->key_count),
@@ -132,8 +133,8 @@ RepairTarget *target_of(RepairSite *site, const text *name)
 	    std::memcmp(site->name, data, length) == 0)
 		return site->target;
 	if (length == 0 || length >= NAMEDATALEN)
-		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
-		                errmsg("migration \"%s\" does not exist", text_to_cstring(name))));
+		ereport(ERROR,
+		        (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("migration \"%s\" does not exist", text_to_cstring(name))));
 	char migration[NAMEDATALEN];
 	std::memcpy(migration, data, length);
 	migration[length] = '\0';
@@ -206,8 +207,8 @@ bool write_back(RepairTarget *t, const RepairSite *site, FunctionCallInfo fcinfo
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		int guc_level = NewGUCNestLevel();
-		(void)set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-		                        true, 0, false);
+		(void)set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true,
+		                        0, false);
 		(void)set_config_option("lock_timeout", "1", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 		RepairPlan *plan = mext::pg::repair_plan(t, site->key_count, site->key_types);
 		int rc = SPI_execute_plan(plan->lock, values, nulls, false, 1);
@@ -260,8 +261,8 @@ Datum mext_repair_value(PG_FUNCTION_ARGS)
 	RepairSite *site = site_of(fcinfo);
 	RepairTarget *target = target_of(site, PG_GETARG_TEXT_PP(0));
 	text *codec_name = cstring_to_text(target->codec);
-	LoadedCodec *codec = guard(
-	    [&] { return &mext::pg::codec_for_site(&site->codec_site, fcinfo->flinfo->fn_mcxt, codec_name); });
+	LoadedCodec *codec =
+	    guard([&] { return &mext::pg::codec_for_site(&site->codec_site, fcinfo->flinfo->fn_mcxt, codec_name); });
 	const mext::CodecSpec &spec = codec->codec.spec();
 	const bool is_text = site->form->type == TEXTOID;
 
@@ -312,6 +313,7 @@ Datum mext_repair_value(PG_FUNCTION_ARGS)
 	if (skip == mext::RepairSkip::None && !may_write(target))
 		skip = mext::RepairSkip::Privilege;
 	if (skip == mext::RepairSkip::None) {
+		mext::pg::before_repair();
 		if (write_back(target, site, fcinfo, legacy, converted, converted_form))
 			mext::pg::record_repair(target->state_table, target->migration);
 	} else {
