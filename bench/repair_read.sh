@@ -3,16 +3,17 @@
 # the same workload calling the plain tolerant reader (migrate_value), on one cluster in one run.
 #
 #   (a) the minute: BENCH_CLIENTS clients read random rows of the first BENCH_SHARE_ROWS rows for
-#       BENCH_SECONDS, first through the plain reader, then through the repairing one: the share of those
-#       rows the reads converted (migration_status.repaired_by_reads, checked against the table), and the
-#       mean latency of the repairing minute against the plain one (what the write-back costs a workload
-#       whose reads find fewer and fewer legacy rows).
+#       BENCH_SECONDS through the plain reader and through the repairing one, BENCH_MINUTES pairs in
+#       alternating order (the rows put back to legacy after each): the share of those rows the reads
+#       converted (migration_status.repaired_by_reads, checked against the table), and the mean latency of
+#       the repairing minute against the plain one (what the write-back costs a workload whose reads find
+#       fewer and fewer legacy rows).
 #   (b) the write-back itself: BENCH_ROUNDS interleaved rounds of BENCH_ROUND_SECONDS each, the repairing
 #       reader on rows nobody read yet (every read writes back) and the plain reader on legacy rows: the
 #       read's latency with its write-back against the plain tolerant read, median of the per-round ratios.
 #
-# Usage: bench/repair_read.sh   (BENCH_ROWS=1000000, BENCH_SHARE_ROWS=200000, BENCH_SECONDS=60, BENCH_ROUNDS=5,
-#                               BENCH_ROUND_SECONDS=10, BENCH_CLIENTS=4; see bench/lib.sh for the rest)
+# Usage: bench/repair_read.sh   (BENCH_ROWS=1000000, BENCH_SHARE_ROWS=200000, BENCH_SECONDS=60, BENCH_MINUTES=3,
+#                               BENCH_ROUNDS=5, BENCH_ROUND_SECONDS=10, BENCH_CLIENTS=4; see bench/lib.sh)
 # Prints a Markdown report and writes it to bench/results/repair_read.md.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -20,6 +21,7 @@ source "$(dirname "$0")/lib.sh"
 ROWS=${BENCH_ROWS:-1000000}
 SHARE_ROWS=${BENCH_SHARE_ROWS:-200000}
 MINUTE=${BENCH_SECONDS:-60}
+MINUTES=${BENCH_MINUTES:-3}
 ROUNDS=${BENCH_ROUNDS:-5}
 ROUND_SECONDS=${BENCH_ROUND_SECONDS:-10}
 CLIENTS=${BENCH_CLIENTS:-4}
@@ -70,14 +72,37 @@ run() {
         "$(percentile 99 <<<"$lat")"
 }
 
-# (a) The minute: plain first (it converts nothing), then the repairing reader on the same rows.
-read -r plain_n plain_mean plain_p99 < <(run minute_plain "$WORK/plain_random.sql" "$MINUTE")
-before=$(repaired)
-read -r repair_n repair_mean repair_p99 < <(run minute_repair "$WORK/repair_random.sql" "$MINUTE")
-by_reads=$(($(repaired) - before))
-in_table=$(bench_value "SELECT count(*) FROM accounts WHERE id <= $SHARE_ROWS AND token LIKE 'v2:%'")
-((in_table == by_reads)) || bench_die "repaired_by_reads counted $by_reads, the table holds $in_table converted rows"
-echo "bench: minute: plain $plain_n reads ($plain_mean ms), repairing $repair_n reads ($repair_mean ms), $by_reads rows converted" >&2
+# (a) The minute, BENCH_MINUTES times: the plain reader and the repairing one on the same rows, in
+# alternating order; after each pair the rows the reads converted are put back to legacy.
+minutes_table="| pair | plain reads | mean ms | repairing reads | mean ms | rows converted by reads | share | mean ratio |"
+minutes_table+=$'\n|---:|---:|---:|---:|---:|---:|---:|---:|'
+shares=()
+minute_ratios=()
+for ((m = 0; m < MINUTES; m++)); do
+    order=(plain repair)
+    ((m % 2 == 0)) || order=(repair plain)
+    for kind in "${order[@]}"; do
+        if [[ $kind == plain ]]; then
+            read -r plain_n plain_mean plain_p99 < <(run minute_plain "$WORK/plain_random.sql" "$MINUTE")
+        else
+            before=$(repaired)
+            read -r repair_n repair_mean repair_p99 < <(run minute_repair "$WORK/repair_random.sql" "$MINUTE")
+            by_reads=$(($(repaired) - before))
+        fi
+    done
+    in_table=$(bench_value "SELECT count(*) FROM accounts WHERE id <= $SHARE_ROWS AND token LIKE 'v2:%'")
+    ((in_table == by_reads)) || bench_die "repaired_by_reads counted $by_reads, the table holds $in_table converted rows"
+    share=$(awk -v a="$by_reads" -v b="$SHARE_ROWS" 'BEGIN { printf "%.1f", 100 * a / b }')
+    ratio=$(awk -v a="$repair_mean" -v b="$plain_mean" 'BEGIN { printf "%.3f", a / b }')
+    shares+=("$share")
+    minute_ratios+=("$ratio")
+    minutes_table+=$'\n'"| $((m + 1)) | $plain_n | $plain_mean | $repair_n | $repair_mean | $by_reads | $share % | $ratio |"
+    echo "bench: minute $((m + 1)): plain $plain_n reads ($plain_mean ms), repairing $repair_n reads ($repair_mean ms), $by_reads rows converted" >&2
+    bench_psql -c "UPDATE accounts SET token = md5(id::text) WHERE id <= $SHARE_ROWS AND token LIKE 'v2:%'" \
+        -c "VACUUM accounts" >/dev/null
+done
+share=$(printf '%s\n' "${shares[@]}" | median)
+minute_ratio=$(printf '%s\n' "${minute_ratios[@]}" | median)
 
 # (b) Interleaved rounds; the order within a round alternates.
 plain_base=$((SHARE_ROWS + ROUNDS * REGION))
@@ -114,16 +139,15 @@ p99_ratio=$(printf '%s\n' "${p99_ratios[@]}" | median)
 bad=$(bench_value "SELECT count(*) FROM accounts WHERE token NOT IN (md5(id::text), 'v2:' || reverse(md5(id::text)))")
 ((bad == 0)) || bench_die "$bad rows hold neither their legacy token nor its conversion"
 
-share=$(awk -v a="$by_reads" -v b="$SHARE_ROWS" 'BEGIN { printf "%.1f", 100 * a / b }')
-minute_ratio=$(awk -v a="$repair_mean" -v b="$plain_mean" 'BEGIN { printf "%.3f", a / b }')
 report=$(
     echo "| what | value |"
     echo "|---|---:|"
-    echo "| rows converted by reads in ${MINUTE} s, of the $SHARE_ROWS rows read | **$by_reads ($share %)** |"
-    echo "| reads in that minute (repairing / plain) | $repair_n / $plain_n |"
-    echo "| mean read latency over the minute, repairing / plain tolerant reader | **${minute_ratio}x** ($repair_mean ms / $plain_mean ms) |"
+    echo "| share of the $SHARE_ROWS rows read that reads converted in ${MINUTE} s (median of $MINUTES) | **$share %** |"
+    echo "| mean read latency over that minute, repairing / plain tolerant reader (median of $MINUTES pairs) | **${minute_ratio}x** |"
     echo "| a read that writes back / a plain tolerant read, mean latency (median of $ROUNDS interleaved rounds) | **${mean_ratio}x** |"
     echo "| the same, p99 | **${p99_ratio}x** |"
+    echo
+    echo "$minutes_table"
     echo
     echo "$rounds_table"
 )
