@@ -132,6 +132,9 @@ SELECT repair_value('tokens', token, VARIADIC ARRAY[id]) FROM accounts WHERE id 
 -- A key value of another type that casts names the row: text '20' for bigint 20.
 SELECT repair_value('tokens', token, id::text) AS cast_key FROM accounts WHERE id = 20;
 SELECT token FROM accounts WHERE id = 20;
+-- An untyped literal names it too.
+SELECT repair_value('tokens', token, '12') AS literal_key FROM accounts WHERE id = 12;
+SELECT token FROM accounts WHERE id = 12;
 
 ------------------------------------------------------------------------------------------------------
 -- Other tables: a composite key, a partitioned table, a jsonb column, a new required field (NULL is the

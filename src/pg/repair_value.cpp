@@ -59,7 +59,8 @@ struct RepairSite {
 	int name_length;
 	char name[NAMEDATALEN];
 	int key_count;
-	Oid key_types[mext::pg::kMaxRepairKeys]; // the key arguments' types, as the call passes them
+	Oid key_types[mext::pg::kMaxRepairKeys];    // the key arguments' types, as the call passes them
+	bool key_literal[mext::pg::kMaxRepairKeys]; // an untyped literal, passed as a C string: bound as text
 };
 
 bool in_write_back = false; // a write-back's own statements call repair_value() again
@@ -82,8 +83,12 @@ RepairSite *site_of(FunctionCallInfo fcinfo)
 	site = static_cast<RepairSite *>(MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(RepairSite)));
 	site->form = mext::pg::text_form_of_argument(fcinfo, 1);
 	site->key_count = key_count;
-	for (int i = 0; i < key_count; ++i)
+	for (int i = 0; i < key_count; ++i) {
 		site->key_types[i] = get_fn_expr_argtype(fcinfo->flinfo, i + 2);
+		site->key_literal[i] = site->key_types[i] == UNKNOWNOID;
+		if (site->key_literal[i])
+			site->key_types[i] = TEXTOID;
+	}
 	fcinfo->flinfo->fn_extra = site;
 	return site;
 }
@@ -196,7 +201,7 @@ bool write_back(RepairTarget *t, const RepairSite *site, FunctionCallInfo fcinfo
 		Datum values[mext::pg::kMaxRepairKeys + 2];
 		char nulls[mext::pg::kMaxRepairKeys + 2];
 		for (int i = 0; i < site->key_count; ++i) {
-			values[i] = PG_GETARG_DATUM(i + 2);
+			values[i] = site->key_literal[i] ? CStringGetTextDatum(PG_GETARG_CSTRING(i + 2)) : PG_GETARG_DATUM(i + 2);
 			nulls[i] = ' ';
 		}
 		values[site->key_count] = legacy ? PointerGetDatum(legacy) : Datum(0);
