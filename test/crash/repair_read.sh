@@ -16,6 +16,9 @@ S_PORT=${MEXT_CRASH_PORT_REPAIR_STANDBY:-54367}
 
 DB=postgres
 pair_start "$P_PORT" "$S_PORT" repair_standby
+# The launcher looks every second: a started launcher sleeps out the interval it had, so this needs a restart.
+q "ALTER SYSTEM SET migration_ext.resume_interval = '1s'" >/dev/null
+cluster_pg_ctl "$PRIMARY" restart -m fast -w -t 60 >/dev/null || die "the primary did not restart"
 q "CREATE DATABASE repair" >/dev/null
 DB=repair
 q "SET client_min_messages = warning; CREATE EXTENSION migration_ext" >/dev/null
@@ -47,7 +50,6 @@ wait_for 30 standby_caught_up || die "the standby did not catch up"
 check "standby: the write-backs replicated" "$(sq "SELECT count(*) FROM accounts WHERE id <= 10 AND token LIKE 'tok\_%'")" 10
 
 # (c) Written by the launcher, kept across a restart.
-reload_setting migration_ext.resume_interval 1s
 wait_for 30 q_true "SELECT coalesce((SELECT repaired FROM migration_ext.read_repair WHERE migration = 'tokens'), 0) = 10" ||
 	die "the launcher never wrote the counters"
 check "in shared memory, nothing left to write" "$(q "SELECT migration_ext.unflushed_repairs('tokens')")" 0
@@ -55,8 +57,10 @@ cluster_pg_ctl "$PRIMARY" restart -m fast -w -t 60 >/dev/null || die "the primar
 wait_for 60 q_true "SELECT true" || die "the primary is not accepting connections"
 check "count after a restart" "$(repaired)" 10
 
-# (d) An immediate shutdown before the launcher's next write: the launcher waits an hour now.
-reload_setting migration_ext.resume_interval 3600s
+# (d) An immediate shutdown before the launcher's next write: the launcher waits an hour once it has
+# made the look it planned under the old interval.
+reload_setting migration_ext.resume_interval 1h
+sleep 2
 check "ten more reads" "$(reads 11 20 | tr ',' '\n' | grep -c '^tok_')" 10
 check "counted before the crash" "$(repaired)" 20
 cluster_pg_ctl "$PRIMARY" stop -m immediate -w -t 60 >/dev/null || die "pg_ctl stop -m immediate failed"
