@@ -8,8 +8,8 @@ MODULE_big = migration_ext
 # the scripts of released versions and the upgrade scripts between them are kept as shipped in
 # src/sql/versions/. The version is written once, in the control file.
 EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" migration_ext.control)
-SQL_PARTS  = schema codecs frozen_functions backfill_jobs backfill_worker backfill_controls protocol \
-             column_moves table_moves grants backups
+SQL_PARTS  = schema codecs frozen_functions backfill_jobs backfill_worker backfill_controls read_repair \
+             protocol column_moves table_moves grants backups
 DATA_built = migration_ext--$(EXTVERSION).sql
 DATA       = $(wildcard src/sql/versions/migration_ext--*.sql)
 

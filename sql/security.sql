@@ -313,6 +313,12 @@ FROM migration_status;
 INSERT INTO sec.shadow VALUES (501, reverse('tok_late'));
 SELECT retreat_migration('shadow') AS phase;
 SELECT retreat_migration('shadow');
+-- repair on read, past the door: the read converts and writes back; its write-back's statements name
+-- pg_catalog's functions and operators, and the key's own equality, never evil's
+UPDATE sec.shadow SET token = reverse('tok_read_' || id) WHERE id IN (2, 3);
+SELECT repair_value('shadow', token, id) AS repaired FROM sec.shadow WHERE id = 2;
+SELECT repair_value('shadow', token, id::int) AS repaired_by_int_key FROM sec.shadow WHERE id = 3;
+SELECT id, token AS written_back FROM sec.shadow WHERE id IN (2, 3) ORDER BY id;
 -- a backfill by the regclass form, to done
 UPDATE sec.shadow SET copy = reverse('tok_c' || id) WHERE id <= 100;
 SELECT count_legacy('sec.shadow', 'copy', 'shadow_tok') AS legacy_copies;

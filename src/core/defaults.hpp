@@ -22,5 +22,10 @@ constexpr int max_jobs = 8;
 constexpr int max_jobs_per_role = 4;
 constexpr int ddl_lock_timeout_ms = 200;
 constexpr int settle_wait_ms = 5000;
+// Write-backs of repair_value() in one transaction. Each holds a subtransaction's xid until the transaction
+// ends, and a backend caches 64 of them (PGPROC_MAX_CACHED_SUBXIDS): past that every snapshot of every
+// backend gets slower. Half of it leaves room for the application's own savepoints.
+constexpr int repairs_per_transaction = 32;
+constexpr int max_repairs_per_transaction = 64;
 
 } // namespace mext::defaults

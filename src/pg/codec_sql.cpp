@@ -4,6 +4,7 @@
 #include "pg/codec_cache.hpp"
 #include "pg/pace_point.hpp"
 #include "pg/scan_progress.hpp"
+#include "pg/smart_read.hpp"
 #include "pg/text_form.hpp"
 
 extern "C" {
@@ -35,19 +36,6 @@ std::string_view view_of(const text *value)
 	return std::string_view(VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value));
 }
 
-// The marker prefix of a value, read without detoasting the whole value: a target value of megabytes
-// passes through having had only its first bytes decompressed.
-bool starts_with_marker(Datum value, const std::string &marker)
-{
-	struct varlena *raw = reinterpret_cast<struct varlena *>(DatumGetPointer(value));
-	// Short (1-byte header) values are read in place; only toasted or compressed ones are sliced.
-	const text *head = VARATT_IS_EXTERNAL(raw) || VARATT_IS_COMPRESSED(raw)
-	                       ? DatumGetTextPSlice(value, 0, static_cast<int32>(marker.size()))
-	                       : reinterpret_cast<const text *>(raw);
-	std::string_view prefix = view_of(head);
-	return prefix.size() >= marker.size() && prefix.compare(0, marker.size(), marker) == 0;
-}
-
 mext::Verdict classify_argument(FunctionCallInfo fcinfo)
 {
 	const text *name = PG_GETARG_TEXT_PP(0);
@@ -61,6 +49,30 @@ mext::Verdict classify_argument(FunctionCallInfo fcinfo)
 		codec.codec.release_large_scratch();
 		return verdict;
 	});
+}
+
+// What the typed migrate_value keeps in its call site's fn_extra.
+struct TypedSite {
+	void *codec_site; // codec_for_site()'s
+	mext::pg::TextForm *form;
+};
+
+} // namespace
+
+namespace mext::pg
+{
+
+// The marker prefix of a value, read without detoasting the whole value: a target value of megabytes
+// passes through having had only its first bytes decompressed.
+bool starts_with_marker(Datum value, const std::string &marker)
+{
+	struct varlena *raw = reinterpret_cast<struct varlena *>(DatumGetPointer(value));
+	// Short (1-byte header) values are read in place; only toasted or compressed ones are sliced.
+	const text *head = VARATT_IS_EXTERNAL(raw) || VARATT_IS_COMPRESSED(raw)
+	                       ? DatumGetTextPSlice(value, 0, static_cast<int32>(marker.size()))
+	                       : reinterpret_cast<const text *>(raw);
+	std::string_view prefix = view_of(head);
+	return prefix.size() >= marker.size() && prefix.compare(0, marker.size(), marker) == 0;
 }
 
 // The smart read's conversion (value == nullptr: NULL): the converted text, or nullptr when the value
@@ -96,13 +108,10 @@ text *converted_text(LoadedCodec *codec, const text *value)
 	return result;
 }
 
-// What the typed migrate_value keeps in its call site's fn_extra.
-struct TypedSite {
-	void *codec_site; // codec_for_site()'s
-	mext::pg::TextForm *form;
-};
+} // namespace mext::pg
 
-} // namespace
+using mext::pg::converted_text;
+using mext::pg::starts_with_marker;
 
 // migrate_value(codec, value text): converts a legacy value, passes anything else through untouched.
 Datum mext_migrate_value(PG_FUNCTION_ARGS)

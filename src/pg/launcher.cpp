@@ -16,6 +16,7 @@ extern "C" {
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_database.h"
+#include "catalog/pg_type_d.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -106,28 +107,32 @@ void mext_launcher_main(Datum)
 	}
 }
 
-// Plain C data only. The function migration_ext.resume_interrupted() of the installed extension, or
-// InvalidOid. It is found through pg_depend, never by name: this runs as a superuser in every
-// database, and a role that may create schemas there could otherwise plant a function of that name.
-Oid installed_resume_function()
+// Plain C data only. The installed extension's function migration_ext.<name>(), or InvalidOid. It is found
+// through pg_depend, never by name: this runs as a superuser in every database, and a role that may
+// create schemas there could otherwise plant a function of that name.
+Oid installed_function(const char *name)
 {
-	int rc = SPI_execute("SELECT p.oid FROM pg_catalog.pg_extension e "
-	                     "JOIN pg_catalog.pg_depend d ON d.refclassid OPERATOR(pg_catalog.=) "
-	                     "'pg_catalog.pg_extension'::pg_catalog.regclass AND d.refobjid OPERATOR(pg_catalog.=) e.oid "
-	                     "AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass "
-	                     "AND d.deptype OPERATOR(pg_catalog.=) 'e' "
-	                     "JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) d.objid "
-	                     "WHERE e.extname OPERATOR(pg_catalog.=) 'migration_ext' "
-	                     "AND p.proname OPERATOR(pg_catalog.=) 'resume_interrupted'",
-	                     true, 1);
+	Oid types[1] = {NAMEOID};
+	Datum values[1] = {CStringGetDatum(name)};
+	int rc = SPI_execute_with_args(
+	    "SELECT p.oid FROM pg_catalog.pg_extension e "
+	    "JOIN pg_catalog.pg_depend d ON d.refclassid OPERATOR(pg_catalog.=) "
+	    "'pg_catalog.pg_extension'::pg_catalog.regclass AND d.refobjid OPERATOR(pg_catalog.=) e.oid "
+	    "AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass "
+	    "AND d.deptype OPERATOR(pg_catalog.=) 'e' "
+	    "JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) d.objid "
+	    "WHERE e.extname OPERATOR(pg_catalog.=) 'migration_ext' "
+	    "AND p.proname OPERATOR(pg_catalog.=) $1 AND p.pronargs OPERATOR(pg_catalog.=) 0",
+	    1, types, values, nullptr, true, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		return InvalidOid;
 	bool isnull;
 	return DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
-// Connects to one database as the bootstrap superuser (no role given) and relaunches its interrupted
-// jobs; each relaunched worker runs as its job's owner.
+// Connects to one database as the bootstrap superuser (no role given), relaunches its interrupted jobs
+// (each relaunched worker runs as its job's owner) and writes the read-repair counters of its migrations
+// from shared memory into migration_ext.read_repair (an extension older than 0.2.0 has no such function).
 void mext_resumer_main(Datum main_arg)
 {
 	pqsignal(SIGTERM, die);
@@ -141,12 +146,15 @@ void mext_resumer_main(Datum main_arg)
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	Oid resume = installed_resume_function();
+	Oid resume = installed_function("resume_interrupted");
 	if (OidIsValid(resume)) {
 		int resumed = DatumGetInt32(OidFunctionCall0(resume));
 		if (resumed > 0)
 			elog(LOG, "migration_ext: resumed %d interrupted backfill job(s)", resumed);
 	}
+	Oid flush = installed_function("flush_read_repairs");
+	if (OidIsValid(flush))
+		(void)OidFunctionCall0(flush);
 	PopActiveSnapshot();
 	SPI_finish();
 	CommitTransactionCommand();

@@ -23,6 +23,7 @@ bool wait_progress = true;
 int max_jobs = defaults::max_jobs;
 int ddl_lock_timeout_ms = defaults::ddl_lock_timeout_ms;
 int max_jobs_per_role = defaults::max_jobs_per_role;
+int repairs_per_transaction = defaults::repairs_per_transaction;
 
 namespace
 {
@@ -111,6 +112,13 @@ void register_settings()
 	                        "Backfill workers one role's jobs may run at once in a database (0: no limit).", nullptr,
 	                        &max_jobs_per_role, defaults::max_jobs_per_role, 0, 1024, PGC_SIGHUP, 0, nullptr, nullptr,
 	                        nullptr);
+	DefineCustomIntVariable(
+	    "migration_ext.repairs_per_transaction",
+	    "Legacy values repair_value() writes back in one transaction; past it, reads only convert "
+	    "(0: never write back).",
+	    "Each write-back is a subtransaction whose xid the backend keeps until the transaction ends.",
+	    &repairs_per_transaction, defaults::repairs_per_transaction, 0, defaults::max_repairs_per_transaction,
+	    PGC_USERSET, 0, nullptr, nullptr, nullptr);
 	MarkGUCPrefixReserved("migration_ext");
 }
 

@@ -14,6 +14,7 @@ SELECT pg_catalog.pg_extension_config_dump('migration_ext.migration_event_id_seq
 SELECT pg_catalog.pg_extension_config_dump('migration_ext.backfill_job', '');
 SELECT pg_catalog.pg_extension_config_dump('migration_ext.backfill_job_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('migration_ext.read_sample', '');
+SELECT pg_catalog.pg_extension_config_dump('migration_ext.read_repair', '');
 
 -- DROP EXTENSION without CASCADE is refused while migrations are in flight (drop_guard.cpp).
 CREATE FUNCTION migration_ext.guard_drop_extension() RETURNS event_trigger

@@ -46,5 +46,8 @@ GRANT EXECUTE ON FUNCTION
 	migration_ext.mirror_trigger(),
 	migration_ext.move_mirror(),
 	migration_ext.move_swept(text),
-	migration_ext.mirror_name(name, name)
+	migration_ext.mirror_name(name, name),
+	migration_ext.unflushed_repairs(text),
+	migration_ext.repaired_by_reads(text),
+	migration_ext.estimated_rows(regclass)
 TO PUBLIC;

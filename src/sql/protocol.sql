@@ -52,12 +52,18 @@ CREATE TABLE migration_ext.migration_event (
 );
 
 GRANT SELECT ON migration_ext.migration, migration_ext.planned_swap, migration_ext.migration_event TO PUBLIC;
+-- Readers that repair (repair_value()) cache a migration's phase: every change reaches them at once.
+CREATE TRIGGER migration_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON migration_ext.migration
+	FOR EACH STATEMENT EXECUTE FUNCTION migration_ext.migration_changed();
 -- A migration and its history are seen by the roles that may act on its table.
 ALTER TABLE migration_ext.migration ENABLE ROW LEVEL SECURITY;
 CREATE POLICY migration_table_owner ON migration_ext.migration FOR SELECT
 	USING (migration_ext.may_act_on(CURRENT_USER::regrole, relation));
 ALTER TABLE migration_ext.migration_event ENABLE ROW LEVEL SECURITY;
 CREATE POLICY migration_event_table_owner ON migration_ext.migration_event FOR SELECT
+	USING (EXISTS (SELECT FROM migration_ext.migration m WHERE m.name = migration));
+ALTER TABLE migration_ext.read_repair ENABLE ROW LEVEL SECURITY;
+CREATE POLICY read_repair_table_owner ON migration_ext.read_repair FOR SELECT
 	USING (EXISTS (SELECT FROM migration_ext.migration m WHERE m.name = migration));
 -- A planned body is its function owner's to read, like the function's history.
 ALTER TABLE migration_ext.planned_swap ENABLE ROW LEVEL SECURITY;
@@ -861,8 +867,10 @@ CREATE VIEW @extschema@.migration_status WITH (security_invoker = true) AS
 		   (SELECT migration_ext.effective_state(j) FROM migration_ext.backfill_job j WHERE j.id = m.job) AS job_state,
 		   (SELECT count(*) FROM migration_ext.planned_swap p WHERE p.migration = m.name AND p.role = 'reader') AS readers,
 		   (SELECT count(*) FROM migration_ext.planned_swap p WHERE p.migration = m.name AND p.role = 'writer') AS writers,
-		   m.constraint_name, m.created_at, m.created_by, m.target_relation
-	FROM migration_ext.migration m, LATERAL migration_ext.settle_state(m.name) s;
+		   m.constraint_name, m.created_at, m.created_by, r.repaired AS repaired_by_reads,
+		   r.repaired / nullif(migration_ext.estimated_rows(m.relation), 0) AS repaired_share, m.target_relation
+	FROM migration_ext.migration m, LATERAL migration_ext.settle_state(m.name) s,
+		 LATERAL (SELECT migration_ext.repaired_by_reads(m.name) AS repaired) r;
 
 CREATE VIEW @extschema@.migration_history WITH (security_invoker = true) AS
 	SELECT e.id, e.migration, e.event, e.from_phase, e.to_phase, e.fn, e.role, e.detail, e.at, e.by_role AS role_name,

@@ -4,7 +4,7 @@
 # update the extension is exactly what a fresh install of the new version creates (every member object,
 # its definition and its privileges, as pg_dump --binary-upgrade lists them); the running job finishes
 # without a lost or clobbered row, the paused one resumes, the migrations go on to contracted, and the
-# new version's functions work on the upgraded state.
+# new version's functions work on the upgraded state (a reader repairs through an old migration).
 set -euo pipefail
 # shellcheck source=lib/crash_common.bash
 source "$(dirname "$(realpath "$0")")/lib/crash_common.bash"
@@ -81,6 +81,9 @@ check "phases after the update" \
 	"$(q "SELECT string_agg(name || '=' || phase, ' ' ORDER BY name) FROM migration_status")" \
 	"busy=contracted planned=tolerant tolerant=producing"
 check "history kept" "$(q "SELECT count(*) > 0 FROM migration_history WHERE migration = 'busy' AND to_phase = 'producing'")" t
+# Repair on read, new in 0.2.0, on a migration the old version planned: the read converts and writes back.
+check "repair_value on the upgraded state" "$(q "SELECT repair_value('tolerant', token, id) FROM app.tolerant WHERE id = 7")" tok_7
+check "the read wrote its row back" "$(q "SELECT token FROM app.tolerant WHERE id = 7")" tok_7
 
 # The upgraded extension is the fresh one, object for object (OIDs and frozen xids aside).
 DB=fresh q "SET client_min_messages = warning; CREATE EXTENSION migration_ext" >/dev/null

@@ -490,6 +490,68 @@ DROP FUNCTION migration_ext.setting_int(text, bigint);
 DROP FUNCTION migration_ext.setting_ms(text, double precision);
 DROP FUNCTION migration_ext.setting_real(text, double precision);
 
+-- Repair on read: repair_value(), the smart read that writes a legacy value's conversion back to its row,
+-- and the count of what reads converted, shown by migration_status (recreated below with two more columns).
+-- A reader's repair: `value` converted by the migration's codec, returned in its own type whether or not
+-- it is written back; the key values name its row by the migration's walk key (walk_key()), in that order.
+-- The write-back happens in a subtransaction, after the point of no return only, without waiting for any
+-- lock, where the column still holds `value`, and only for a caller that may update the column (see
+-- repair_value.cpp). VOLATILE because it writes; PARALLEL SAFE because in parallel mode it only converts.
+CREATE FUNCTION @extschema@.repair_value(migration text, value anyelement, VARIADIC key "any") RETURNS anyelement
+	LANGUAGE c VOLATILE PARALLEL SAFE AS 'MODULE_PATHNAME', 'mext_repair_value';
+
+-- Statement-level trigger on migration_ext.migration: backends drop the migrations they repair through,
+-- so that a phase change reaches every reader at its next statement.
+CREATE FUNCTION migration_ext.migration_changed() RETURNS trigger
+	LANGUAGE c AS 'MODULE_PATHNAME', 'mext_migration_changed';
+REVOKE EXECUTE ON FUNCTION migration_ext.migration_changed() FROM PUBLIC;
+CREATE TRIGGER migration_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON migration_ext.migration
+	FOR EACH STATEMENT EXECUTE FUNCTION migration_ext.migration_changed();
+
+-- The values reads have converted and written back, per migration, as of the last flush: backends count
+-- their committed write-backs in shared memory, which the launcher writes here every
+-- migration_ext.resume_interval. Shown to the roles that see the migration.
+CREATE TABLE migration_ext.read_repair (
+	migration text PRIMARY KEY,
+	repaired  bigint NOT NULL DEFAULT 0
+);
+GRANT SELECT ON migration_ext.read_repair TO PUBLIC;
+ALTER TABLE migration_ext.read_repair ENABLE ROW LEVEL SECURITY;
+CREATE POLICY read_repair_table_owner ON migration_ext.read_repair FOR SELECT
+	USING (EXISTS (SELECT FROM migration_ext.migration m WHERE m.name = migration));
+SELECT pg_catalog.pg_extension_config_dump('migration_ext.read_repair', '');
+
+-- The migration's committed write-backs still in shared memory; NULL when the library is not preloaded.
+CREATE FUNCTION migration_ext.unflushed_repairs(migration text) RETURNS bigint
+	LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'mext_unflushed_repairs';
+
+-- Moves this database's counters into migration_ext.read_repair when the calling transaction commits.
+CREATE FUNCTION migration_ext.flush_read_repairs() RETURNS int
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'mext_flush_read_repairs';
+REVOKE EXECUTE ON FUNCTION migration_ext.flush_read_repairs() FROM PUBLIC;
+
+-- Values reads converted and wrote back: the flushed count and what shared memory holds since. NULL when
+-- nothing was ever counted (the library is not preloaded).
+CREATE FUNCTION migration_ext.repaired_by_reads(migration text) RETURNS bigint
+	LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+	RETURN (SELECT CASE WHEN u.unflushed IS NULL THEN f.flushed ELSE coalesce(f.flushed, 0) + u.unflushed END
+			FROM (SELECT (SELECT r.repaired FROM migration_ext.read_repair r
+						  WHERE r.migration = repaired_by_reads.migration) AS flushed) f,
+				 (SELECT migration_ext.unflushed_repairs(repaired_by_reads.migration) AS unflushed) u);
+
+-- The rows of a table (its leaf partitions') as its statistics estimate them; NULL before the first
+-- ANALYZE. Statistics only: no scan, no plan, nothing run as anyone.
+CREATE FUNCTION migration_ext.estimated_rows(relation regclass) RETURNS double precision
+	LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+	RETURN (SELECT sum(c.reltuples) FROM pg_class c
+			WHERE c.relkind <> 'p' AND c.reltuples >= 0
+			  AND c.oid IN (SELECT relation UNION ALL SELECT t.relid FROM pg_partition_tree(relation) t WHERE t.isleaf));
+-- The same explicit grants as a fresh install leaves on them.
+REVOKE EXECUTE ON FUNCTION migration_ext.unflushed_repairs(text), migration_ext.repaired_by_reads(text),
+	migration_ext.estimated_rows(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION migration_ext.unflushed_repairs(text), migration_ext.repaired_by_reads(text),
+	migration_ext.estimated_rows(regclass) TO PUBLIC;
+
 -- Bound anew: 0.1.0's script parsed these bodies, views and policies with the target schema first on its
 -- search_path, so a function or operator planted there before the install (see the top of this file) may
 -- be what they call. Their text is unchanged; replaced here, with pg_catalog's names, they call what a
@@ -580,8 +642,10 @@ CREATE OR REPLACE VIEW @extschema@.migration_status WITH (security_invoker = tru
 		   (SELECT migration_ext.effective_state(j) FROM migration_ext.backfill_job j WHERE j.id = m.job) AS job_state,
 		   (SELECT count(*) FROM migration_ext.planned_swap p WHERE p.migration = m.name AND p.role = 'reader') AS readers,
 		   (SELECT count(*) FROM migration_ext.planned_swap p WHERE p.migration = m.name AND p.role = 'writer') AS writers,
-		   m.constraint_name, m.created_at, m.created_by
-	FROM migration_ext.migration m, LATERAL migration_ext.settle_state(m.name) s;
+		   m.constraint_name, m.created_at, m.created_by, r.repaired AS repaired_by_reads,
+		   r.repaired / nullif(migration_ext.estimated_rows(m.relation), 0) AS repaired_share
+	FROM migration_ext.migration m, LATERAL migration_ext.settle_state(m.name) s,
+		 LATERAL (SELECT migration_ext.repaired_by_reads(m.name) AS repaired) r;
 CREATE OR REPLACE VIEW @extschema@.migration_history WITH (security_invoker = true) AS
 	SELECT e.id, e.migration, e.event, e.from_phase, e.to_phase, e.fn, e.role, e.detail, e.at, e.by_role AS role_name,
 		   e.wal_lsn
@@ -1216,8 +1280,10 @@ CREATE OR REPLACE VIEW @extschema@.migration_status WITH (security_invoker = tru
 		   (SELECT migration_ext.effective_state(j) FROM migration_ext.backfill_job j WHERE j.id = m.job) AS job_state,
 		   (SELECT count(*) FROM migration_ext.planned_swap p WHERE p.migration = m.name AND p.role = 'reader') AS readers,
 		   (SELECT count(*) FROM migration_ext.planned_swap p WHERE p.migration = m.name AND p.role = 'writer') AS writers,
-		   m.constraint_name, m.created_at, m.created_by, m.target_relation
-	FROM migration_ext.migration m, LATERAL migration_ext.settle_state(m.name) s;
+		   m.constraint_name, m.created_at, m.created_by, r.repaired AS repaired_by_reads,
+		   r.repaired / nullif(migration_ext.estimated_rows(m.relation), 0) AS repaired_share, m.target_relation
+	FROM migration_ext.migration m, LATERAL migration_ext.settle_state(m.name) s,
+		 LATERAL (SELECT migration_ext.repaired_by_reads(m.name) AS repaired) r;
 
 ------------------------------------------------------------------------------------------------------
 -- Table moves (V1 -> V2) as a migration. While it is open the database writes both tables: every write to
