@@ -22,5 +22,8 @@ constexpr int max_jobs = 8;
 constexpr int max_jobs_per_role = 4;
 constexpr int ddl_lock_timeout_ms = 200;
 constexpr int settle_wait_ms = 5000;
+constexpr bool reuse_space = true;      // a job reclaims the space of the rows it replaced as it goes
+constexpr double reclaim_every = 0.05;  // a round of space reuse after this share of a table is converted
+constexpr long reclaim_min_rows = 1000; // ... but never after fewer rows
 
 } // namespace mext::defaults

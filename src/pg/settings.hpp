@@ -12,6 +12,7 @@ extern bool wait_progress;          // waits report progress unless told otherwi
 extern int max_jobs;                // backfill workers running at once, cluster-wide
 extern int ddl_lock_timeout_ms;     // lock_timeout of each strong lock the protocol takes
 extern int max_jobs_per_role;       // backfill workers of one role's jobs at once, per database (0: no limit)
+extern double reclaim_every;        // share of a table converted between two rounds of space reuse
 
 void register_settings();
 
