@@ -36,7 +36,6 @@ SELECT state, rows_converted, reuse_space, size_at_start = :size_before AS start
        space_reclaimed > 30000 * 100 AS freed_bytes, growth < 1.5 AS grew_little,
        reclaim_note ~ '^last round freed \d+ row versions \([0-9.]+ MB\) in [0-9.]+ s$' AS note_says_last_round
 FROM backfill_status WHERE job = :job_on;
-SELECT reclaim_note FROM backfill_status WHERE job = :job_on;
 SELECT count(*) FILTER (WHERE token = 'v2:' || reverse(md5(id::text))) AS converted, count(*) AS total FROM sr.on_;
 
 -- Reuse off: the same rewrite doubles the table.

@@ -223,6 +223,14 @@ ReclaimOutcome reclaim_round(int64 job, const ReclaimTarget &target, mext::Space
 		return ReclaimOutcome::waited;
 	}
 	mext::RoundVerdict verdict = reuse.verdict(look.horizon, target.final_round);
+	// A snapshot taken while the last batch ran holds the horizon for a moment only (a statement, a look
+	// of await_backfill()): look again briefly before reporting the horizon held back.
+	for (int attempt = 0; verdict == mext::RoundVerdict::held_back && attempt < 3; ++attempt) {
+		wait_ms(100);
+		if (!in_transaction([&] { look_at(target.table, &look); }, &error) || !look.exists)
+			return ReclaimOutcome::waited;
+		verdict = reuse.verdict(look.horizon, target.final_round);
+	}
 	char text[640];
 	if (verdict == mext::RoundVerdict::wait)
 		return ReclaimOutcome::waited;

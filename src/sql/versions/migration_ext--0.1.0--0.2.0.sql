@@ -14,10 +14,16 @@ SET LOCAL search_path = pg_catalog, pg_temp;
 -- its rounds reclaimed. start_backfill() and alter_backfill() take reuse_space as their last argument:
 -- the old signatures go, the SQL wrappers first (their bodies depend on the implementations), and come
 -- back below with it.
-ALTER TABLE migration_ext.backfill_job ADD COLUMN reuse_space boolean NOT NULL DEFAULT true,
-	ADD COLUMN size_at_start bigint, ADD COLUMN size_at_end bigint, ADD COLUMN reclaims int NOT NULL DEFAULT 0,
-	ADD COLUMN rows_reclaimed bigint NOT NULL DEFAULT 0, ADD COLUMN space_reclaimed bigint NOT NULL DEFAULT 0,
-	ADD COLUMN reclaim_note text;
+-- The columns come without defaults, which are set afterwards, as a fresh install has them: a column added
+-- with a default would keep it as a "missing value" that a fresh table does not have.
+ALTER TABLE migration_ext.backfill_job ADD COLUMN reuse_space boolean, ADD COLUMN size_at_start bigint,
+	ADD COLUMN size_at_end bigint, ADD COLUMN reclaims int, ADD COLUMN rows_reclaimed bigint,
+	ADD COLUMN space_reclaimed bigint, ADD COLUMN reclaim_note text;
+UPDATE migration_ext.backfill_job SET reuse_space = true, reclaims = 0, rows_reclaimed = 0, space_reclaimed = 0;
+ALTER TABLE migration_ext.backfill_job ALTER COLUMN reuse_space SET DEFAULT true,
+	ALTER COLUMN reuse_space SET NOT NULL, ALTER COLUMN reclaims SET DEFAULT 0, ALTER COLUMN reclaims SET NOT NULL,
+	ALTER COLUMN rows_reclaimed SET DEFAULT 0, ALTER COLUMN rows_reclaimed SET NOT NULL,
+	ALTER COLUMN space_reclaimed SET DEFAULT 0, ALTER COLUMN space_reclaimed SET NOT NULL;
 -- Bytes on disk of some tables: each one's heap, indexes and TOAST (a quoted body: parsed when called,
 -- under the pinned search_path).
 CREATE FUNCTION migration_ext.tables_size(tables regclass[]) RETURNS bigint
