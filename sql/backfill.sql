@@ -375,8 +375,8 @@ FROM backfill_status WHERE relation IN ('bf.shapes'::regclass, 'bf.text_key'::re
 -- less WAL with it than without it.
 ------------------------------------------------------------------------------------------------------
 SHOW wal_compression;
--- (No autovacuum on the probe, and none due elsewhere: a vacuum's WAL falling into one of the two
--- windows would blur them.)
+-- (No autovacuum on the probe, none due elsewhere, and no space reuse: a vacuum's WAL falling into one
+-- of the two windows would blur them.)
 CREATE TABLE bf.wal_probe (id int PRIMARY KEY, token text, note text) WITH (autovacuum_enabled = off);
 CREATE FUNCTION bf.wal_of_one_job() RETURNS numeric LANGUAGE plpgsql AS $$
 BEGIN
@@ -387,14 +387,16 @@ END $$;
 VACUUM ANALYZE;
 SELECT bf.wal_of_one_job() AS wal0 \gset
 CHECKPOINT;
-SELECT start_backfill('bf.wal_probe', 'token', 'token_plain', throttle => false, batch_size => 5000) AS job_wal \gset
+SELECT start_backfill('bf.wal_probe', 'token', 'token_plain', throttle => false, batch_size => 5000,
+                      reuse_space => false) AS job_wal \gset
 SELECT wait_backfill(:job_wal, '60 s') AS compressed_state;
 SELECT pg_current_wal_lsn() - '0/0'::pg_lsn - :wal0 AS wal_compressed \gset
 ALTER DATABASE :"DBNAME" SET migration_ext.compress_wal = off;
 VACUUM ANALYZE;
 SELECT bf.wal_of_one_job() AS wal0 \gset
 CHECKPOINT;
-SELECT start_backfill('bf.wal_probe', 'token', 'token_plain', throttle => false, batch_size => 5000) AS job_wal \gset
+SELECT start_backfill('bf.wal_probe', 'token', 'token_plain', throttle => false, batch_size => 5000,
+                      reuse_space => false) AS job_wal \gset
 SELECT wait_backfill(:job_wal, '60 s') AS uncompressed_state;
 SELECT pg_current_wal_lsn() - '0/0'::pg_lsn - :wal0 AS wal_plain \gset
 ALTER DATABASE :"DBNAME" RESET migration_ext.compress_wal;

@@ -27,5 +27,8 @@ constexpr int settle_wait_ms = 5000;
 // backend gets slower. Half of it leaves room for the application's own savepoints.
 constexpr int repairs_per_transaction = 32;
 constexpr int max_repairs_per_transaction = 64;
+constexpr bool reuse_space = true;      // a job reclaims the space of the rows it replaced as it goes
+constexpr double reclaim_every = 0.05;  // a round of space reuse after this share of a table is converted
+constexpr long reclaim_min_rows = 1000; // ... but never after fewer rows
 
 } // namespace mext::defaults

@@ -10,10 +10,12 @@
 // whose conversion is idempotent.
 #include <cstring>
 
+#include "core/space_reuse.hpp"
 #include "core/throttle.hpp"
 #include "pg/backfill.hpp"
 #include "pg/batch_step.hpp"
 #include "pg/pace_point.hpp"
+#include "pg/reclaim.hpp"
 #include "pg/settings.hpp"
 #include "pg/worker_calls.hpp"
 #include "pg/worker_transaction.hpp"
@@ -108,14 +110,28 @@ void compress_own_full_page_images()
 }
 
 // A batch never waits long for a row lock (a lock timeout is retried with a smaller batch), and commits
-// asynchronously (see the top of this file).
-void batch_in_this_transaction(int64 job, int batch_size, double rate, mext::pg::StepResult *step)
+// asynchronously (see the top of this file). `xid` receives the batch's transaction id, by which space
+// reuse tells when the old versions it left are free to go.
+void batch_in_this_transaction(int64 job, int batch_size, double rate, bool hold_table_end, mext::pg::StepResult *step,
+                               TransactionId *xid)
 {
 	char lock_timeout[32];
 	snprintf(lock_timeout, sizeof lock_timeout, "%d", mext::pg::lock_timeout_ms);
 	(void)set_config_option("lock_timeout", lock_timeout, PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 	(void)set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
-	mext::pg::run_step(job, batch_size, rate, step);
+	mext::pg::run_step(job, batch_size, rate, step, hold_table_end);
+	*xid = GetTopTransactionIdIfAny();
+}
+
+// Space reuse follows the table the job walks: a new partition starts a new account, sized to it.
+void follow_table(const mext::pg::StepResult &step, Oid *table, mext::SpaceReuse *reuse)
+{
+	if (step.table == *table)
+		return;
+	*table = step.table;
+	reuse->forget();
+	reuse->set_round_rows(
+	    mext::rows_per_round(step.table_rows, mext::pg::reclaim_every, mext::defaults::reclaim_min_rows));
 }
 
 // The job's loop. Besides plain data it holds the throttle controller, whose memory is the process's:
@@ -143,6 +159,10 @@ void run_job(int64 job)
 	int lock_attempt = 0;
 	double last_poll = 0;
 	MemoryContext step_context = AllocSetContextCreate(TopMemoryContext, "migration_ext step", ALLOCSET_DEFAULT_SIZES);
+	// Space reuse: the committed batches whose old versions no round has freed yet, in the table walked.
+	mext::SpaceReuse reuse(mext::defaults::reclaim_min_rows);
+	Oid reuse_table = InvalidOid;
+	mext::pg::StepResult last_step{};
 
 	// Publishes at once when the job starts or stops waiting (or a warning appears or clears), and its
 	// reason, rate and batch size at most once a second otherwise.
@@ -197,11 +217,22 @@ void run_job(int64 job)
 		}
 
 		int batch_size = throttle ? controller.batch_size() : fixed_batch;
+		// A round of space reuse takes the place of a batch, behind the same throttle.
+		if (last_step.reuse_space && reuse.due()) {
+			MemoryContextSwitchTo(old);
+			report_activity(job, "reclaiming space", batch_size);
+			mext::pg::reclaim_round(job, {reuse_table, last_step.owner, throttle, false}, reuse);
+			pgstat_report_activity(STATE_IDLE, nullptr);
+			continue;
+		}
 		mext::pg::StepResult step{};
+		TransactionId xid = InvalidTransactionId;
 		double started = now_ms();
 		report_activity(job, "converting", batch_size);
 		double rate = meter.rows_per_second();
-		bool ok = in_transaction([&] { batch_in_this_transaction(job, batch_size, rate, &step); }, &error);
+		bool hold_table_end = last_step.reuse_space && reuse.pending() > 0;
+		bool ok = in_transaction([&] { batch_in_this_transaction(job, batch_size, rate, hold_table_end, &step, &xid); },
+		                         &error);
 		MemoryContextSwitchTo(old);
 		pgstat_report_activity(STATE_IDLE, nullptr);
 
@@ -222,6 +253,22 @@ void run_job(int64 job)
 		lock_attempt = 0;
 		if (std::strcmp(step.action, "stop") == 0)
 			return;
+		last_step = step;
+		if (step.reuse_space) {
+			follow_table(step, &reuse_table, &reuse);
+			if (TransactionIdIsValid(xid))
+				reuse.converted(xid, step.converted);
+		} else {
+			reuse.forget();
+		}
+		// The walk of this table is over: a last round frees what it left, then the job moves on.
+		if (std::strcmp(step.action, "table_end") == 0) {
+			report_activity(job, "reclaiming space", batch_size);
+			mext::pg::reclaim_round(job, {reuse_table, step.owner, throttle, true}, reuse);
+			pgstat_report_activity(STATE_IDLE, nullptr);
+			reuse.forget();
+			continue;
+		}
 		double batch_ms = now_ms() - started;
 		mext::Pause pause = throttle ? controller.after_batch(step.scanned, batch_ms, step.blocked)
 		                             : mext::pace_for_rate_cap(rate_cap, step.scanned, batch_ms);

@@ -48,6 +48,10 @@ SELECT j.state, j.requested, j.throttle, j.codec, j.last_key, j.partition_index,
 	 WHERE a.attrelid = coalesce(tc.oid, lc.oid) AND a.attname = j.column_name AND a.attnum > 0 AND NOT a.attisdropped
 	   AND a.atttypid <> 'pg_catalog.text'::pg_catalog.regtype) AS target_type,
 	quote_ident(tn.nspname) || '.' || quote_ident(tc.relname) AS target_relation,
+	lc.oid AS leaf_oid,
+	CASE WHEN lc.reltuples >= 0 THEN lc.reltuples::float8
+		 ELSE j.rows_estimated::float8 / greatest(coalesce(array_length(j.partitions, 1), 1), 1) END AS leaf_rows,
+	coalesce((to_jsonb(j) ->> 'reuse_space')::boolean, false) AS reuse_space, to_jsonb(j) ? 'size_at_end' AS has_sizes,
 	copied.targets AS copy_columns, copied.sources AS copy_sources, copied.types AS copy_types
 FROM migration_ext.backfill_job j
 LEFT JOIN pg_catalog.pg_class c ON c.oid = j.relation
@@ -220,7 +224,7 @@ SPIPlanPtr batch_plan_for(char *sql, Oid owner)
 }
 
 // The step itself (see run_step).
-void step(int64 job, int batch_size, double rate, StepResult *result)
+void step(int64 job, int batch_size, double rate, StepResult *result, bool hold_table_end)
 {
 	Oid job_types[1] = {INT8OID};
 	Datum job_values[1] = {Int64GetDatum(job)};
@@ -303,6 +307,13 @@ void step(int64 job, int batch_size, double rate, StepResult *result)
 	bool throttle = row.boolean("throttle");
 	int partition_index = row.int4("partition_index");
 	int partition_count = row.int4("partition_count");
+	result->table = row.oid("leaf_oid");
+	result->owner = owner;
+	result->table_rows = row.number("leaf_rows");
+	result->reuse_space = row.boolean("reuse_space") && !row.boolean("is_move");
+	// The install script of an older version lacks the columns of space reuse (a worker of this library
+	// may run on it until ALTER EXTENSION ... UPDATE): then the job's size is not recorded.
+	bool has_sizes = row.boolean("has_sizes");
 
 	// The batch, as the owner of the job's table (a partition's batch too): what the starter was allowed
 	// to act as, whoever started it.
@@ -334,10 +345,15 @@ void step(int64 job, int batch_size, double rate, StepResult *result)
 	}
 	strlcpy(result->action, "continue", sizeof result->action);
 	if (scanned == 0) {
-		if (partition_index < partition_count) {
+		if (hold_table_end) {
+			strlcpy(result->action, "table_end", sizeof result->action);
+		} else if (partition_index < partition_count) {
 			update_job(job, "partition_index = b.partition_index + 1, last_key = NULL");
 		} else {
-			update_job(job, "state = 'done', finished_at = now(), throttle_reason = NULL, requested = NULL");
+			update_job(job, has_sizes
+			                    ? "state = 'done', finished_at = now(), throttle_reason = NULL, requested = NULL, "
+			                      "size_at_end = migration_ext.tables_size(b.partitions)"
+			                    : "state = 'done', finished_at = now(), throttle_reason = NULL, requested = NULL");
 			strlcpy(result->action, "stop", sizeof result->action);
 		}
 		return;
@@ -355,7 +371,7 @@ void step(int64 job, int batch_size, double rate, StepResult *result)
 
 } // namespace
 
-void run_step(int64 job, int batch_size, double rate, StepResult *result)
+void run_step(int64 job, int batch_size, double rate, StepResult *result, bool hold_table_end)
 {
 	*result = StepResult{};
 	strlcpy(result->action, "stop", sizeof result->action);
@@ -363,7 +379,7 @@ void run_step(int64 job, int batch_size, double rate, StepResult *result)
 	int guc_level = NewGUCNestLevel();
 	(void)set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
 	                        false);
-	step(job, batch_size, rate, result);
+	step(job, batch_size, rate, result, hold_table_end);
 	AtEOXact_GUC(true, guc_level);
 }
 

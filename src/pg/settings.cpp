@@ -24,6 +24,7 @@ int max_jobs = defaults::max_jobs;
 int ddl_lock_timeout_ms = defaults::ddl_lock_timeout_ms;
 int max_jobs_per_role = defaults::max_jobs_per_role;
 int repairs_per_transaction = defaults::repairs_per_transaction;
+double reclaim_every = defaults::reclaim_every;
 
 namespace
 {
@@ -35,6 +36,7 @@ int max_replica_lag_ms = defaults::max_replica_lag_ms;
 int max_active_backends = defaults::max_active_backends;
 int max_wal_bytes_per_second = defaults::max_wal_bytes_per_second;
 double live_duty_cycle = defaults::live_duty_cycle;
+bool reuse_space = defaults::reuse_space;
 } // namespace
 
 void register_settings()
@@ -119,6 +121,17 @@ void register_settings()
 	    "Each write-back is a subtransaction whose xid the backend keeps until the transaction ends.",
 	    &repairs_per_transaction, defaults::repairs_per_transaction, 0, defaults::max_repairs_per_transaction,
 	    PGC_USERSET, 0, nullptr, nullptr, nullptr);
+	DefineCustomBoolVariable("migration_ext.reuse_space",
+	                         "Backfills reclaim the space of the rows they replaced as they go, unless started with "
+	                         "reuse_space => false.",
+	                         "Between batches the job's worker vacuums the table, so that the rows it converts next "
+	                         "land in the space the old versions took instead of at the end of the table.",
+	                         &reuse_space, defaults::reuse_space, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+	DefineCustomRealVariable(
+	    "migration_ext.reclaim_every", "Share of a table a backfill converts between two rounds of space reuse.",
+	    "The table grows by about this share before the first round frees space; each round "
+	    "is a VACUUM of the table, which scans its indexes whole.",
+	    &reclaim_every, defaults::reclaim_every, 0.001, 1, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 	MarkGUCPrefixReserved("migration_ext");
 }
 

@@ -13,6 +13,7 @@ extern int max_jobs;                // backfill workers running at once, cluster
 extern int ddl_lock_timeout_ms;     // lock_timeout of each strong lock the protocol takes
 extern int max_jobs_per_role;       // backfill workers of one role's jobs at once, per database (0: no limit)
 extern int repairs_per_transaction; // repair_value() write-backs in one transaction (0: reads only convert)
+extern double reclaim_every;        // share of a table converted between two rounds of space reuse
 
 void register_settings();
 

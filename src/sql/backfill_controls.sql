@@ -25,13 +25,13 @@ CREATE FUNCTION @extschema@.alter_backfill(job bigint, max_rows_per_second int D
 										   batch_time_target interval DEFAULT NULL,
 										   max_replica_lag interval DEFAULT NULL, max_active_backends int DEFAULT NULL,
 										   max_wal_bytes_per_second bigint DEFAULT NULL, throttle boolean DEFAULT NULL,
-										   live_duty_cycle double precision DEFAULT NULL)
+										   live_duty_cycle double precision DEFAULT NULL, reuse_space boolean DEFAULT NULL)
 	RETURNS void LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
 
 CREATE FUNCTION migration_ext.alter_backfill(actor regrole, job bigint, max_rows_per_second int,
 											 batch_time_target interval, max_replica_lag interval,
 											 max_active_backends int, max_wal_bytes_per_second bigint,
-											 throttle boolean, live_duty_cycle double precision)
+											 throttle boolean, live_duty_cycle double precision, reuse_space boolean)
 	RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -53,6 +53,7 @@ BEGIN
 		max_wal_bytes_per_second = coalesce(alter_backfill.max_wal_bytes_per_second, b.max_wal_bytes_per_second),
 		throttle = coalesce(alter_backfill.throttle, b.throttle),
 		live_duty_cycle = coalesce(alter_backfill.live_duty_cycle, b.live_duty_cycle),
+		reuse_space = coalesce(alter_backfill.reuse_space, b.reuse_space),
 		updated_at = now()
 	WHERE b.id = job;
 END
@@ -252,7 +253,12 @@ CREATE VIEW @extschema@.backfill_status WITH (security_invoker = true) AS
 		   j.throttle, round(j.batch_time_target_ms::numeric) AS batch_time_target_ms, j.max_replica_lag_s,
 		   j.max_active_backends, j.max_wal_bytes_per_second, j.live_duty_cycle,
 		   j.last_error, j.error_key, j.pid, j.owner AS role,
-		   j.created_at, j.started_at, j.updated_at, j.finished_at
+		   j.created_at, j.started_at, j.updated_at, j.finished_at,
+		   j.reuse_space, j.size_at_start,
+		   -- The table's size now (at the end, once done) against its size at the start.
+		   pg_catalog.round(coalesce(j.size_at_end, migration_ext.tables_size(j.partitions))::numeric
+							OPERATOR(pg_catalog./) nullif(j.size_at_start, 0)::numeric, 3) AS growth,
+		   j.reclaims, j.rows_reclaimed, j.space_reclaimed, j.reclaim_note
 	FROM migration_ext.backfill_job j
 	-- Once a row, so that the state, the percentage and the ETA agree even if the worker exits meanwhile.
 	-- OFFSET 0 keeps the planner from pulling the subquery up into the three expressions that use it.

@@ -48,7 +48,16 @@ CREATE TABLE migration_ext.backfill_job (
 	created_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	started_at          timestamptz,
 	updated_at          timestamptz,
-	finished_at         timestamptz
+	finished_at         timestamptz,
+	-- Space reuse: the worker vacuums the table as it goes, so converted rows land in the space of the
+	-- old versions they replaced (reclaim.cpp). Sizes are table + indexes + TOAST of the leaves walked.
+	reuse_space         boolean NOT NULL DEFAULT true,
+	size_at_start       bigint,                    -- NULL for a table move, which rewrites no row in place
+	size_at_end         bigint,
+	reclaims            int NOT NULL DEFAULT 0,    -- rounds of space reuse run
+	rows_reclaimed      bigint NOT NULL DEFAULT 0, -- dead row versions they freed (PostgreSQL's count)
+	space_reclaimed     bigint NOT NULL DEFAULT 0, -- their bytes, at the table's mean bytes per row version
+	reclaim_note        text                       -- the last round's outcome, or why none could free space
 );
 
 -- One runner per column: a second job on the same column is refused while one is unfinished.
@@ -61,6 +70,12 @@ ALTER TABLE migration_ext.backfill_job ENABLE ROW LEVEL SECURITY;
 CREATE POLICY backfill_job_table_owner ON migration_ext.backfill_job FOR SELECT
 	USING (migration_ext.may_act_on(CURRENT_USER::regrole, relation));
 GRANT SELECT ON migration_ext.backfill_job TO PUBLIC;
+
+-- Bytes on disk of some tables: each one's heap, indexes and TOAST (a quoted body: parsed when called,
+-- under the pinned search_path).
+CREATE FUNCTION migration_ext.tables_size(tables regclass[]) RETURNS bigint
+	LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT sum(pg_total_relation_size(t))::bigint FROM unnest(tables) t $$;
 
 CREATE FUNCTION migration_ext.launch_worker(job bigint) RETURNS int
 	LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'mext_launch_worker';
@@ -309,7 +324,8 @@ CREATE FUNCTION migration_ext.start_backfill(relation regclass, column_name name
 											 max_replica_lag interval DEFAULT NULL, max_active_backends int DEFAULT NULL,
 											 max_wal_bytes_per_second bigint DEFAULT NULL,
 											 target_relation regclass DEFAULT NULL,
-											 live_duty_cycle double precision DEFAULT NULL)
+											 live_duty_cycle double precision DEFAULT NULL,
+											 reuse_space boolean DEFAULT NULL)
 	RETURNS bigint LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
 
 -- Who may start a job on a table: whoever may act as its owner (superusers, the owner, members of the
@@ -319,7 +335,8 @@ CREATE FUNCTION migration_ext.start_backfill(actor regrole, relation regclass, c
 											 throttle boolean, migration text, launch boolean,
 											 batch_time_target interval, max_replica_lag interval,
 											 max_active_backends int, max_wal_bytes_per_second bigint,
-											 target_relation regclass, live_duty_cycle double precision)
+											 target_relation regclass, live_duty_cycle double precision,
+											 reuse_space boolean)
 	RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -431,7 +448,7 @@ BEGIN
 												partitions, batch_size, max_rows_per_second, throttle,
 												rows_estimated, current_batch_size, batch_time_target_ms,
 												max_replica_lag_s, max_active_backends, max_wal_bytes_per_second,
-												live_duty_cycle, owner)
+												live_duty_cycle, owner, reuse_space, size_at_start)
 		VALUES (relation, column_name, source_column, target_relation, codec, migration, walk.key_columns, leaves,
 				coalesce(batch_size, CASE WHEN throttle THEN migration_ext.setting('migration_ext.batch_size')::bigint
 										  ELSE migration_ext.setting('migration_ext.unthrottled_batch_size')::bigint END), max_rows_per_second,
@@ -445,7 +462,9 @@ BEGIN
 				coalesce(max_active_backends, migration_ext.setting('migration_ext.max_active_backends')::bigint),
 				coalesce(max_wal_bytes_per_second,
 						 migration_ext.setting('migration_ext.max_wal_bytes_per_second')::bigint),
-				coalesce(live_duty_cycle, migration_ext.setting('migration_ext.live_duty_cycle')), actor)
+				coalesce(live_duty_cycle, migration_ext.setting('migration_ext.live_duty_cycle')), actor,
+				coalesce(reuse_space, current_setting('migration_ext.reuse_space')::boolean),
+				CASE WHEN target_relation IS NULL THEN migration_ext.tables_size(leaves) END)
 		RETURNING id INTO job;
 	EXCEPTION WHEN unique_violation THEN
 		RAISE EXCEPTION 'a backfill of %.% is already active', relation, quote_ident(column_name)
@@ -494,8 +513,9 @@ CREATE FUNCTION @extschema@.start_backfill(relation regclass, column_name name, 
 										   max_replica_lag interval DEFAULT NULL, max_active_backends int DEFAULT NULL,
 										   max_wal_bytes_per_second bigint DEFAULT NULL,
 										   target_relation regclass DEFAULT NULL,
-										   live_duty_cycle double precision DEFAULT NULL)
+										   live_duty_cycle double precision DEFAULT NULL,
+										   reuse_space boolean DEFAULT NULL)
 	RETURNS bigint LANGUAGE sql
 	RETURN migration_ext.start_backfill(relation, column_name, codec, source_column, batch_size, max_rows_per_second,
 										throttle, NULL, true, batch_time_target, max_replica_lag, max_active_backends,
-										max_wal_bytes_per_second, target_relation, live_duty_cycle);
+										max_wal_bytes_per_second, target_relation, live_duty_cycle, reuse_space);

@@ -10,6 +10,159 @@
 -- extension machinery restores the caller's path when the script ends.
 SET LOCAL search_path = pg_catalog, pg_temp;
 
+-- Space reuse: a job vacuums its table as it goes (reuse_space), and records the table's size and what
+-- its rounds reclaimed. start_backfill() and alter_backfill() take reuse_space as their last argument:
+-- the old signatures go, the SQL wrappers first (their bodies depend on the implementations), and come
+-- back below with it.
+-- The columns come without defaults, which are set afterwards, as a fresh install has them: a column added
+-- with a default would keep it as a "missing value" that a fresh table does not have.
+ALTER TABLE migration_ext.backfill_job ADD COLUMN reuse_space boolean, ADD COLUMN size_at_start bigint,
+	ADD COLUMN size_at_end bigint, ADD COLUMN reclaims int, ADD COLUMN rows_reclaimed bigint,
+	ADD COLUMN space_reclaimed bigint, ADD COLUMN reclaim_note text;
+UPDATE migration_ext.backfill_job SET reuse_space = true, reclaims = 0, rows_reclaimed = 0, space_reclaimed = 0;
+ALTER TABLE migration_ext.backfill_job ALTER COLUMN reuse_space SET DEFAULT true,
+	ALTER COLUMN reuse_space SET NOT NULL, ALTER COLUMN reclaims SET DEFAULT 0, ALTER COLUMN reclaims SET NOT NULL,
+	ALTER COLUMN rows_reclaimed SET DEFAULT 0, ALTER COLUMN rows_reclaimed SET NOT NULL,
+	ALTER COLUMN space_reclaimed SET DEFAULT 0, ALTER COLUMN space_reclaimed SET NOT NULL;
+-- Bytes on disk of some tables: each one's heap, indexes and TOAST (a quoted body: parsed when called,
+-- under the pinned search_path).
+CREATE FUNCTION migration_ext.tables_size(tables regclass[]) RETURNS bigint
+	LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT sum(pg_total_relation_size(t))::bigint FROM unnest(tables) t $$;
+REVOKE EXECUTE ON FUNCTION migration_ext.tables_size(regclass[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION migration_ext.tables_size(regclass[]) TO PUBLIC;
+DROP FUNCTION @extschema@.start_backfill(regclass, name, text, name, int, int, boolean, interval, interval, int, bigint,
+										 regclass, double precision);
+DROP FUNCTION @extschema@.start_backfill(text, name, text, name, int, int, boolean, interval, interval, int, bigint,
+										 regclass, double precision);
+DROP FUNCTION @extschema@.start_backfill(text, name, int, int, boolean, interval, interval, int, bigint,
+										 double precision);
+DROP FUNCTION migration_ext.start_migration_backfill(text, name, int, int, boolean, interval, interval, int, bigint,
+													 double precision);
+DROP FUNCTION migration_ext.start_migration_backfill(regrole, text, name, int, int, boolean, interval, interval, int,
+													 bigint, double precision);
+DROP FUNCTION migration_ext.start_backfill(regclass, name, text, name, int, int, boolean, text, boolean, interval,
+										   interval, int, bigint, regclass, double precision);
+DROP FUNCTION migration_ext.start_backfill(regrole, regclass, name, text, name, int, int, boolean, text, boolean,
+										   interval, interval, int, bigint, regclass, double precision);
+DROP FUNCTION @extschema@.alter_backfill(bigint, int, interval, interval, int, bigint, boolean, double precision);
+DROP FUNCTION migration_ext.alter_backfill(regrole, bigint, int, interval, interval, int, bigint, boolean,
+										   double precision);
+
+-- ... and back with reuse_space (the implementation of the relation form follows with the other backfill
+-- functions below).
+CREATE FUNCTION migration_ext.start_backfill(relation regclass, column_name name, codec text, source_column name,
+											 batch_size int, max_rows_per_second int, throttle boolean,
+											 migration text DEFAULT NULL, launch boolean DEFAULT true,
+											 batch_time_target interval DEFAULT NULL,
+											 max_replica_lag interval DEFAULT NULL, max_active_backends int DEFAULT NULL,
+											 max_wal_bytes_per_second bigint DEFAULT NULL,
+											 target_relation regclass DEFAULT NULL,
+											 live_duty_cycle double precision DEFAULT NULL,
+											 reuse_space boolean DEFAULT NULL)
+	RETURNS bigint LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
+
+CREATE FUNCTION migration_ext.start_migration_backfill(migration text, source_column name, batch_size int,
+														max_rows_per_second int, throttle boolean,
+														batch_time_target interval, max_replica_lag interval,
+														max_active_backends int, max_wal_bytes_per_second bigint,
+														live_duty_cycle double precision, reuse_space boolean)
+	RETURNS bigint LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
+
+CREATE FUNCTION migration_ext.start_migration_backfill(actor regrole, migration text, source_column name,
+														batch_size int, max_rows_per_second int, throttle boolean,
+														batch_time_target interval, max_replica_lag interval,
+														max_active_backends int, max_wal_bytes_per_second bigint,
+														live_duty_cycle double precision, reuse_space boolean)
+	RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m migration_ext.migration := migration_ext.require_migration(migration, true);
+	new_job bigint;
+BEGIN
+	IF m.phase NOT IN ('producing', 'backfilling') THEN
+		RAISE EXCEPTION 'cannot backfill migration "%" in phase %', migration, m.phase
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				DETAIL = 'The backfill starts once writers produce the new format: after the point of no return.',
+				HINT = format('advance_migration(%L) until it is producing.', migration);
+	END IF;
+	new_job := migration_ext.start_backfill(actor, m.relation, m.column_name, m.codec,
+											coalesce(source_column, m.source_column), batch_size, max_rows_per_second,
+											throttle, migration, true, batch_time_target, max_replica_lag,
+											max_active_backends, max_wal_bytes_per_second, NULL, live_duty_cycle,
+											reuse_space);
+	UPDATE migration_ext.migration x SET phase = 'backfilling', job = new_job WHERE x.name = m.name;
+	INSERT INTO migration_ext.migration_event (migration, event, from_phase, to_phase, detail, by_role)
+	VALUES (migration, 'backfill', m.phase, 'backfilling', format('job %s', new_job), pg_get_userbyid(actor));
+	RETURN new_job;
+END
+$$;
+
+CREATE FUNCTION @extschema@.start_backfill(migration text, source_column name DEFAULT NULL, batch_size int DEFAULT NULL,
+										   max_rows_per_second int DEFAULT NULL, throttle boolean DEFAULT true,
+										   batch_time_target interval DEFAULT NULL,
+										   max_replica_lag interval DEFAULT NULL, max_active_backends int DEFAULT NULL,
+										   max_wal_bytes_per_second bigint DEFAULT NULL,
+										   live_duty_cycle double precision DEFAULT NULL,
+										   reuse_space boolean DEFAULT NULL)
+	RETURNS bigint LANGUAGE sql
+	RETURN migration_ext.start_migration_backfill(migration, source_column, batch_size, max_rows_per_second, throttle,
+												   batch_time_target, max_replica_lag, max_active_backends,
+												   max_wal_bytes_per_second, live_duty_cycle, reuse_space);
+
+CREATE FUNCTION @extschema@.start_backfill(relation text, column_name name, codec text,
+										   source_column name DEFAULT NULL, batch_size int DEFAULT NULL,
+										   max_rows_per_second int DEFAULT NULL, throttle boolean DEFAULT true,
+										   batch_time_target interval DEFAULT NULL,
+										   max_replica_lag interval DEFAULT NULL, max_active_backends int DEFAULT NULL,
+										   max_wal_bytes_per_second bigint DEFAULT NULL,
+										   target_relation regclass DEFAULT NULL,
+										   live_duty_cycle double precision DEFAULT NULL,
+										   reuse_space boolean DEFAULT NULL)
+	RETURNS bigint LANGUAGE sql
+	RETURN migration_ext.start_backfill(relation::regclass, column_name, codec, source_column, batch_size,
+										max_rows_per_second, throttle, NULL, true, batch_time_target, max_replica_lag,
+										max_active_backends, max_wal_bytes_per_second, target_relation,
+										live_duty_cycle, reuse_space);
+
+CREATE FUNCTION @extschema@.alter_backfill(job bigint, max_rows_per_second int DEFAULT NULL,
+										   batch_time_target interval DEFAULT NULL,
+										   max_replica_lag interval DEFAULT NULL, max_active_backends int DEFAULT NULL,
+										   max_wal_bytes_per_second bigint DEFAULT NULL, throttle boolean DEFAULT NULL,
+										   live_duty_cycle double precision DEFAULT NULL, reuse_space boolean DEFAULT NULL)
+	RETURNS void LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
+
+CREATE FUNCTION migration_ext.alter_backfill(actor regrole, job bigint, max_rows_per_second int,
+											 batch_time_target interval, max_replica_lag interval,
+											 max_active_backends int, max_wal_bytes_per_second bigint,
+											 throttle boolean, live_duty_cycle double precision, reuse_space boolean)
+	RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	j migration_ext.backfill_job := migration_ext.require_job(actor, job);
+BEGIN
+	IF max_rows_per_second < 0 THEN
+		RAISE EXCEPTION 'max_rows_per_second must not be negative' USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Pass 0 to remove the rate cap.';
+	END IF;
+	PERFORM migration_ext.check_throttle_settings(batch_time_target, max_replica_lag, max_active_backends,
+												  max_wal_bytes_per_second, live_duty_cycle);
+	PERFORM migration_ext.unfinished_job_state(j, 'altered');
+	UPDATE migration_ext.backfill_job b SET
+		max_rows_per_second = CASE WHEN alter_backfill.max_rows_per_second IS NULL THEN b.max_rows_per_second
+								   ELSE nullif(alter_backfill.max_rows_per_second, 0) END,
+		batch_time_target_ms = coalesce(extract(epoch FROM alter_backfill.batch_time_target) * 1000, b.batch_time_target_ms),
+		max_replica_lag_s = coalesce(extract(epoch FROM alter_backfill.max_replica_lag), b.max_replica_lag_s),
+		max_active_backends = coalesce(alter_backfill.max_active_backends, b.max_active_backends),
+		max_wal_bytes_per_second = coalesce(alter_backfill.max_wal_bytes_per_second, b.max_wal_bytes_per_second),
+		throttle = coalesce(alter_backfill.throttle, b.throttle),
+		live_duty_cycle = coalesce(alter_backfill.live_duty_cycle, b.live_duty_cycle),
+		reuse_space = coalesce(alter_backfill.reuse_space, b.reuse_space),
+		updated_at = now()
+	WHERE b.id = job;
+END
+$$;
+
 -- wait_backfill() reports progress as NOTICEs (its new argument `progress`), and await_backfill() waits
 -- as a procedure that holds no snapshot.
 DROP FUNCTION @extschema@.wait_backfill(bigint, interval);
@@ -225,12 +378,13 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION migration_ext.start_backfill(actor regrole, relation regclass, column_name name, codec text,
+CREATE FUNCTION migration_ext.start_backfill(actor regrole, relation regclass, column_name name, codec text,
 											 source_column name, batch_size int, max_rows_per_second int,
 											 throttle boolean, migration text, launch boolean,
 											 batch_time_target interval, max_replica_lag interval,
 											 max_active_backends int, max_wal_bytes_per_second bigint,
-											 target_relation regclass, live_duty_cycle double precision)
+											 target_relation regclass, live_duty_cycle double precision,
+											 reuse_space boolean)
 	RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -342,7 +496,7 @@ BEGIN
 												partitions, batch_size, max_rows_per_second, throttle,
 												rows_estimated, current_batch_size, batch_time_target_ms,
 												max_replica_lag_s, max_active_backends, max_wal_bytes_per_second,
-												live_duty_cycle, owner)
+												live_duty_cycle, owner, reuse_space, size_at_start)
 		VALUES (relation, column_name, source_column, target_relation, codec, migration, walk.key_columns, leaves,
 				coalesce(batch_size, CASE WHEN throttle THEN migration_ext.setting('migration_ext.batch_size')::bigint
 										  ELSE migration_ext.setting('migration_ext.unthrottled_batch_size')::bigint END), max_rows_per_second,
@@ -356,7 +510,9 @@ BEGIN
 				coalesce(max_active_backends, migration_ext.setting('migration_ext.max_active_backends')::bigint),
 				coalesce(max_wal_bytes_per_second,
 						 migration_ext.setting('migration_ext.max_wal_bytes_per_second')::bigint),
-				coalesce(live_duty_cycle, migration_ext.setting('migration_ext.live_duty_cycle')), actor)
+				coalesce(live_duty_cycle, migration_ext.setting('migration_ext.live_duty_cycle')), actor,
+				coalesce(reuse_space, current_setting('migration_ext.reuse_space')::boolean),
+				CASE WHEN target_relation IS NULL THEN migration_ext.tables_size(leaves) END)
 		RETURNING id INTO job;
 	EXCEPTION WHEN unique_violation THEN
 		RAISE EXCEPTION 'a backfill of %.% is already active', relation, quote_ident(column_name)
@@ -577,18 +733,19 @@ CREATE OR REPLACE FUNCTION @extschema@.revert_function(fn regprocedure, to_versi
 	LANGUAGE sql
 	RETURN migration_ext.revert_function(fn, to_version, pg_catalog.current_setting('search_path'));
 ALTER POLICY backfill_job_table_owner ON migration_ext.backfill_job USING (migration_ext.may_act_on(CURRENT_USER::regrole, relation));
-CREATE OR REPLACE FUNCTION @extschema@.start_backfill(relation regclass, column_name name, codec text,
+CREATE FUNCTION @extschema@.start_backfill(relation regclass, column_name name, codec text,
 										   source_column name DEFAULT NULL, batch_size int DEFAULT NULL,
 										   max_rows_per_second int DEFAULT NULL, throttle boolean DEFAULT true,
 										   batch_time_target interval DEFAULT NULL,
 										   max_replica_lag interval DEFAULT NULL, max_active_backends int DEFAULT NULL,
 										   max_wal_bytes_per_second bigint DEFAULT NULL,
 										   target_relation regclass DEFAULT NULL,
-										   live_duty_cycle double precision DEFAULT NULL)
+										   live_duty_cycle double precision DEFAULT NULL,
+										   reuse_space boolean DEFAULT NULL)
 	RETURNS bigint LANGUAGE sql
 	RETURN migration_ext.start_backfill(relation, column_name, codec, source_column, batch_size, max_rows_per_second,
 										throttle, NULL, true, batch_time_target, max_replica_lag, max_active_backends,
-										max_wal_bytes_per_second, target_relation, live_duty_cycle);
+										max_wal_bytes_per_second, target_relation, live_duty_cycle, reuse_space);
 CREATE OR REPLACE FUNCTION migration_ext.worker_note(job bigint, rate double precision, throttle_reason text, warning text,
 										  batch_size int)
 	RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp
@@ -619,7 +776,12 @@ CREATE OR REPLACE VIEW @extschema@.backfill_status WITH (security_invoker = true
 		   j.throttle, round(j.batch_time_target_ms::numeric) AS batch_time_target_ms, j.max_replica_lag_s,
 		   j.max_active_backends, j.max_wal_bytes_per_second, j.live_duty_cycle,
 		   j.last_error, j.error_key, j.pid, j.owner AS role,
-		   j.created_at, j.started_at, j.updated_at, j.finished_at
+		   j.created_at, j.started_at, j.updated_at, j.finished_at,
+		   j.reuse_space, j.size_at_start,
+		   -- The table's size now (at the end, once done) against its size at the start.
+		   pg_catalog.round(coalesce(j.size_at_end, migration_ext.tables_size(j.partitions))::numeric
+							OPERATOR(pg_catalog./) nullif(j.size_at_start, 0)::numeric, 3) AS growth,
+		   j.reclaims, j.rows_reclaimed, j.space_reclaimed, j.reclaim_note
 	FROM migration_ext.backfill_job j
 	-- Once a row, so that the state, the percentage and the ETA agree even if the worker exits meanwhile.
 	-- OFFSET 0 keeps the planner from pulling the subquery up into the three expressions that use it.
@@ -1111,6 +1273,25 @@ BEGIN
 END
 $$;
 
+REVOKE EXECUTE ON FUNCTION
+	migration_ext.start_backfill(regclass, name, text, name, int, int, boolean, text, boolean, interval, interval, int,
+								 bigint, regclass, double precision, boolean),
+	migration_ext.start_backfill(regrole, regclass, name, text, name, int, int, boolean, text, boolean, interval,
+								 interval, int, bigint, regclass, double precision, boolean),
+	migration_ext.start_migration_backfill(text, name, int, int, boolean, interval, interval, int, bigint,
+										   double precision, boolean),
+	migration_ext.start_migration_backfill(regrole, text, name, int, int, boolean, interval, interval, int, bigint,
+										   double precision, boolean),
+	migration_ext.alter_backfill(regrole, bigint, int, interval, interval, int, bigint, boolean, double precision,
+								 boolean)
+	FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+	migration_ext.start_backfill(regclass, name, text, name, int, int, boolean, text, boolean, interval, interval, int,
+								 bigint, regclass, double precision, boolean),
+	migration_ext.start_migration_backfill(text, name, int, int, boolean, interval, interval, int, bigint,
+										   double precision, boolean)
+	TO PUBLIC;
+
 -- Table moves as a migration kind: create_migration(..., target_relation, column_map) mirrors writes between
 -- V1 and V2, the sweep copies with the column map, the verifying step compares both tables, the contract
 -- drops the mirrors, and replace_with_view() can leave a view of V2 under V1's name.
@@ -1246,7 +1427,7 @@ CREATE OR REPLACE FUNCTION migration_ext.start_migration_backfill(actor regrole,
 														batch_size int, max_rows_per_second int, throttle boolean,
 														batch_time_target interval, max_replica_lag interval,
 														max_active_backends int, max_wal_bytes_per_second bigint,
-														live_duty_cycle double precision)
+														live_duty_cycle double precision, reuse_space boolean)
 	RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -1266,7 +1447,7 @@ BEGIN
 											coalesce(source_column, m.source_column), batch_size, max_rows_per_second,
 											throttle, migration, true, batch_time_target, max_replica_lag,
 											max_active_backends, max_wal_bytes_per_second, m.target_relation,
-											live_duty_cycle);
+											live_duty_cycle, reuse_space);
 	UPDATE migration_ext.migration x SET phase = 'backfilling', job = new_job WHERE x.name = m.name;
 	INSERT INTO migration_ext.migration_event (migration, event, from_phase, to_phase, detail, by_role)
 	VALUES (migration, 'backfill', m.phase, 'backfilling', format('job %s', new_job), pg_get_userbyid(actor));
