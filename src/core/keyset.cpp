@@ -135,8 +135,8 @@ std::string copy_statement(const CopyShape &shape, bool after_last_key)
 	sql += " ORDER BY " + order + " LIMIT $2), ";
 	// What V2 lacked in the statement's snapshot (every part of one statement reads the same one), for the
 	// batch's rows only.
-	sql += "seen AS MATERIALIZED (SELECT r.*, NOT EXISTS (SELECT FROM ONLY " + shape.target_relation +
-	       " AS v WHERE (" + target_key + ") = (" + read_key + ")) AS mext_missing_ FROM snap r), ";
+	sql += "seen AS MATERIALIZED (SELECT r.*, NOT EXISTS (SELECT FROM ONLY " + shape.target_relation + " AS v WHERE (" +
+	       target_key + ") = (" + read_key + ")) AS mext_missing_ FROM snap r), ";
 	sql += "bound AS (SELECT " + order + " FROM snap ORDER BY " + joined(b.key, "", " DESC") + " LIMIT 1), ";
 	sql += "ins AS (INSERT INTO " + shape.target_relation + " (" + columns + ") SELECT " + values + " FROM ONLY " +
 	       b.relation + " AS t WHERE ";
@@ -152,7 +152,8 @@ std::string copy_statement(const CopyShape &shape, bool after_last_key)
 	sql += "SELECT tally.scanned::bigint, tally.legacy_seen::bigint, written.converted::bigint, "
 	       "CASE WHEN tally.legacy_seen = written.converted THEN 0 "
 	       "ELSE (SELECT count(*) FROM seen s FULL JOIN ins i ON (" +
-	       snap_key + ") = (" + inserted_key + ") WHERE s.mext_missing_ IS DISTINCT FROM (i." + returned_key.substr(0, returned_key.find(',')) +
+	       snap_key + ") = (" + inserted_key + ") WHERE s.mext_missing_ IS DISTINCT FROM (i." +
+	       returned_key.substr(0, returned_key.find(',')) +
 	       " IS NOT NULL)) END::bigint AS conflicts, "
 	       "(SELECT ARRAY[" +
 	       joined(b.key, "", "::text") + "] FROM bound) AS last_key FROM tally, written";

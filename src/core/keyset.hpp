@@ -47,8 +47,8 @@ struct CopyColumn {
 	std::string type;   // format_type() of V2's column, the cast applied; empty: assigned as it is
 };
 struct CopyShape {
-	BatchShape batch;               // relation = V1 (a leaf), target = column in V2, source = column in V1
-	std::string target_relation;    // quoted V2
+	BatchShape batch;                // relation = V1 (a leaf), target = column in V2, source = column in V1
+	std::string target_relation;     // quoted V2
 	std::vector<CopyColumn> columns; // every column copied, the target column included
 };
 std::string copy_statement(const CopyShape &shape, bool after_last_key);
