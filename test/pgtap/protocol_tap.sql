@@ -8,13 +8,15 @@
 ------------------------------------------------------------------------------------------------------
 -- Signatures, as DESIGN.md calls them.
 ------------------------------------------------------------------------------------------------------
-SELECT has_function('create_migration', ARRAY['text', 'regclass', 'name', 'text', 'name', 'boolean'],
-	'create_migration(text, regclass, name, text, name, boolean) exists');
-SELECT function_returns('create_migration', ARRAY['text', 'regclass', 'name', 'text', 'name', 'boolean'], 'void',
-	'create_migration returns void');
-SELECT is(pg_get_function_arguments('create_migration(text,regclass,name,text,name,boolean)'::regprocedure),
-	'name text, relation regclass, column_name name, codec text, source_column name DEFAULT NULL::name, allow_key_update boolean DEFAULT false',
-	'create_migration(name, relation, column_name, codec, source_column DEFAULT NULL, allow_key_update DEFAULT false)');
+-- A table move's two arguments come last, with defaults: calls by position or name written for the
+-- first six still resolve.
+SELECT has_function('create_migration', ARRAY['text', 'regclass', 'name', 'text', 'name', 'boolean', 'regclass', 'jsonb'],
+	'create_migration(text, regclass, name, text, name, boolean, regclass, jsonb) exists');
+SELECT function_returns('create_migration', ARRAY['text', 'regclass', 'name', 'text', 'name', 'boolean', 'regclass', 'jsonb'],
+	'void', 'create_migration returns void');
+SELECT is(pg_get_function_arguments('create_migration(text,regclass,name,text,name,boolean,regclass,jsonb)'::regprocedure),
+	'name text, relation regclass, column_name name, codec text, source_column name DEFAULT NULL::name, allow_key_update boolean DEFAULT false, target_relation regclass DEFAULT NULL::regclass, column_map jsonb DEFAULT NULL::jsonb',
+	'create_migration(name, relation, column_name, codec, source_column DEFAULT NULL, allow_key_update DEFAULT false, target_relation DEFAULT NULL, column_map DEFAULT NULL)');
 SELECT has_function('plan_swap', ARRAY['text', 'regprocedure', 'text', 'text', 'name'],
 	'plan_swap(text, regprocedure, text, text, name) exists');
 SELECT function_returns('plan_swap', ARRAY['text', 'regprocedure', 'text', 'text', 'name'], 'void', 'plan_swap returns void');

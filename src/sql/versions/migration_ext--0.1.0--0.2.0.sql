@@ -961,42 +961,6 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION migration_ext.create_migration(actor regrole, name text, relation regclass, column_name name,
-											   codec text, source_column name, allow_key_update boolean)
-	RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	inventory record;
-BEGIN
-	IF name IS NULL OR btrim(name) = '' THEN
-		RAISE EXCEPTION 'migration name must not be empty' USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	IF relation IS NULL OR column_name IS NULL OR codec IS NULL THEN
-		RAISE EXCEPTION 'relation, column_name and codec must not be NULL' USING ERRCODE = 'null_value_not_allowed';
-	END IF;
-	PERFORM migration_ext.require_codec(codec);
-	PERFORM migration_ext.checked_column(relation, column_name);
-	PERFORM migration_ext.require_table_owner(actor, relation, 'migrate it');
-	IF source_column IS NOT NULL THEN
-		PERFORM migration_ext.checked_column(relation, source_column);
-	END IF;
-	SELECT * INTO inventory FROM @extschema@.inspect_column(relation, column_name);
-	IF NOT coalesce(allow_key_update, false) AND (inventory.in_primary_key OR inventory.in_partition_key
-												 OR inventory.referenced_by IS NOT NULL) THEN
-		RAISE EXCEPTION 'column "%" of % is structurally fixed', column_name, relation
-			USING ERRCODE = 'feature_not_supported', DETAIL = inventory.plan,
-				HINT = 'See inspect_column(); pass allow_key_update => true only if foreign keys cascade.';
-	END IF;
-	IF EXISTS (SELECT FROM migration_ext.migration m WHERE m.name = create_migration.name) THEN
-		RAISE EXCEPTION 'migration "%" already exists', name USING ERRCODE = 'duplicate_object';
-	END IF;
-	INSERT INTO migration_ext.migration (name, relation, column_name, codec, source_column, allow_key_update, created_by)
-	VALUES (name, relation, column_name, codec, source_column, coalesce(allow_key_update, false), pg_get_userbyid(actor));
-	INSERT INTO migration_ext.migration_event (migration, event, to_phase, detail, by_role)
-	VALUES (name, 'create', 'planned', format('%s.%I with codec %s', relation, column_name, codec), pg_get_userbyid(actor));
-END
-$$;
-
 CREATE OR REPLACE FUNCTION migration_ext.read_check(actor regrole, m migration_ext.migration, fn regprocedure,
 										 caller_search_path text)
 	RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
