@@ -24,7 +24,7 @@ esac
 ROWS=${BENCH_ROWS:-1000000}
 SCALE_ROWS=${BENCH_SCALE_ROWS:-10000000}
 REPEAT=${BENCH_REPEAT:-3}
-WAIT=${BENCH_WAIT:-30 min}  # wait_backfill's timeout: past it the job counts as not finishing
+WAIT=${BENCH_WAIT:-30 min}  # await_backfill's timeout: past it the job counts as not finishing
 B=1000                      # the baselines' batch size, as the README quotes them
 for n in "$ROWS" "$SCALE_ROWS" "$REPEAT"; do
     [[ $n =~ ^[1-9][0-9]*$ ]] || bench_die "BENCH_ROWS, BENCH_SCALE_ROWS and BENCH_REPEAT must be positive integers"
@@ -104,8 +104,10 @@ run_baseline() {
     } | bench_psql -At -v N="$rows" -v B="$B")
 }
 
-# run_ours <key> <rows>: times start_backfill .. wait_backfill's return in one session, samples the
-# worker's memory meanwhile, and checks the job's own account.
+# run_ours <key> <rows>: times start_backfill .. await_backfill's return in one session, samples the
+# worker's memory meanwhile, and checks the job's own account. CALL await_backfill() holds no snapshot
+# while it waits (a SELECT wait_backfill() would keep every old row version visible, and the job's space
+# reuse, on by default, could reclaim nothing).
 # Sets RESULT="<s> <WAL> <RssAnon kB> <VmHWM kB> <batches>" (not printed: the sampler must be this shell's child).
 run_ours() {
     local key=$1 rows=$2 mem=$WORK/mem stop=$WORK/mem.stop spid out job state secs wal
@@ -117,7 +119,7 @@ run_ours() {
     out=$(bench_psql -At -v args="${ARGS[$key]}" -v wait="$WAIT" <<'SQL'
 SELECT clock_timestamp() AS t0, pg_current_wal_lsn() AS l0 \gset
 SELECT start_backfill('accounts', 'token', 'v2' :args) AS job \gset
-SELECT wait_backfill(:job, :'wait') AS state \gset
+CALL await_backfill(:job, :'wait', false) \gset
 SELECT extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) AS secs,
        pg_wal_lsn_diff(pg_current_wal_lsn(), :'l0'::pg_lsn) AS wal \gset
 \echo :job :state :secs :wal
@@ -131,7 +133,7 @@ SQL
     account=$(bench_value "SELECT state, rows_scanned, rows_converted, conflicts, batches, coalesce(last_error, '-')
                            FROM backfill_status WHERE job = $job")
     local repro="reproduce: bench/lib.sh cluster, setup.sql with N=$rows, CREATE EXTENSION migration_ext, the v2 codec,
-  SELECT start_backfill('accounts', 'token', 'v2'${ARGS[$key]}); SELECT wait_backfill(<job>, '$WAIT');"
+  SELECT start_backfill('accounts', 'token', 'v2'${ARGS[$key]}); CALL await_backfill(<job>, '$WAIT', false);"
     [[ $state == "done" ]] || bench_die "${LABEL[$key]}: job $job ended '$state' after ${secs}s; job: $account
 $repro"
     local scanned converted conflicts batches
@@ -275,7 +277,7 @@ echo "$report"
     echo
     bench_meta
     echo "$params"
-    echo "- timing: clock_timestamp() in one psql session around the timed statement (baselines: the part after their \`\\timing on\`; ours: start_backfill .. wait_backfill returning)"
+    echo "- timing: clock_timestamp() in one psql session around the timed statement (baselines: the part after their \`\\timing on\`; ours: start_backfill .. CALL await_backfill returning)"
     echo "- WAL: pg_wal_lsn_diff over the same span / rows; worker memory: /proc/<pid>/status of the backfill worker every 100 ms (RssAnon = private memory; VmHWM also counts the shared buffers it touched)"
     echo "- every run verified: 0 rows differ from 'v2:' || reverse(md5(id::text)); ours also: job done, all rows converted, 0 conflicts"
     echo
