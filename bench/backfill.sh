@@ -2,7 +2,7 @@
 # Write-path benchmark: our background backfill vs the baselines of bench/fixtures (one UPDATE, the
 # PL/pgSQL keyset recipe, pgroll's shape), all converting token to 'v2:' || reverse(token).
 #
-# Goals (issue): backfill with throttle => false reaches >= 0.90x the rows/s of one UPDATE and beats the
+# Targets: backfill with throttle => false reaches >= 0.90x the rows/s of one UPDATE and beats the
 # PL/pgSQL recipe and pgroll's shape; at 10M rows its rate stays >= 0.8x of the 1M rate and the worker's
 # private memory stays < 64 MB.
 #
