@@ -2,7 +2,7 @@
 # Live-workload benchmark: what a backfill at DEFAULT settings costs a fixed-rate application
 # (bench/fixtures/live_txn.sql through pgbench), and how much of its unthrottled speed it keeps.
 #
-# Goals (issue): the workload's p99 latency while the default backfill runs is <= 1.5x its p99 alone,
+# Targets: the workload's p99 latency while the default backfill runs is <= 1.5x its p99 alone,
 # and the default backfill still converts at >= 25 % of the unthrottled rate.
 #
 # BENCH_REPEAT (3) rounds of three phases, interleaved, each phase on a freshly built and CHECKPOINTed

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Read-path benchmark: migrate_value vs the inlined SQL CASE of bench/fixtures/smart_read.sql.
 #
-# Goal (issue): over 1,000,000 half-converted rows, migrate_value's per-row cost above a plain scan is at
+# Target: over 1,000,000 half-converted rows, migrate_value's per-row cost above a plain scan is at
 # most 0.5x that of the inlined SQL CASE, where per-row cost = (time(count(f(token))) - time(count(token))) / rows.
 #
 # Usage: bench/smart_read.sh      (BENCH_ROWS=1000000, BENCH_ROUNDS=11; see bench/lib.sh for the rest)

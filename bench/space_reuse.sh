@@ -4,7 +4,7 @@
 # the same cluster; with the converted column not indexed and indexed. Also each method's speed
 # against one UPDATE, and the share of HOT updates (no new index entries).
 #
-# Goals (issue): growth of table + indexes <= 1.25x with reuse on (one UPDATE: about 2.08x), and the
+# Targets: growth of table + indexes <= 1.25x with reuse on (one UPDATE: about 2.08x), and the
 # unthrottled job with reuse on >= 0.8x the speed of one UPDATE.
 #
 # Usage: bench/space_reuse.sh    BENCH_REPEAT (2) interleaved rounds of BENCH_ROWS (1M) per method
