@@ -1,6 +1,7 @@
 # migration_ext — PGXS build of the extension, plus the two commands the README leads with:
 #   make demo   install what is missing, build, install, run the walkthrough on a throwaway cluster
 #   make test   the same set-up, then every suite (CTest, pg_regress, isolation, pgTAP, crash tests)
+#   make test-citus   the same set-up, then the Citus suite (a coordinator and two workers)
 
 EXTENSION  = migration_ext
 MODULE_big = migration_ext
@@ -8,7 +9,7 @@ MODULE_big = migration_ext
 # the scripts of released versions and the upgrade scripts between them are kept as shipped in
 # src/sql/versions/. The version is written once, in the control file.
 EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" migration_ext.control)
-SQL_PARTS  = schema codecs frozen_functions backfill_jobs backfill_worker backfill_controls read_repair \
+SQL_PARTS  = schema codecs citus frozen_functions backfill_jobs backfill_worker backfill_controls read_repair \
              protocol column_moves table_moves grants backups
 DATA_built = migration_ext--$(EXTVERSION).sql
 DATA       = $(wildcard src/sql/versions/migration_ext--*.sql)
@@ -50,7 +51,7 @@ migration_ext--$(EXTVERSION).sql: $(SQL_PARTS:%=src/sql/%.sql) migration_ext.con
 
 BUILD_DIR ?= build
 
-.PHONY: deps unit demo test test-long bench
+.PHONY: deps unit demo test test-long test-citus bench
 deps:
 	bash test/tools/deps.sh
 
@@ -76,6 +77,12 @@ test-lists:
 test-long: deps
 	$(MAKE) -j2 all && $(MAKE) install
 	MEXT_SUITES="fuzz long" bash test/run_all.sh
+
+# Scale-out: test/citus on a coordinator and two workers. Citus is the installed citus.so, or is built from
+# the source tarball CITUS_TARBALL names (see test/tools/citus.sh); with neither the suite fails, saying so.
+test-citus: deps
+	$(MAKE) -j2 all && $(MAKE) install
+	MEXT_SUITES=citus bash test/run_all.sh
 
 bench: deps
 	$(MAKE) -j2 all && $(MAKE) install

@@ -3,8 +3,11 @@
 # and the CMake build dir ($BUILD_DIR, default "build") holds the unit tests.
 #
 # Env:
-#   MEXT_SUITES         suites to run (default "unit regress isolation pgtap crash")
+#   MEXT_SUITES         suites to run (default "unit regress isolation pgtap crash"; `make test-citus`
+#                       runs "citus")
 #   MEXT_TEST_PORT      port of the throwaway cluster (default 54329)
+#   MEXT_CITUS_PORT     the citus suite's coordinator; its workers take the next three ports (default 54380)
+#   CITUS_TARBALL       the citus suite builds Citus from it unless the same version is installed
 #   MEXT_CRASH_TIMEOUT  seconds per crash script (default 600)
 #   REGRESS             pg_regress test names (default: the Makefile's REGRESS, sql/*.sql)
 #   ISOLATION           isolation spec names (default: the Makefile's ISOLATION)
@@ -39,7 +42,7 @@ CLUSTER=$TMP/cluster
 CLUSTER_OK=0
 
 # Silent (the totals line must stay last): stop the shared cluster, then any
-# cluster a crash test left behind under its TMPDIR, then drop everything.
+# cluster a crash test or the citus suite left under $TMP, then drop everything.
 cleanup() {
     cluster_stop "$CLUSTER" >/dev/null 2>&1 || true
     local pidfile
@@ -231,6 +234,24 @@ run_scripts() {
 suite_crash() { run_scripts test/crash crash; }
 suite_long() { run_scripts test/long long; }
 
+# The Citus suite (test/citus): pg_regress files against a coordinator and two workers of its own, with
+# a third node started but left out of the cluster, for the test that adds a worker. The files reach each
+# node through the ports in MEXT_CITUS_*_PORT (psql's \getenv).
+suite_citus() {
+    # shellcheck source-path=SCRIPTDIR/..
+    source test/tools/citus.sh
+    citus_ensure
+    local port=${MEXT_CITUS_PORT:-54380} dir=$TMP/citus list tests=()
+    citus_start "$dir" "$port" 2 >/dev/null
+    citus_start_node "$dir/worker3" $((port + 3))
+    mapfile -t tests < <(find test/citus/sql -maxdepth 1 -name '*.sql' -printf '%f\n' | sed 's/\.sql$//' | LC_ALL=C sort)
+    ((${#tests[@]} > 0)) || { echo "no Citus tests in test/citus/sql" >&2; return 1; }
+    # The workers' own connections, for the files' \getenv; the database and its settings exist already.
+    PGHOST=localhost PGPORT=$port MEXT_CITUS_COORDINATOR_PORT=$port MEXT_CITUS_WORKER1_PORT=$((port + 1)) \
+        MEXT_CITUS_WORKER2_PORT=$((port + 2)) MEXT_CITUS_LATE_WORKER_PORT=$((port + 3)) \
+        run_pg_regress "$PG_REGRESS" test/citus "$TMP/citus-regress" postgres --use-existing "${tests[@]}"
+}
+
 # The codec fuzzer (clang's libFuzzer), for FUZZ_SECONDS; a crash fails it and leaves its input in
 # test/fuzz/corpus/ as a regression input.
 suite_fuzz() {
@@ -240,7 +261,7 @@ suite_fuzz() {
 # ---------------------------------------------------------------- main
 
 for s in $SUITES; do
-    if [[ $s != unit && $s != fuzz ]]; then
+    if [[ $s != unit && $s != fuzz && $s != citus ]]; then
         echo "=== starting test cluster in $CLUSTER (port $PORT) ==="
         # Expected outputs hold no progress NOTICEs, which a slow wait would otherwise print.
         if cluster_start "$CLUSTER" "$PORT" "migration_ext.wait_progress = off" >/dev/null; then

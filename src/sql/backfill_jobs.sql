@@ -361,6 +361,8 @@ BEGIN
 			HINT = 'A backfill rewrites the rows of a table or a partitioned table.';
 	END IF;
 	PERFORM migration_ext.require_table_owner(actor, relation, 'backfill it');
+	PERFORM migration_ext.refuse_citus_table(relation);
+	PERFORM migration_ext.refuse_citus_table(target_relation) WHERE target_relation IS NOT NULL;
 	IF NOT launch AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = actor), false) THEN
 		RAISE EXCEPTION 'only a superuser may queue a job without a worker' USING ERRCODE = 'insufficient_privilege';
 	END IF;

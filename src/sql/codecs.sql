@@ -60,6 +60,7 @@ CREATE FUNCTION migration_ext.create_codec(actor regrole, name text, convert tex
 	SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+	PERFORM migration_ext.require_codec_authority('create a codec');
 	IF create_codec.name IS NULL OR btrim(create_codec.name) = '' THEN
 		RAISE EXCEPTION 'codec name must not be empty' USING ERRCODE = 'invalid_parameter_value',
 			HINT = 'Name the codec, for example create_codec(''token_plain'', ...).';
@@ -92,6 +93,7 @@ BEGIN
 	INSERT INTO migration_ext.codec (name, convert, marker, detect, shape, created_by)
 	VALUES (create_codec.name, create_codec.convert, create_codec.marker, create_codec.detect, create_codec.shape,
 			pg_get_userbyid(actor));
+	PERFORM migration_ext.propagate_codecs(ARRAY[create_codec.name]);
 END
 $$;
 
@@ -106,6 +108,7 @@ DECLARE
 	user_migration text;
 	creator name;
 BEGIN
+	PERFORM migration_ext.require_codec_authority('drop a codec');
 	SELECT c.created_by INTO creator FROM migration_ext.codec c WHERE c.name = drop_codec.name;
 	IF FOUND AND NOT (coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = actor), false)
 					  OR coalesce((SELECT pg_has_role(actor, r.oid, 'USAGE') FROM pg_roles r WHERE r.rolname = creator), false)) THEN
@@ -134,6 +137,7 @@ BEGIN
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'codec "%" does not exist', drop_codec.name USING ERRCODE = 'undefined_object';
 	END IF;
+	PERFORM migration_ext.propagate_codecs(ARRAY[drop_codec.name]);
 END
 $$;
 

@@ -1,5 +1,5 @@
 -- migration_ext install script. The Makefile concatenates the files of src/sql in a fixed order (schema,
--- codecs, frozen functions, backfill jobs, worker, controls, protocol, column moves, grants, backups) into
+-- codecs, Citus, frozen functions, backfill jobs, worker, controls, protocol, column moves, grants, backups) into
 -- the versioned script migration_ext--<version>.sql; this first part creates the schemas and the helpers
 -- every other part authorizes and acts through.
 --

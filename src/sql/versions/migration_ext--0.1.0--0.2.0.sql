@@ -409,6 +409,8 @@ BEGIN
 			HINT = 'A backfill rewrites the rows of a table or a partitioned table.';
 	END IF;
 	PERFORM migration_ext.require_table_owner(actor, relation, 'backfill it');
+	PERFORM migration_ext.refuse_citus_table(relation);
+	PERFORM migration_ext.refuse_citus_table(target_relation) WHERE target_relation IS NOT NULL;
 	IF NOT launch AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = actor), false) THEN
 		RAISE EXCEPTION 'only a superuser may queue a job without a worker' USING ERRCODE = 'insufficient_privilege';
 	END IF;
@@ -1997,3 +1999,258 @@ BEGIN
 END
 $grants$;
 GRANT EXECUTE ON FUNCTION migration_ext.move_mirror(), migration_ext.move_swept(text) TO PUBLIC;
+
+------------------------------------------------------------------------------------------------------
+-- Citus: codecs on every node
+--
+-- On a Citus cluster, queries on a distributed table run on the workers that hold its shards, and so do
+-- the is_legacy() and migrate_value() calls in them: each worker needs the same codecs as the
+-- coordinator. The coordinator's migration_ext.codec is the reference. A codec created or dropped there
+-- is created or dropped on every worker in the same transaction (two-phase commit: on every node or on
+-- none); sync_codecs() gives a worker added later every codec. On a worker, codecs change only that way.
+-- Without Citus, none of this runs: Citus is looked up at run time, never required.
+------------------------------------------------------------------------------------------------------
+
+-- 'coordinator', 'worker', or NULL without Citus in this database. A node with Citus but no other node in
+-- its metadata is a coordinator without workers. (Citus's catalogs exist only with Citus: dynamic SQL.)
+CREATE FUNCTION migration_ext.citus_node_role() RETURNS text
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	group_id int;
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_extension e WHERE e.extname = 'citus') THEN
+		RETURN NULL;
+	END IF;
+	EXECUTE 'SELECT groupid FROM pg_catalog.pg_dist_local_group' INTO group_id;
+	RETURN CASE WHEN coalesce(group_id, 0) = 0 THEN 'coordinator' ELSE 'worker' END;
+END
+$$;
+
+CREATE FUNCTION migration_ext.citus_send_to_workers(command text) RETURNS void
+	LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'mext_citus_send_to_workers';
+
+-- The definitions of some codecs (all of them when names is NULL), as applied on a worker.
+CREATE FUNCTION migration_ext.codec_definitions(names text[]) RETURNS jsonb
+	LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+	SELECT coalesce(jsonb_agg(jsonb_build_object('name', c.name, 'convert', c.convert, 'marker', c.marker,
+												 'detect', c.detect, 'shape', c.shape, 'created_at', c.created_at,
+												 'created_by', c.created_by) ORDER BY c.name), '[]'::jsonb)
+	FROM migration_ext.codec c
+	WHERE names IS NULL OR c.name = ANY (names);
+END;
+
+-- On a worker, called by the coordinator only: makes the named codecs what `codecs` says (a name of
+-- `names` absent from `codecs` is dropped; with names NULL, every codec not in `codecs` is). Each
+-- definition is checked again here, against its creator's rights on this node: the superuser applying it
+-- lends them nothing. Not executable by PUBLIC, and refused to any role but a superuser.
+CREATE FUNCTION migration_ext.apply_codecs(codecs jsonb, names text[]) RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	c record;
+BEGIN
+	IF NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user), false) THEN
+		RAISE EXCEPTION 'permission denied to apply codecs' USING ERRCODE = 'insufficient_privilege',
+			DETAIL = 'The Citus coordinator applies codec changes on its workers, as a superuser.',
+			HINT = 'Change codecs with create_codec() and drop_codec() on the coordinator.';
+	END IF;
+	IF migration_ext.citus_node_role() IS DISTINCT FROM 'worker' THEN
+		RAISE EXCEPTION 'codecs are applied only on a Citus worker' USING ERRCODE = 'object_not_in_prerequisite_state',
+			DETAIL = 'This node is not a Citus worker: its codecs are its own.';
+	END IF;
+	-- Serialized with sync_codecs() and other changes arriving here.
+	LOCK TABLE migration_ext.codec IN SHARE ROW EXCLUSIVE MODE;
+	FOR c IN SELECT * FROM jsonb_to_recordset(codecs)
+				 AS d(name text, convert text, marker text, detect text, shape text, created_at timestamptz,
+					  created_by name) LOOP
+		IF NOT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = c.created_by) THEN
+			RAISE EXCEPTION 'role "%" of codec "%" does not exist on this worker', c.created_by, c.name
+				USING ERRCODE = 'undefined_object',
+					HINT = 'Citus propagates roles created on the coordinator; create it on the coordinator.';
+		END IF;
+		PERFORM migration_ext.codec_check((SELECT r.oid FROM pg_roles r WHERE r.rolname = c.created_by)::regrole,
+										  c.convert, c.marker, c.detect, c.shape);
+		INSERT INTO migration_ext.codec AS t (name, convert, marker, detect, shape, created_at, created_by)
+		VALUES (c.name, c.convert, c.marker, c.detect, c.shape, c.created_at, c.created_by)
+		ON CONFLICT (name) DO UPDATE
+			SET convert = excluded.convert, marker = excluded.marker, detect = excluded.detect,
+				shape = excluded.shape, created_at = excluded.created_at, created_by = excluded.created_by
+			WHERE (t.convert, t.marker, t.detect, t.shape, t.created_at, t.created_by)
+				  IS DISTINCT FROM (excluded.convert, excluded.marker, excluded.detect, excluded.shape,
+									excluded.created_at, excluded.created_by);
+	END LOOP;
+	DELETE FROM migration_ext.codec t
+	WHERE (names IS NULL OR t.name = ANY (names))
+	  AND t.name NOT IN (SELECT d.name FROM jsonb_to_recordset(codecs) AS d(name text));
+END
+$$;
+
+-- On the coordinator of a Citus cluster with workers, the named codecs (all with names NULL) are made the
+-- same on every worker, in this transaction; elsewhere nothing happens. Called by the SECURITY DEFINER
+-- functions that change codecs, whose owner (a superuser, the extension's) connects to the workers and
+-- sends nothing but apply_codecs() with the definitions as one quoted literal.
+CREATE FUNCTION migration_ext.propagate_codecs(names text[]) RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF migration_ext.citus_node_role() IS DISTINCT FROM 'coordinator' THEN
+		RETURN;
+	END IF;
+	PERFORM migration_ext.citus_send_to_workers(
+		format('SELECT migration_ext.apply_codecs(%L::jsonb, %L::text[])',
+			   migration_ext.codec_definitions(names), names));
+END
+$$;
+
+-- Codecs change on the coordinator: a worker's would differ from the cluster's and be undone by the next
+-- sync_codecs().
+CREATE FUNCTION migration_ext.require_codec_authority(action text) RETURNS void
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF migration_ext.citus_node_role() = 'worker' THEN
+		RAISE EXCEPTION 'cannot % on a Citus worker', action USING ERRCODE = 'object_not_in_prerequisite_state',
+			DETAIL = 'Codecs are the same on every node of the cluster; the coordinator changes them on every node.',
+			HINT = 'Run it on the coordinator.';
+	END IF;
+END
+$$;
+
+-- sync_codecs(): after citus_add_node(), give the new worker (and any worker that missed a change) every
+-- codec of the coordinator, and drop the ones the coordinator does not have. Returns how many codecs each
+-- worker now has. A superuser's call, as citus_add_node() is.
+CREATE FUNCTION @extschema@.sync_codecs() RETURNS int
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user), false) THEN
+		RAISE EXCEPTION 'permission denied to sync codecs' USING ERRCODE = 'insufficient_privilege',
+			HINT = 'A superuser calls it, after citus_add_node().';
+	END IF;
+	IF migration_ext.citus_node_role() IS DISTINCT FROM 'coordinator' THEN
+		RAISE EXCEPTION 'sync_codecs() runs on the coordinator of a Citus cluster' USING ERRCODE = 'object_not_in_prerequisite_state',
+			DETAIL = CASE WHEN migration_ext.citus_node_role() IS NULL THEN 'Citus is not installed in this database.'
+						  ELSE 'This node is a Citus worker.' END;
+	END IF;
+	-- No codec changes while the full set travels: one sent alongside would be dropped by it.
+	LOCK TABLE migration_ext.codec IN SHARE ROW EXCLUSIVE MODE;
+	PERFORM migration_ext.propagate_codecs(NULL);
+	RETURN (SELECT count(*) FROM migration_ext.codec);
+END
+$$;
+
+-- A backfill walks and rewrites a table from this node, in batches of UPDATEs through Citus's planner,
+-- which refuses them on a table whose shards are elsewhere (the codec calls in them are STABLE functions of
+-- the row). Refused up front, and said plainly, for every kind of table Citus manages.
+CREATE FUNCTION migration_ext.refuse_citus_table(relation regclass) RETURNS void
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	kind text;
+BEGIN
+	IF migration_ext.citus_node_role() IS NULL THEN
+		RETURN;
+	END IF;
+	EXECUTE $q$SELECT CASE WHEN p.partmethod <> 'n' OR p.colocationid <> 0 AND p.repmodel <> 't' THEN 'distributed'
+						  WHEN p.repmodel = 't' THEN 'reference'
+						  ELSE 'Citus local' END
+			   FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1$q$
+		INTO kind USING relation;
+	IF kind IS NOT NULL THEN
+		RAISE EXCEPTION 'cannot backfill %: it is a Citus % table', relation, kind
+			USING ERRCODE = 'feature_not_supported',
+				DETAIL = 'Backfills of tables that Citus manages (distributed, reference and Citus local tables) are not supported yet; codecs, is_legacy() and migrate_value() work on them, on every node.',
+				HINT = 'Backfill the table before distributing it, or for the backfill turn it back into a plain table with undistribute_table().';
+	END IF;
+END
+$$;
+-- Only the extension calls these.
+REVOKE EXECUTE ON FUNCTION migration_ext.citus_node_role(), migration_ext.citus_send_to_workers(text),
+	migration_ext.codec_definitions(text[]), migration_ext.apply_codecs(jsonb, text[]),
+	migration_ext.propagate_codecs(text[]), migration_ext.require_codec_authority(text),
+	migration_ext.refuse_citus_table(regclass) FROM PUBLIC;
+
+-- Codec changes go to every node of a Citus cluster; on a worker they come only from the coordinator.
+CREATE OR REPLACE FUNCTION migration_ext.create_codec(actor regrole, name text, convert text, marker text, detect text, shape text)
+	RETURNS void LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM migration_ext.require_codec_authority('create a codec');
+	IF create_codec.name IS NULL OR btrim(create_codec.name) = '' THEN
+		RAISE EXCEPTION 'codec name must not be empty' USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Name the codec, for example create_codec(''token_plain'', ...).';
+	END IF;
+	IF octet_length(create_codec.name) >= 64 THEN
+		RAISE EXCEPTION 'codec name "%" is too long', create_codec.name USING ERRCODE = 'name_too_long',
+			DETAIL = 'Codec names are at most 63 bytes.';
+	END IF;
+	IF create_codec.convert IS NULL THEN
+		RAISE EXCEPTION 'codec conversion must not be NULL' USING ERRCODE = 'null_value_not_allowed',
+			HINT = 'Give a pipeline such as ''reverse'' or ''strip_prefix:v1:|base64_decode|add_prefix:v2:''.';
+	END IF;
+	IF create_codec.detect IS NULL THEN
+		RAISE EXCEPTION 'codec detect mode must not be NULL' USING ERRCODE = 'null_value_not_allowed',
+			HINT = 'Use ''converted'', ''absent'' or ''null''.';
+	END IF;
+	-- Codec names are the database's, as schema names are: taking one takes CREATE on the database.
+	IF NOT has_database_privilege(actor, current_database(), 'CREATE') THEN
+		RAISE EXCEPTION 'permission denied to create codec "%"', create_codec.name
+			USING ERRCODE = 'insufficient_privilege',
+				DETAIL = format('Role %s has no CREATE privilege on database %s.', actor, current_database()),
+				HINT = 'Codec names are shared by the whole database, like schema names.';
+	END IF;
+	IF EXISTS (SELECT FROM migration_ext.codec c WHERE c.name = create_codec.name) THEN
+		RAISE EXCEPTION 'codec "%" already exists', create_codec.name USING ERRCODE = 'duplicate_object',
+			HINT = 'Drop it first with drop_codec(), or choose another name.';
+	END IF;
+	PERFORM migration_ext.codec_check(actor, create_codec.convert, create_codec.marker, create_codec.detect,
+									  create_codec.shape);
+	INSERT INTO migration_ext.codec (name, convert, marker, detect, shape, created_by)
+	VALUES (create_codec.name, create_codec.convert, create_codec.marker, create_codec.detect, create_codec.shape,
+			pg_get_userbyid(actor));
+	PERFORM migration_ext.propagate_codecs(ARRAY[create_codec.name]);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION migration_ext.drop_codec(actor regrole, name text) RETURNS void LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	user_migration text;
+	creator name;
+BEGIN
+	PERFORM migration_ext.require_codec_authority('drop a codec');
+	SELECT c.created_by INTO creator FROM migration_ext.codec c WHERE c.name = drop_codec.name;
+	IF FOUND AND NOT (coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = actor), false)
+					  OR coalesce((SELECT pg_has_role(actor, r.oid, 'USAGE') FROM pg_roles r WHERE r.rolname = creator), false)) THEN
+		RAISE EXCEPTION 'must be a member of role % to drop codec "%"', creator, drop_codec.name
+			USING ERRCODE = 'insufficient_privilege', DETAIL = format('Role %s created it.', creator);
+	END IF;
+	IF to_regclass('migration_ext.migration') IS NOT NULL THEN
+		SELECT m.name INTO user_migration FROM migration_ext.migration m WHERE m.codec = drop_codec.name LIMIT 1;
+		IF FOUND THEN
+			RAISE EXCEPTION 'codec "%" is used by migration "%"', drop_codec.name, user_migration
+				USING ERRCODE = 'dependent_objects_still_exist',
+					HINT = 'A migration keeps its codec for its whole life, its contract included.';
+		END IF;
+	END IF;
+	IF EXISTS (SELECT FROM migration_ext.backfill_job b WHERE b.codec = drop_codec.name
+			   AND b.state NOT IN ('done', 'failed', 'cancelled')) THEN
+		RAISE EXCEPTION 'codec "%" is used by an unfinished backfill job', drop_codec.name
+			USING ERRCODE = 'dependent_objects_still_exist', HINT = 'Wait for the job, or cancel it; see backfill_status.';
+	END IF;
+	IF EXISTS (SELECT FROM pg_trigger t WHERE t.tgfoid = 'migration_ext.mirror_trigger()'::regprocedure
+			   AND (pg_catalog.string_to_array(pg_catalog.encode(t.tgargs, 'escape'), '\000'))[3] = drop_codec.name) THEN
+		RAISE EXCEPTION 'codec "%" is used by a mirror trigger', drop_codec.name
+			USING ERRCODE = 'dependent_objects_still_exist', HINT = 'Drop the mirror first with drop_mirror().';
+	END IF;
+	DELETE FROM migration_ext.codec c WHERE c.name = drop_codec.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'codec "%" does not exist', drop_codec.name USING ERRCODE = 'undefined_object';
+	END IF;
+	PERFORM migration_ext.propagate_codecs(ARRAY[drop_codec.name]);
+END
+$$;

@@ -1,0 +1,39 @@
+-- is_legacy() and migrate_value() on a distributed table's column, in queries through the coordinator
+-- that run on the workers' shards; a backfill of a Citus table is refused, saying why.
+\set SHOW_CONTEXT never
+SELECT create_codec('tok', 'reverse', marker => 'tok_');
+CREATE TABLE accounts (id bigint PRIMARY KEY, token text);
+SELECT create_distributed_table('accounts', 'id');
+INSERT INTO accounts SELECT g, CASE WHEN g % 4 = 0 THEN 'tok_' || g ELSE reverse('tok_' || g) END
+FROM generate_series(1, 200) g;
+-- Spread over both workers.
+SELECT count(DISTINCT nodeport) AS nodes FROM citus_shards WHERE table_name = 'accounts'::regclass;
+SELECT count(*) FILTER (WHERE is_legacy('tok', token)) AS legacy,
+	   count(*) FILTER (WHERE NOT is_legacy('tok', token)) AS converted,
+	   count(*) FILTER (WHERE migrate_value('tok', token) = 'tok_' || id) AS readable
+FROM accounts;
+SELECT id, token, migrate_value('tok', token) FROM accounts WHERE id IN (3, 4) ORDER BY id;
+SELECT count_legacy('accounts', 'token', 'tok');
+SELECT * FROM audit_column('accounts', 'token', 'tok');
+
+-- A reference table: a copy on every node.
+CREATE TABLE codes (code text PRIMARY KEY);
+SELECT create_reference_table('codes');
+INSERT INTO codes VALUES (reverse('tok_a')), ('tok_b');
+SELECT code, is_legacy('tok', code), migrate_value('tok', code) FROM codes ORDER BY code;
+
+-- A backfill would fail at its first batch in Citus's planner; it is refused before it starts.
+\set VERBOSITY default
+SELECT start_backfill('accounts', 'token', 'tok');
+SELECT start_backfill('codes', 'code', 'tok');
+SELECT count(*) AS jobs FROM migration_ext.backfill_job;
+
+-- A plain table beside them backfills as ever.
+CREATE TABLE plain (id bigint PRIMARY KEY, token text);
+INSERT INTO plain SELECT g, reverse('tok_' || g) FROM generate_series(1, 50) g;
+SELECT start_backfill('plain', 'token', 'tok') AS job \gset
+SELECT wait_backfill(:job, '60 s');
+SELECT count_legacy('plain', 'token', 'tok');
+
+DROP TABLE accounts, codes, plain;
+SELECT drop_codec('tok');
