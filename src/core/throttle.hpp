@@ -129,6 +129,8 @@ class ThrottleController
 	int batch_size() const { return batch_size_; }
 	// Transactions per second of everything but this job, as last seen.
 	double workload_tps() const { return workload_tps_; }
+	// Does the job share the server with a live workload (duty cycle, short batches)?
+	bool sharing() const;
 
   private:
 	int clamp(double size) const;
@@ -144,7 +146,6 @@ class ThrottleController
 	double batches_per_s_ = 0;
 	std::optional<double> first_look_s_; // the first before_batch()
 	bool warming_up_ = false;            // within workload_warmup_s of it
-	bool sharing() const;                // as with a live workload: duty cycle, short batches
 };
 
 // The fixed-rate cap: after a batch of `rows` that took `batch_ms`, wait long enough that the job never

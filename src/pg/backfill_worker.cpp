@@ -221,7 +221,8 @@ void run_job(int64 job)
 		if (last_step.reuse_space && reuse.due()) {
 			MemoryContextSwitchTo(old);
 			report_activity(job, "reclaiming space", batch_size);
-			mext::pg::reclaim_round(job, {reuse_table, last_step.owner, throttle, false}, reuse);
+			mext::pg::reclaim_round(job, {reuse_table, last_step.owner, throttle && controller.sharing(), false},
+			                        reuse);
 			pgstat_report_activity(STATE_IDLE, nullptr);
 			continue;
 		}
@@ -264,7 +265,7 @@ void run_job(int64 job)
 		// The walk of this table is over: a last round frees what it left, then the job moves on.
 		if (std::strcmp(step.action, "table_end") == 0) {
 			report_activity(job, "reclaiming space", batch_size);
-			mext::pg::reclaim_round(job, {reuse_table, step.owner, throttle, true}, reuse);
+			mext::pg::reclaim_round(job, {reuse_table, step.owner, throttle && controller.sharing(), true}, reuse);
 			pgstat_report_activity(STATE_IDLE, nullptr);
 			reuse.forget();
 			continue;

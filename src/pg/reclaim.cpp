@@ -131,17 +131,19 @@ void publish_note(int64 job, int rounds, double rows, double bytes, const char *
 		elog(LOG, "migration_ext: backfill job %lld: %s", static_cast<long long>(job), error.message);
 }
 
-// A throttled job's VACUUM is paced like autovacuum's (autovacuum_vacuum_cost_delay and _limit, each
-// falling back to the vacuum_cost_* setting as autovacuum does): the DBA already chose what background
-// cleanup may cost production. An unthrottled job's runs flat out, as a manual VACUUM does by default.
+// Beside a live workload (the throttle shares the server with it), a job's VACUUM is paced like
+// autovacuum's (autovacuum_vacuum_cost_delay and _limit, each falling back to the vacuum_cost_* setting as
+// autovacuum does): the DBA already chose what background cleanup may cost production. Otherwise it runs as
+// a manual VACUUM does, by vacuum_cost_delay and vacuum_cost_limit (flat out by default): nobody is there to
+// feel it, and the throttle holds the job (and its rounds) back when somebody comes.
 // Session settings of this worker: VACUUM reads them when it starts.
-void set_vacuum_cost(bool throttled)
+void set_vacuum_cost(bool beside_workload)
 {
-	double delay = 0;
+	double delay = std::atof(GetConfigOptionResetString("vacuum_cost_delay"));
 	int limit = std::atoi(GetConfigOptionResetString("vacuum_cost_limit"));
-	if (throttled) {
-		delay = autovacuum_vac_cost_delay >= 0 ? autovacuum_vac_cost_delay
-		                                       : std::atof(GetConfigOptionResetString("vacuum_cost_delay"));
+	if (beside_workload) {
+		if (autovacuum_vac_cost_delay >= 0)
+			delay = autovacuum_vac_cost_delay;
 		if (autovacuum_vac_cost_limit > 0)
 			limit = autovacuum_vac_cost_limit;
 	}
@@ -156,9 +158,9 @@ void set_vacuum_cost(bool throttled)
 // (VACUUM itself switches to the owner for the table's work; its permission check is the owner's too).
 // TRUNCATE false: giving the end of the table back would need an ACCESS EXCLUSIVE lock on a live table,
 // and the space is about to be reused by the rows converted next anyway.
-bool run_vacuum(Oid table, Oid owner, bool throttled, StepError *error)
+bool run_vacuum(Oid table, Oid owner, bool beside_workload, StepError *error)
 {
-	set_vacuum_cost(throttled);
+	set_vacuum_cost(beside_workload);
 	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext portal = AllocSetContextCreate(TopMemoryContext, "migration_ext reclaim", ALLOCSET_DEFAULT_SIZES);
 	MemoryContext saved_portal = PortalContext;
@@ -252,7 +254,7 @@ ReclaimOutcome reclaim_round(int64 job, const ReclaimTarget &target, mext::Space
 	}
 
 	double started = now_ms();
-	if (!run_vacuum(target.table, target.owner, target.throttled, &error)) {
+	if (!run_vacuum(target.table, target.owner, target.beside_workload, &error)) {
 		snprintf(text, sizeof text, "space reclaim failed: %s (SQLSTATE %s); the job goes on", error.message,
 		         error.sqlstate);
 		elog(LOG, "migration_ext: backfill job %lld: %s", static_cast<long long>(job), text);

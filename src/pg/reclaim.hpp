@@ -11,10 +11,10 @@ namespace mext::pg
 {
 
 struct ReclaimTarget {
-	Oid table;        // the leaf the job walks
-	Oid owner;        // the owner of the job's table: the VACUUM runs as this role
-	bool throttled;   // the VACUUM runs at autovacuum's cost limits; else flat out
-	bool final_round; // the walk of this table is over: any freeable row is worth a round
+	Oid table;            // the leaf the job walks
+	Oid owner;            // the owner of the job's table: the VACUUM runs as this role
+	bool beside_workload; // the job shares the server with a live workload: its VACUUM is paced like autovacuum's
+	bool final_round;     // the walk of this table is over: any freeable row is worth a round
 };
 
 enum class ReclaimOutcome {

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # kill -9 the backfill worker in the middle of a round of space reuse: while its VACUUM of the table
-# runs (pg_stat_progress_vacuum shows the worker's pid), slowed to a crawl by autovacuum's cost settings,
-# which a throttled job's rounds follow. The postmaster crash-restarts the cluster; the preloaded
-# launcher resumes the job, which goes on reclaiming and finishes: every row converted exactly once,
-# the table's indexes agree with its heap, and it grew far less than the job's rewrite of every row.
+# runs (pg_stat_progress_vacuum shows the worker's pid), slowed to a crawl by the server's vacuum cost
+# settings, which a job's rounds follow when no live workload shares the server. The postmaster
+# crash-restarts the cluster; the preloaded launcher resumes the job, which goes on reclaiming and
+# finishes: every row converted exactly once, the table's indexes agree with its heap, and it grew far
+# less than the job's rewrite of every row.
 set -euo pipefail
 # shellcheck source=lib/crash_common.bash
 source "$(dirname "$(realpath "$0")")/lib/crash_common.bash"
@@ -12,7 +13,7 @@ ROWS=100000
 PORT=${MEXT_CRASH_PORT_KILL9_RECLAIM:-54347}
 
 # No autovacuum: the rounds are the job's own, and none is skipped because autovacuum got there first.
-own_cluster_start "$PORT" "autovacuum = off" "autovacuum_vacuum_cost_delay = 100ms" "autovacuum_vacuum_cost_limit = 1"
+own_cluster_start "$PORT" "autovacuum = off"
 DB=postgres
 wait_for 20 q_true "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'migration_ext launcher')" ||
 	die "no migration_ext launcher in pg_stat_activity"
@@ -20,8 +21,10 @@ q "CREATE DATABASE crashdb" >/dev/null
 DB=crashdb
 setup_accounts "$ROWS"
 size_before=$(q "SELECT pg_total_relation_size('accounts')")
+reload_setting vacuum_cost_limit 1
+reload_setting vacuum_cost_delay 100ms
 
-# Throttled (the default), so its rounds run at autovacuum's cost limits: 1 unit per 100 ms. Slow enough
+# On an idle server its rounds run at vacuum_cost_delay and _limit: 1 unit per 100 ms. Slow enough
 # that the resumed worker's first round (after another 5% of the table, a second) comes after the reload
 # below that lets its rounds run at full speed.
 JOB=$(q "SELECT start_backfill('accounts', 'token', 'v2', batch_size => 1000, max_rows_per_second => 5000)")
@@ -38,7 +41,7 @@ check "the worker is still in its VACUUM a second later" "$(worker_vacuuming)" "
 before=$(job_field "$JOB" rows_scanned)
 say "kill -9 worker $pid in its VACUUM at rows_scanned=$before; $(q "SELECT phase || ', ' || heap_blks_scanned || ' of ' || heap_blks_total || ' pages' FROM pg_stat_progress_vacuum WHERE pid = $pid")"
 kill9_and_recover "$pid" 60 "kill in a reclaim"
-reload_setting autovacuum_vacuum_cost_delay 0
+reload_setting vacuum_cost_delay 0
 say "after crash restart: $(job_line "$JOB")"
 
 RESUMED_PID=
