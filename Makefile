@@ -10,7 +10,7 @@ MODULE_big = migration_ext
 # src/sql/versions/. The version is written once, in the control file.
 EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" migration_ext.control)
 SQL_PARTS  = schema codecs citus frozen_functions backfill_jobs backfill_worker backfill_controls read_repair \
-             protocol column_moves table_moves grants backups
+             backfill_parts protocol column_moves table_moves grants backups
 DATA_built = migration_ext--$(EXTVERSION).sql
 DATA       = $(wildcard src/sql/versions/migration_ext--*.sql)
 

@@ -21,6 +21,7 @@ constexpr double worker_cpu_slice_ms = 0.2;
 constexpr int max_jobs = 8;
 constexpr int max_jobs_per_role = 4;
 constexpr int ddl_lock_timeout_ms = 200;
+constexpr int gather_interval_ms = 500; // how often the parent of a job in parts sums its parts
 constexpr int settle_wait_ms = 5000;
 // Write-backs of repair_value() in one transaction. Each holds a subtransaction's xid until the transaction
 // ends, and a backend caches 64 of them (PGPROC_MAX_CACHED_SUBXIDS): past that every snapshot of every

@@ -10,6 +10,7 @@
 // whose conversion is idempotent.
 #include <cstring>
 
+#include "core/defaults.hpp"
 #include "core/space_reuse.hpp"
 #include "core/throttle.hpp"
 #include "pg/backfill.hpp"
@@ -134,6 +135,30 @@ void follow_table(const mext::pg::StepResult &step, Oid *table, mext::SpaceReuse
 	    mext::rows_per_round(step.table_rows, mext::pg::reclaim_every, mext::defaults::reclaim_min_rows));
 }
 
+// A job in parts walks nothing itself: twice a second it has every part follow the job's request and
+// settings and sums their progress (worker_gather, backfill_parts.sql), until the job stops moving. A
+// distributed job's shards must stay where their parts walk them: Citus's moves are held off meanwhile.
+void gather_parts(int64 job)
+{
+	StepError error{};
+	bool holding_shards = false;
+	for (;;) {
+		drop_stray_cancel();
+		CHECK_FOR_INTERRUPTS();
+		if (!holding_shards)
+			in_transaction([&] { holding_shards = mext::pg::worker_hold_shards(job); }, nullptr);
+		char action[16] = "continue";
+		pgstat_report_activity(STATE_RUNNING, "gathering the parts' progress");
+		if (!in_transaction([&] { mext::pg::worker_gather(job, action, sizeof action); }, &error))
+			elog(LOG, "migration_ext: backfill job %lld could not gather its parts: %s", static_cast<long long>(job),
+			     error.message);
+		pgstat_report_activity(STATE_IDLE, nullptr);
+		if (std::strcmp(action, "stop") == 0)
+			return;
+		wait_ms(mext::defaults::gather_interval_ms);
+	}
+}
+
 // The job's loop. Besides plain data it holds the throttle controller, whose memory is the process's:
 // every PostgreSQL error is caught inside in_transaction(), and a FATAL (SIGTERM) ends the process.
 void run_job(int64 job)
@@ -146,6 +171,10 @@ void run_job(int64 job)
 	}
 	if (!config.found)
 		return; // finished, cancelled, or already running in another worker
+	if (config.gathers) {
+		gather_parts(job);
+		return;
+	}
 
 	mext::RateMeter meter;
 	mext::ThrottleController controller(mext::ThrottleSettings{}, config.batch_size);
@@ -298,6 +327,10 @@ void mext_backfill_worker_main(Datum main_arg)
 	pgstat_report_appname("migration_ext backfill");
 	// Nothing a database owner put on its default search_path takes part in the bookkeeping.
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	// On a Citus node, a part walks shards, which Citus hides from the catalog queries of sessions
+	// other than its own unless told not to.
+	if (GetConfigOption("citus.override_table_visibility", true, false))
+		SetConfigOption("citus.override_table_visibility", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	compress_own_full_page_images();
 	mext::pg::enable_pacing();
 

@@ -39,6 +39,27 @@ void worker_begin(int64 job, WorkerConfig *config)
 	config->batch_size = row.int4("batch_size");
 	config->max_rows_per_second = row.is_null("max_rows_per_second") ? 0 : row.int4("max_rows_per_second");
 	config->throttle = row.boolean("throttle");
+	// An install script older than jobs in parts has no such column: then no job has parts.
+	config->gathers = SPI_fnumber(SPI_tuptable->tupdesc, "gathers") > 0 && row.boolean("gathers");
+}
+
+void worker_gather(int64 job, char *action, std::size_t action_size)
+{
+	Oid types[1] = {INT8OID};
+	Datum values[1] = {Int64GetDatum(job)};
+	one_row("worker_gather", "SELECT migration_ext.worker_gather($1) AS action", 1, types, values, nullptr);
+	SpiRow().text("action", action, action_size, "stop");
+}
+
+bool worker_hold_shards(int64 job)
+{
+	Oid types[1] = {INT8OID};
+	Datum values[1] = {Int64GetDatum(job)};
+	one_row("hold_shard_moves",
+	        "SELECT coalesce(bool_and(migration_ext.hold_shard_moves(migration_ext.colocation_lock_id(b.relation), "
+	        "true)), true) AS held FROM migration_ext.backfill_job b WHERE b.id = $1 AND b.distributed",
+	        1, types, values, nullptr);
+	return SpiRow().boolean("held");
 }
 
 void worker_note(int64 job, double rate, const char *reason, const char *warning, int batch_size)

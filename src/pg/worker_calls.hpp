@@ -21,6 +21,7 @@ struct WorkerConfig {
 	int batch_size;
 	int max_rows_per_second; // 0: no cap
 	bool throttle;
+	bool gathers; // a job in parts: its worker gathers the parts' progress instead of walking
 };
 
 // The operator's request, the job's current thresholds and the server's load signals.
@@ -45,6 +46,10 @@ struct Poll {
 
 void worker_begin(int64 job, WorkerConfig *config);
 void worker_poll(int64 job, Poll *poll);
+// A parent's round (worker_gather): "continue" or "stop".
+void worker_gather(int64 job, char *action, std::size_t action_size);
+// A distributed job's parent keeps Citus from moving the table's shards while it lives.
+bool worker_hold_shards(int64 job);
 void worker_note(int64 job, double rate, const char *reason, const char *warning, int batch_size);
 // The job's verdict on a failed batch: "retry" or "stop".
 void worker_failed(int64 job, const StepError &error, char *verdict, std::size_t verdict_size);

@@ -9,13 +9,16 @@ CREATE FUNCTION migration_ext.pause_backfill(actor regrole, job bigint) RETURNS 
 	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	job_state text := migration_ext.unfinished_job_state(migration_ext.require_job(actor, job), 'paused');
+	j migration_ext.backfill_job := migration_ext.require_job(actor, job);
+	job_state text := migration_ext.unfinished_job_state(j, 'paused');
 BEGIN
+	PERFORM migration_ext.refuse_part(j, 'pause');
 	UPDATE migration_ext.backfill_job b SET requested = 'pause', updated_at = now(),
 		-- Nothing will run it to see the request: an interrupted job, or one queued without a worker.
 		state = CASE WHEN job_state = 'interrupted' OR (job_state = 'queued' AND b.pid IS NULL)
 					 THEN 'paused' ELSE b.state END
 	WHERE b.id = job;
+	PERFORM migration_ext.relay_to_parts(job);
 END
 $$;
 
@@ -44,6 +47,7 @@ BEGIN
 	PERFORM migration_ext.check_throttle_settings(batch_time_target, max_replica_lag, max_active_backends,
 												  max_wal_bytes_per_second, live_duty_cycle);
 	PERFORM migration_ext.unfinished_job_state(j, 'altered');
+	PERFORM migration_ext.refuse_part(j, 'alter');
 	UPDATE migration_ext.backfill_job b SET
 		max_rows_per_second = CASE WHEN alter_backfill.max_rows_per_second IS NULL THEN b.max_rows_per_second
 								   ELSE nullif(alter_backfill.max_rows_per_second, 0) END,
@@ -75,6 +79,7 @@ BEGIN
 				HINT = 'Fix the cause, then start a new backfill: converted rows are skipped.';
 	END IF;
 	PERFORM migration_ext.unfinished_job_state(j, 'resumed');
+	PERFORM migration_ext.refuse_part(j, 'resume');
 	IF j.requested = 'cancel' THEN
 		RAISE EXCEPTION 'backfill job % is being cancelled', job USING ERRCODE = 'object_not_in_prerequisite_state';
 	END IF;
@@ -111,12 +116,14 @@ BEGIN
 	IF job_state IN ('done', 'failed', 'cancelled') THEN
 		RAISE EXCEPTION 'backfill job % is already %', job, job_state USING ERRCODE = 'object_not_in_prerequisite_state';
 	END IF;
+	PERFORM migration_ext.refuse_part(j, 'cancel');
 	IF migration_ext.worker_alive(j.pid) AND j.home = migration_ext.job_home() THEN
 		UPDATE migration_ext.backfill_job b SET requested = 'cancel', updated_at = now() WHERE b.id = job;
 	ELSE
 		UPDATE migration_ext.backfill_job b SET state = 'cancelled', requested = NULL, finished_at = now(),
 			updated_at = now() WHERE b.id = job;
 	END IF;
+	PERFORM migration_ext.relay_to_parts(job);
 END
 $$;
 
@@ -258,7 +265,8 @@ CREATE VIEW @extschema@.backfill_status WITH (security_invoker = true) AS
 		   -- The table's size now (at the end, once done) against its size at the start.
 		   pg_catalog.round(coalesce(j.size_at_end, migration_ext.tables_size(j.partitions))::numeric
 							OPERATOR(pg_catalog./) nullif(j.size_at_start, 0)::numeric, 3) AS growth,
-		   j.reclaims, j.rows_reclaimed, j.space_reclaimed, j.reclaim_note
+		   j.reclaims, j.rows_reclaimed, j.space_reclaimed, j.reclaim_note,
+		   j.parallel, j.parent_job, j.nodes
 	FROM migration_ext.backfill_job j
 	-- Once a row, so that the state, the percentage and the ETA agree even if the worker exits meanwhile.
 	-- OFFSET 0 keeps the planner from pulling the subquery up into the three expressions that use it.
@@ -302,12 +310,14 @@ BEGIN
 			 FOR UPDATE LOOP
 		CONTINUE WHEN migration_ext.worker_alive(j.pid);
 		EXIT WHEN running + resumed >= cluster_limit;
-		CONTINUE WHEN role_limit > 0 AND role_limit <= cardinality(array_positions(launched_for, j.owner))
-			+ (SELECT count(*) FROM migration_ext.backfill_job b WHERE b.owner = j.owner
+		-- A part counts as its parent does: once.
+		CONTINUE WHEN role_limit > 0 AND j.parent_job IS NULL
+			AND role_limit <= cardinality(array_positions(launched_for, j.owner))
+			+ (SELECT count(*) FROM migration_ext.backfill_job b WHERE b.owner = j.owner AND b.parent_job IS NULL
 			   AND b.state IN ('queued', 'running', 'throttled') AND migration_ext.worker_alive(b.pid));
 		IF migration_ext.launch_job(j.id) THEN
 			resumed := resumed + 1;
-			launched_for := launched_for || j.owner;
+			launched_for := launched_for || CASE WHEN j.parent_job IS NULL THEN j.owner END;
 		END IF;
 	END LOOP;
 	RETURN resumed;

@@ -57,12 +57,21 @@ CREATE TABLE migration_ext.backfill_job (
 	reclaims            int NOT NULL DEFAULT 0,    -- rounds of space reuse run
 	rows_reclaimed      bigint NOT NULL DEFAULT 0, -- dead row versions they freed (PostgreSQL's count)
 	space_reclaimed     bigint NOT NULL DEFAULT 0, -- their bytes, at the table's mean bytes per row version
-	reclaim_note        text                       -- the last round's outcome, or why none could free space
+	reclaim_note        text,                      -- the last round's outcome, or why none could free space
+	-- A job split into parts (backfill_parts.sql): a partitioned table walked by `parallel` workers, or a
+	-- Citus distributed table whose shards are walked on the nodes that hold them. The parent's worker
+	-- only gathers its parts' progress; each part is a job of its own, on its node.
+	parallel            int NOT NULL DEFAULT 1 CHECK (parallel BETWEEN 1 AND 64), -- parts per node
+	distributed         boolean NOT NULL DEFAULT false, -- the parts are on the Citus cluster's nodes
+	nodes               jsonb,                     -- the parent: each node's parts, summed
+	parent_job          bigint,                    -- a part: its parent job
+	parent_remote       boolean NOT NULL DEFAULT false  -- a part whose parent is on the Citus coordinator
 );
 
 -- One runner per column: a second job on the same column is refused while one is unfinished.
 CREATE UNIQUE INDEX backfill_job_one_per_column ON migration_ext.backfill_job (relation, column_name)
-	WHERE state IN ('queued', 'running', 'throttled', 'paused', 'interrupted');
+	WHERE state IN ('queued', 'running', 'throttled', 'paused', 'interrupted') AND parent_job IS NULL;
+CREATE INDEX backfill_job_parts ON migration_ext.backfill_job (parent_job) WHERE parent_job IS NOT NULL;
 
 -- A job on a table is seen and steered by the roles that may act as the table's owner (superusers, the
 -- owner, members of the owner role), whoever started it. Rows are written only by the extension.
@@ -103,7 +112,8 @@ BEGIN
 	END IF;
 	IF role_limit > 0 THEN
 		SELECT count(*) INTO running FROM migration_ext.backfill_job b
-		WHERE b.owner = actor AND b.state IN ('queued', 'running', 'throttled') AND migration_ext.worker_alive(b.pid);
+		WHERE b.owner = actor AND b.parent_job IS NULL AND b.state IN ('queued', 'running', 'throttled')
+		  AND migration_ext.worker_alive(b.pid);
 		IF running >= role_limit THEN
 			RAISE EXCEPTION 'role % already runs % backfill job(s), the limit of migration_ext.max_jobs_per_role', actor,
 				running USING ERRCODE = 'configuration_limit_exceeded',
@@ -325,7 +335,7 @@ CREATE FUNCTION migration_ext.start_backfill(relation regclass, column_name name
 											 max_wal_bytes_per_second bigint DEFAULT NULL,
 											 target_relation regclass DEFAULT NULL,
 											 live_duty_cycle double precision DEFAULT NULL,
-											 reuse_space boolean DEFAULT NULL)
+											 reuse_space boolean DEFAULT NULL, parallel int DEFAULT NULL)
 	RETURNS bigint LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
 
 -- Who may start a job on a table: whoever may act as its owner (superusers, the owner, members of the
@@ -336,7 +346,7 @@ CREATE FUNCTION migration_ext.start_backfill(actor regrole, relation regclass, c
 											 batch_time_target interval, max_replica_lag interval,
 											 max_active_backends int, max_wal_bytes_per_second bigint,
 											 target_relation regclass, live_duty_cycle double precision,
-											 reuse_space boolean)
+											 reuse_space boolean, parallel int)
 	RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -347,6 +357,9 @@ DECLARE
 	covering text;
 	estimate bigint;
 	job bigint;
+	distributed boolean;
+	in_parts boolean;
+	parent migration_ext.backfill_job;
 BEGIN
 	IF relation IS NULL OR column_name IS NULL OR codec IS NULL THEN
 		RAISE EXCEPTION 'relation, column_name and codec must not be NULL' USING ERRCODE = 'null_value_not_allowed';
@@ -361,8 +374,30 @@ BEGIN
 			HINT = 'A backfill rewrites the rows of a table or a partitioned table.';
 	END IF;
 	PERFORM migration_ext.require_table_owner(actor, relation, 'backfill it');
-	PERFORM migration_ext.refuse_citus_table(relation);
-	PERFORM migration_ext.refuse_citus_table(target_relation) WHERE target_relation IS NOT NULL;
+	PERFORM migration_ext.refuse_citus_table(relation, target_relation IS NULL);
+	PERFORM migration_ext.refuse_citus_table(target_relation, false) WHERE target_relation IS NOT NULL;
+	distributed := migration_ext.citus_table_kind(relation) = 'distributed';
+	IF parallel IS NOT NULL AND NOT parallel BETWEEN 1 AND 64 THEN
+		RAISE EXCEPTION 'parallel must be between 1 and 64, not %', parallel USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF parallel > 1 AND kind <> 'p' AND NOT distributed THEN
+		RAISE EXCEPTION 'parallel => % needs a partitioned table or a Citus distributed table', parallel
+			USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = format('%s is one table: its rows are walked in key order by one worker.', relation),
+				HINT = 'Leave parallel out.';
+	END IF;
+	IF parallel > 1 AND target_relation IS NOT NULL THEN
+		RAISE EXCEPTION 'a table move is walked by one worker' USING ERRCODE = 'feature_not_supported',
+			HINT = 'Leave parallel out.';
+	END IF;
+	-- A shard move under the job would take shards away from the nodes walking them: refused while it
+	-- runs (the job's worker holds Citus's placement lock), and the job is refused while a move runs.
+	IF distributed AND NOT migration_ext.hold_shard_moves(migration_ext.colocation_lock_id(relation), false) THEN
+		RAISE EXCEPTION 'cannot backfill %: a shard move, copy or split of its colocation group is running', relation
+			USING ERRCODE = 'object_in_use',
+				DETAIL = 'The shards a backfill walks must stay on their nodes until it is done.',
+				HINT = 'Wait for the rebalance to finish (citus_rebalance_status()), then start the backfill.';
+	END IF;
 	IF NOT launch AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = actor), false) THEN
 		RAISE EXCEPTION 'only a superuser may queue a job without a worker' USING ERRCODE = 'insufficient_privilege';
 	END IF;
@@ -420,7 +455,9 @@ BEGIN
 		PERFORM migration_ext.require_rewritable(relation, column_name);
 	END IF;
 	SELECT * INTO walk FROM migration_ext.walk_key(relation, CASE WHEN target_relation IS NULL THEN column_name END);
-	IF kind = 'p' THEN
+	IF distributed THEN
+		leaves := ARRAY[relation];
+	ELSIF kind = 'p' THEN
 		SELECT array_agg(t.relid ORDER BY t.relid::text) INTO leaves
 		FROM pg_partition_tree(relation) t JOIN pg_class c ON c.oid = t.relid
 		WHERE t.isleaf AND c.relkind = 'r';
@@ -445,12 +482,14 @@ BEGIN
 		PERFORM migration_ext.check_job_limits(actor);
 	END IF;
 	SELECT coalesce(sum(migration_ext.row_estimate(leaf)), 0)::bigint INTO estimate FROM unnest(leaves) leaf;
+	in_parts := distributed OR (coalesce(parallel, 1) > 1 AND cardinality(leaves) > 1);
 	BEGIN
 		INSERT INTO migration_ext.backfill_job (relation, column_name, source_column, target_relation, codec, migration, key_columns,
 												partitions, batch_size, max_rows_per_second, throttle,
 												rows_estimated, current_batch_size, batch_time_target_ms,
 												max_replica_lag_s, max_active_backends, max_wal_bytes_per_second,
-												live_duty_cycle, owner, reuse_space, size_at_start)
+												live_duty_cycle, owner, reuse_space, size_at_start, parallel,
+												distributed)
 		VALUES (relation, column_name, source_column, target_relation, codec, migration, walk.key_columns, leaves,
 				coalesce(batch_size, CASE WHEN throttle THEN migration_ext.setting('migration_ext.batch_size')::bigint
 										  ELSE migration_ext.setting('migration_ext.unthrottled_batch_size')::bigint END), max_rows_per_second,
@@ -466,13 +505,27 @@ BEGIN
 						 migration_ext.setting('migration_ext.max_wal_bytes_per_second')::bigint),
 				coalesce(live_duty_cycle, migration_ext.setting('migration_ext.live_duty_cycle')), actor,
 				coalesce(reuse_space, current_setting('migration_ext.reuse_space')::boolean),
-				CASE WHEN target_relation IS NULL THEN migration_ext.tables_size(leaves) END)
+				CASE WHEN target_relation IS NULL AND NOT distributed THEN migration_ext.tables_size(leaves) END,
+				coalesce(parallel, 1), distributed)
 		RETURNING id INTO job;
 	EXCEPTION WHEN unique_violation THEN
 		RAISE EXCEPTION 'a backfill of %.% is already active', relation, quote_ident(column_name)
 			USING ERRCODE = 'object_in_use',
 				HINT = 'Wait for it, resume it, or cancel it: see backfill_status.';
 	END;
+	-- The parts: on this node's partitions (or the coordinator's shards), and on every Citus worker.
+	IF in_parts THEN
+		SELECT * INTO parent FROM migration_ext.backfill_job b WHERE b.id = job;
+		IF distributed THEN
+			PERFORM migration_ext.citus_send_to_workers(
+				format('SELECT migration_ext.start_node_parts(%s, %L)', job, to_jsonb(parent)));
+			IF cardinality(migration_ext.local_shards(relation)) > 0 THEN
+				PERFORM migration_ext.start_parts(parent, migration_ext.local_shards(relation), false, launch);
+			END IF;
+		ELSE
+			PERFORM migration_ext.start_parts(parent, leaves, false, launch);
+		END IF;
+	END IF;
 	-- launch => false leaves the job queued for a caller that runs worker_step() itself (the isolation tests).
 	IF launch THEN
 		PERFORM migration_ext.launch_job(job);
@@ -516,8 +569,9 @@ CREATE FUNCTION @extschema@.start_backfill(relation regclass, column_name name, 
 										   max_wal_bytes_per_second bigint DEFAULT NULL,
 										   target_relation regclass DEFAULT NULL,
 										   live_duty_cycle double precision DEFAULT NULL,
-										   reuse_space boolean DEFAULT NULL)
+										   reuse_space boolean DEFAULT NULL, parallel int DEFAULT NULL)
 	RETURNS bigint LANGUAGE sql
 	RETURN migration_ext.start_backfill(relation, column_name, codec, source_column, batch_size, max_rows_per_second,
 										throttle, NULL, true, batch_time_target, max_replica_lag, max_active_backends,
-										max_wal_bytes_per_second, target_relation, live_duty_cycle, reuse_space);
+										max_wal_bytes_per_second, target_relation, live_duty_cycle, reuse_space,
+										parallel);

@@ -15,7 +15,7 @@ CREATE FUNCTION migration_ext.worker_step(job bigint, batch_size int, rate doubl
 -- started the job must still be one that may act as the table's owner. Returns the batch size and rate
 -- cap to start with, or nothing.
 CREATE FUNCTION migration_ext.worker_begin(job bigint, OUT batch_size int, OUT max_rows_per_second int,
-										   OUT throttle boolean)
+										   OUT throttle boolean, OUT gathers boolean)
 	RETURNS SETOF record LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -31,9 +31,9 @@ BEGIN
 	IF claim = 'taken' THEN
 		RETURN;
 	END IF;
-	IF claim = 'full' OR (role_limit > 0 AND role_limit <= (
+	IF claim = 'full' OR (role_limit > 0 AND j.parent_job IS NULL AND role_limit <= (
 			SELECT count(*) FROM migration_ext.backfill_job b WHERE b.owner = j.owner AND b.id <> job
-			AND b.state IN ('queued', 'running', 'throttled') AND migration_ext.worker_alive(b.pid))) THEN
+			AND b.parent_job IS NULL AND b.state IN ('queued', 'running', 'throttled') AND migration_ext.worker_alive(b.pid))) THEN
 		UPDATE migration_ext.backfill_job b SET pid = NULL, state = 'queued', updated_at = now(),
 			warning = CASE WHEN claim = 'full'
 						   THEN 'not started: migration_ext.max_jobs backfill workers are running'
@@ -62,6 +62,8 @@ BEGIN
 	batch_size := coalesce(j.current_batch_size, j.batch_size);
 	max_rows_per_second := j.max_rows_per_second;
 	throttle := j.throttle;
+	gathers := j.distributed OR (j.parallel > 1 AND EXISTS (SELECT FROM migration_ext.backfill_job p
+															 WHERE p.parent_job = job AND NOT p.parent_remote));
 	RETURN NEXT;
 END
 $$;

@@ -139,28 +139,48 @@ BEGIN
 END
 $$;
 
--- A backfill walks and rewrites a table from this node, in batches of UPDATEs through Citus's planner,
--- which refuses them on a table whose shards are elsewhere (the codec calls in them are STABLE functions of
--- the row). Refused up front, and said plainly, for every kind of table Citus manages.
-CREATE FUNCTION migration_ext.refuse_citus_table(relation regclass) RETURNS void
+-- What Citus makes of a table: 'distributed', 'reference', 'Citus local', or NULL (a plain table, or no
+-- Citus in this database). Citus's catalogs exist only with Citus: dynamic SQL.
+CREATE FUNCTION migration_ext.citus_table_kind(relation regclass) RETURNS text
 	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	kind text;
 BEGIN
-	IF migration_ext.citus_node_role() IS NULL THEN
-		RETURN;
+	IF relation IS NULL OR migration_ext.citus_node_role() IS NULL THEN
+		RETURN NULL;
 	END IF;
 	EXECUTE $q$SELECT CASE WHEN p.partmethod <> 'n' OR p.colocationid <> 0 AND p.repmodel <> 't' THEN 'distributed'
 						  WHEN p.repmodel = 't' THEN 'reference'
 						  ELSE 'Citus local' END
 			   FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1$q$
 		INTO kind USING relation;
+	RETURN kind;
+END
+$$;
+
+-- A backfill of a distributed table runs where its shards are (backfill_parts.sql); a backfill through
+-- Citus's planner would be refused at its first batch (the codec calls in the UPDATE are STABLE functions
+-- of the row). So the other kinds of tables Citus manages, and moves between distributed tables, are
+-- refused up front and said plainly.
+CREATE FUNCTION migration_ext.refuse_citus_table(relation regclass, allow_distributed boolean) RETURNS void
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	kind text := migration_ext.citus_table_kind(relation);
+BEGIN
+	IF kind = 'distributed' AND allow_distributed THEN
+		RETURN;
+	END IF;
 	IF kind IS NOT NULL THEN
 		RAISE EXCEPTION 'cannot backfill %: it is a Citus % table', relation, kind
 			USING ERRCODE = 'feature_not_supported',
-				DETAIL = 'Backfills of tables that Citus manages (distributed, reference and Citus local tables) are not supported yet; codecs, is_legacy() and migrate_value() work on them, on every node.',
-				HINT = 'Backfill the table before distributing it, or for the backfill turn it back into a plain table with undistribute_table().';
+				DETAIL = CASE WHEN kind = 'distributed'
+							  THEN 'A table move between Citus distributed tables is not supported; a column of a distributed table is converted in place on the nodes that hold its shards.'
+							  ELSE 'Backfills of Citus reference and Citus local tables are not supported; codecs, is_legacy() and migrate_value() work on them, on every node.' END,
+				HINT = CASE WHEN kind = 'distributed'
+							THEN 'Move the rows before distributing the tables, or convert the column in place.'
+							ELSE 'Backfill the table before Citus manages it, or for the backfill turn it back into a plain table with undistribute_table().' END;
 	END IF;
 END
 $$;

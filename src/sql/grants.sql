@@ -11,9 +11,9 @@ GRANT SELECT ON @extschema@.backfill_status, @extschema@.migration_status, @exts
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA migration_ext FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
 	migration_ext.start_backfill(regclass, name, text, name, int, int, boolean, text, boolean, interval, interval, int,
-								 bigint, regclass, double precision, boolean),
+								 bigint, regclass, double precision, boolean, int),
 	migration_ext.start_migration_backfill(text, name, int, int, boolean, interval, interval, int, bigint,
-										   double precision, boolean),
+										   double precision, boolean, int),
 	migration_ext.tables_size(regclass[]),
 	migration_ext.swap_function(regprocedure, text, text, name, text),
 	migration_ext.revert_function(regprocedure, int, text),

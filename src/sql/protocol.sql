@@ -758,14 +758,16 @@ CREATE FUNCTION migration_ext.start_migration_backfill(migration text, source_co
 														max_rows_per_second int, throttle boolean,
 														batch_time_target interval, max_replica_lag interval,
 														max_active_backends int, max_wal_bytes_per_second bigint,
-														live_duty_cycle double precision, reuse_space boolean)
+														live_duty_cycle double precision, reuse_space boolean,
+														parallel int)
 	RETURNS bigint LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
 
 CREATE FUNCTION migration_ext.start_migration_backfill(actor regrole, migration text, source_column name,
 														batch_size int, max_rows_per_second int, throttle boolean,
 														batch_time_target interval, max_replica_lag interval,
 														max_active_backends int, max_wal_bytes_per_second bigint,
-														live_duty_cycle double precision, reuse_space boolean)
+														live_duty_cycle double precision, reuse_space boolean,
+														parallel int)
 	RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -785,7 +787,7 @@ BEGIN
 											coalesce(source_column, m.source_column), batch_size, max_rows_per_second,
 											throttle, migration, true, batch_time_target, max_replica_lag,
 											max_active_backends, max_wal_bytes_per_second, m.target_relation,
-											live_duty_cycle, reuse_space);
+											live_duty_cycle, reuse_space, parallel);
 	UPDATE migration_ext.migration x SET phase = 'backfilling', job = new_job WHERE x.name = m.name;
 	INSERT INTO migration_ext.migration_event (migration, event, from_phase, to_phase, detail, by_role)
 	VALUES (migration, 'backfill', m.phase, 'backfilling', format('job %s', new_job), pg_get_userbyid(actor));
@@ -800,11 +802,11 @@ CREATE FUNCTION @extschema@.start_backfill(migration text, source_column name DE
 										   max_replica_lag interval DEFAULT NULL, max_active_backends int DEFAULT NULL,
 										   max_wal_bytes_per_second bigint DEFAULT NULL,
 										   live_duty_cycle double precision DEFAULT NULL,
-										   reuse_space boolean DEFAULT NULL)
+										   reuse_space boolean DEFAULT NULL, parallel int DEFAULT NULL)
 	RETURNS bigint LANGUAGE sql
 	RETURN migration_ext.start_migration_backfill(migration, source_column, batch_size, max_rows_per_second, throttle,
 												   batch_time_target, max_replica_lag, max_active_backends,
-												   max_wal_bytes_per_second, live_duty_cycle, reuse_space);
+												   max_wal_bytes_per_second, live_duty_cycle, reuse_space, parallel);
 
 -- start_backfill('accounts', 'token', 'v2'): with three untyped literals PostgreSQL would find the
 -- regclass form and the migration form equally good and refuse the call; this text form wins that
@@ -817,12 +819,12 @@ CREATE FUNCTION @extschema@.start_backfill(relation text, column_name name, code
 										   max_wal_bytes_per_second bigint DEFAULT NULL,
 										   target_relation regclass DEFAULT NULL,
 										   live_duty_cycle double precision DEFAULT NULL,
-										   reuse_space boolean DEFAULT NULL)
+										   reuse_space boolean DEFAULT NULL, parallel int DEFAULT NULL)
 	RETURNS bigint LANGUAGE sql
 	RETURN migration_ext.start_backfill(relation::regclass, column_name, codec, source_column, batch_size,
 										max_rows_per_second, throttle, NULL, true, batch_time_target, max_replica_lag,
 										max_active_backends, max_wal_bytes_per_second, target_relation,
-										live_duty_cycle, reuse_space);
+										live_duty_cycle, reuse_space, parallel);
 
 -- A writer swap of a migration is applied at its point of no return, never before: swap_function()
 -- refuses one while the migration has not passed it.
