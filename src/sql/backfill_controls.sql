@@ -10,9 +10,10 @@ CREATE FUNCTION migration_ext.pause_backfill(actor regrole, job bigint) RETURNS 
 AS $$
 DECLARE
 	j migration_ext.backfill_job := migration_ext.require_job(actor, job);
-	job_state text := migration_ext.unfinished_job_state(j, 'paused');
+	job_state text;
 BEGIN
 	PERFORM migration_ext.refuse_part(j, 'pause');
+	job_state := migration_ext.unfinished_job_state(j, 'paused');
 	UPDATE migration_ext.backfill_job b SET requested = 'pause', updated_at = now(),
 		-- Nothing will run it to see the request: an interrupted job, or one queued without a worker.
 		state = CASE WHEN job_state = 'interrupted' OR (job_state = 'queued' AND b.pid IS NULL)
@@ -46,8 +47,8 @@ BEGIN
 	END IF;
 	PERFORM migration_ext.check_throttle_settings(batch_time_target, max_replica_lag, max_active_backends,
 												  max_wal_bytes_per_second, live_duty_cycle);
-	PERFORM migration_ext.unfinished_job_state(j, 'altered');
 	PERFORM migration_ext.refuse_part(j, 'alter');
+	PERFORM migration_ext.unfinished_job_state(j, 'altered');
 	UPDATE migration_ext.backfill_job b SET
 		max_rows_per_second = CASE WHEN alter_backfill.max_rows_per_second IS NULL THEN b.max_rows_per_second
 								   ELSE nullif(alter_backfill.max_rows_per_second, 0) END,
@@ -73,13 +74,13 @@ AS $$
 DECLARE
 	j migration_ext.backfill_job := migration_ext.require_job(actor, job);
 BEGIN
+	PERFORM migration_ext.refuse_part(j, 'resume');
 	IF migration_ext.effective_state(j) = 'failed' THEN
 		RAISE EXCEPTION 'backfill job % failed, it cannot be resumed', job
 			USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = j.last_error,
 				HINT = 'Fix the cause, then start a new backfill: converted rows are skipped.';
 	END IF;
 	PERFORM migration_ext.unfinished_job_state(j, 'resumed');
-	PERFORM migration_ext.refuse_part(j, 'resume');
 	IF j.requested = 'cancel' THEN
 		RAISE EXCEPTION 'backfill job % is being cancelled', job USING ERRCODE = 'object_not_in_prerequisite_state';
 	END IF;
@@ -113,10 +114,10 @@ DECLARE
 	j migration_ext.backfill_job := migration_ext.require_job(actor, job);
 	job_state text := migration_ext.effective_state(j);
 BEGIN
+	PERFORM migration_ext.refuse_part(j, 'cancel');
 	IF job_state IN ('done', 'failed', 'cancelled') THEN
 		RAISE EXCEPTION 'backfill job % is already %', job, job_state USING ERRCODE = 'object_not_in_prerequisite_state';
 	END IF;
-	PERFORM migration_ext.refuse_part(j, 'cancel');
 	IF migration_ext.worker_alive(j.pid) AND j.home = migration_ext.job_home() THEN
 		UPDATE migration_ext.backfill_job b SET requested = 'cancel', updated_at = now() WHERE b.id = job;
 	ELSE

@@ -376,7 +376,7 @@ BEGIN
 	PERFORM migration_ext.require_table_owner(actor, relation, 'backfill it');
 	PERFORM migration_ext.refuse_citus_table(relation, target_relation IS NULL);
 	PERFORM migration_ext.refuse_citus_table(target_relation, false) WHERE target_relation IS NOT NULL;
-	distributed := migration_ext.citus_table_kind(relation) = 'distributed';
+	distributed := coalesce(migration_ext.citus_table_kind(relation) = 'distributed', false);
 	IF parallel IS NOT NULL AND NOT parallel BETWEEN 1 AND 64 THEN
 		RAISE EXCEPTION 'parallel must be between 1 and 64, not %', parallel USING ERRCODE = 'invalid_parameter_value';
 	END IF;

@@ -282,7 +282,7 @@ BEGIN
 							   WHEN new_state = 'paused' THEN 'paused by operator' END,
 		last_error = (SELECT n.key || ', ' || (n.value ->> 'last_error') FROM jsonb_each(reports) n
 					  WHERE n.value ->> 'last_error' IS NOT NULL ORDER BY n.key LIMIT 1),
-		requested = CASE WHEN new_state IN ('done', 'failed', 'cancelled', 'paused') THEN NULL ELSE b.requested END,
+		requested = CASE WHEN new_state IN ('done', 'failed', 'cancelled') THEN NULL ELSE b.requested END,
 		pid = CASE WHEN new_state IN ('done', 'failed', 'cancelled', 'paused') THEN NULL ELSE b.pid END,
 		finished_at = CASE WHEN new_state IN ('done', 'failed', 'cancelled') THEN now() END,
 		size_at_end = CASE WHEN new_state = 'done' AND NOT b.distributed THEN migration_ext.tables_size(b.partitions) END

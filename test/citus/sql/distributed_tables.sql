@@ -1,5 +1,5 @@
 -- is_legacy() and migrate_value() on a distributed table's column, in queries through the coordinator
--- that run on the workers' shards; a backfill of a Citus table is refused, saying why.
+-- that run on the workers' shards; a backfill Citus tables cannot take is refused, saying why.
 \set SHOW_CONTEXT never
 SELECT create_codec('tok', 'reverse', marker => 'tok_');
 CREATE TABLE accounts (id bigint PRIMARY KEY, token text);
@@ -22,11 +22,14 @@ SELECT create_reference_table('codes');
 INSERT INTO codes VALUES (reverse('tok_a')), ('tok_b');
 SELECT code, is_legacy('tok', code), migrate_value('tok', code) FROM codes ORDER BY code;
 
--- A backfill would fail at its first batch in Citus's planner; it is refused before it starts.
+-- A reference table's backfill is refused before it starts (a distributed table's: distributed_backfill).
 \set VERBOSITY default
-SELECT start_backfill('accounts', 'token', 'tok');
 SELECT start_backfill('codes', 'code', 'tok');
-SELECT count(*) AS jobs FROM migration_ext.backfill_job;
+CREATE TABLE accounts_v2 (id bigint PRIMARY KEY, token text);
+SELECT create_distributed_table('accounts_v2', 'id', colocate_with => 'accounts');
+SELECT start_backfill('accounts', 'token', 'tok', target_relation => 'accounts_v2');
+SELECT start_backfill('accounts', 'token', 'tok', parallel => 0);
+SELECT count(*) AS jobs FROM migration_ext.backfill_job WHERE relation IN ('accounts'::regclass, 'codes'::regclass);
 
 -- A plain table beside them backfills as ever.
 CREATE TABLE plain (id bigint PRIMARY KEY, token text);
@@ -35,5 +38,5 @@ SELECT start_backfill('plain', 'token', 'tok') AS job \gset
 SELECT wait_backfill(:job, '60 s');
 SELECT count_legacy('plain', 'token', 'tok');
 
-DROP TABLE accounts, codes, plain;
+DROP TABLE accounts, accounts_v2, codes, plain;
 SELECT drop_codec('tok');
