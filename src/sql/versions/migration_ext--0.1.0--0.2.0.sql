@@ -2254,3 +2254,977 @@ BEGIN
 	PERFORM migration_ext.propagate_codecs(ARRAY[drop_codec.name]);
 END
 $$;
+
+------------------------------------------------------------------------------------------------------
+-- Jobs in parts: parallel => N over a partitioned table, and Citus distributed tables walked on the nodes
+-- that hold their shards.
+------------------------------------------------------------------------------------------------------
+-- Added without defaults, then filled: a default given with ADD COLUMN would be kept apart as the
+-- existing rows' "missing" value, which a fresh install does not have.
+ALTER TABLE migration_ext.backfill_job ADD COLUMN parallel int, ADD COLUMN distributed boolean, ADD COLUMN nodes jsonb,
+	ADD COLUMN parent_job bigint, ADD COLUMN parent_remote boolean;
+UPDATE migration_ext.backfill_job SET parallel = 1, distributed = false, parent_remote = false;
+ALTER TABLE migration_ext.backfill_job ALTER COLUMN parallel SET DEFAULT 1, ALTER COLUMN parallel SET NOT NULL,
+	ALTER COLUMN distributed SET DEFAULT false, ALTER COLUMN distributed SET NOT NULL,
+	ALTER COLUMN parent_remote SET DEFAULT false, ALTER COLUMN parent_remote SET NOT NULL,
+	ADD CONSTRAINT backfill_job_parallel_check CHECK (parallel BETWEEN 1 AND 64);
+DROP INDEX migration_ext.backfill_job_one_per_column;
+CREATE UNIQUE INDEX backfill_job_one_per_column ON migration_ext.backfill_job (relation, column_name)
+	WHERE state IN ('queued', 'running', 'throttled', 'paused', 'interrupted') AND parent_job IS NULL;
+CREATE INDEX backfill_job_parts ON migration_ext.backfill_job (parent_job) WHERE parent_job IS NOT NULL;
+
+DROP FUNCTION @extschema@.start_backfill(regclass, name, text, name, int, int, boolean, interval, interval, int, bigint,
+										 regclass, double precision, boolean);
+DROP FUNCTION @extschema@.start_backfill(text, name, text, name, int, int, boolean, interval, interval, int, bigint,
+										 regclass, double precision, boolean);
+DROP FUNCTION @extschema@.start_backfill(text, name, int, int, boolean, interval, interval, int, bigint,
+										 double precision, boolean);
+DROP FUNCTION migration_ext.start_migration_backfill(text, name, int, int, boolean, interval, interval, int, bigint,
+													 double precision, boolean);
+DROP FUNCTION migration_ext.start_migration_backfill(regrole, text, name, int, int, boolean, interval, interval, int,
+													 bigint, double precision, boolean);
+DROP FUNCTION migration_ext.start_backfill(regclass, name, text, name, int, int, boolean, text, boolean, interval,
+										   interval, int, bigint, regclass, double precision, boolean);
+DROP FUNCTION migration_ext.start_backfill(regrole, regclass, name, text, name, int, int, boolean, text, boolean,
+										   interval, interval, int, bigint, regclass, double precision, boolean);
+DROP FUNCTION migration_ext.refuse_citus_table(regclass);
+DROP FUNCTION migration_ext.worker_begin(bigint);
+
+CREATE FUNCTION migration_ext.citus_table_kind(relation regclass) RETURNS text
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	kind text;
+BEGIN
+	IF relation IS NULL OR migration_ext.citus_node_role() IS NULL THEN
+		RETURN NULL;
+	END IF;
+	EXECUTE $q$SELECT CASE WHEN p.partmethod <> 'n' OR p.colocationid <> 0 AND p.repmodel <> 't' THEN 'distributed'
+						  WHEN p.repmodel = 't' THEN 'reference'
+						  ELSE 'Citus local' END
+			   FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1$q$
+		INTO kind USING relation;
+	RETURN kind;
+END
+$$;
+CREATE FUNCTION migration_ext.refuse_citus_table(relation regclass, allow_distributed boolean) RETURNS void
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	kind text := migration_ext.citus_table_kind(relation);
+BEGIN
+	IF kind = 'distributed' AND allow_distributed THEN
+		RETURN;
+	END IF;
+	IF kind IS NOT NULL THEN
+		RAISE EXCEPTION 'cannot backfill %: it is a Citus % table', relation, kind
+			USING ERRCODE = 'feature_not_supported',
+				DETAIL = CASE WHEN kind = 'distributed'
+							  THEN 'A table move between Citus distributed tables is not supported; a column of a distributed table is converted in place on the nodes that hold its shards.'
+							  ELSE 'Backfills of Citus reference and Citus local tables are not supported; codecs, is_legacy() and migrate_value() work on them, on every node.' END,
+				HINT = CASE WHEN kind = 'distributed'
+							THEN 'Move the rows before distributing the tables, or convert the column in place.'
+							ELSE 'Backfill the table before Citus manages it, or for the backfill turn it back into a plain table with undistribute_table().' END;
+	END IF;
+END
+$$;
+CREATE FUNCTION migration_ext.start_backfill(relation regclass, column_name name, codec text, source_column name,
+											 batch_size int, max_rows_per_second int, throttle boolean,
+											 migration text DEFAULT NULL, launch boolean DEFAULT true,
+											 batch_time_target interval DEFAULT NULL,
+											 max_replica_lag interval DEFAULT NULL, max_active_backends int DEFAULT NULL,
+											 max_wal_bytes_per_second bigint DEFAULT NULL,
+											 target_relation regclass DEFAULT NULL,
+											 live_duty_cycle double precision DEFAULT NULL,
+											 reuse_space boolean DEFAULT NULL, parallel int DEFAULT NULL)
+	RETURNS bigint LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
+
+CREATE FUNCTION migration_ext.start_backfill(actor regrole, relation regclass, column_name name, codec text,
+											 source_column name, batch_size int, max_rows_per_second int,
+											 throttle boolean, migration text, launch boolean,
+											 batch_time_target interval, max_replica_lag interval,
+											 max_active_backends int, max_wal_bytes_per_second bigint,
+											 target_relation regclass, live_duty_cycle double precision,
+											 reuse_space boolean, parallel int)
+	RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	kind "char";
+	walk record;
+	leaves regclass[];
+	foreign_leaf text;
+	covering text;
+	estimate bigint;
+	job bigint;
+	distributed boolean;
+	in_parts boolean;
+	parent migration_ext.backfill_job;
+BEGIN
+	IF relation IS NULL OR column_name IS NULL OR codec IS NULL THEN
+		RAISE EXCEPTION 'relation, column_name and codec must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT c.relkind INTO kind FROM pg_class c WHERE c.oid = relation;
+	IF (SELECT c.relpersistence FROM pg_class c WHERE c.oid = relation) = 't' THEN
+		RAISE EXCEPTION '% is a temporary table', relation USING ERRCODE = 'feature_not_supported',
+			DETAIL = 'The backfill worker is another session, and cannot see this session''s temporary tables.';
+	END IF;
+	IF kind NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION '% is not a table', relation USING ERRCODE = 'wrong_object_type',
+			HINT = 'A backfill rewrites the rows of a table or a partitioned table.';
+	END IF;
+	PERFORM migration_ext.require_table_owner(actor, relation, 'backfill it');
+	PERFORM migration_ext.refuse_citus_table(relation, target_relation IS NULL);
+	PERFORM migration_ext.refuse_citus_table(target_relation, false) WHERE target_relation IS NOT NULL;
+	distributed := coalesce(migration_ext.citus_table_kind(relation) = 'distributed', false);
+	IF parallel IS NOT NULL AND NOT parallel BETWEEN 1 AND 64 THEN
+		RAISE EXCEPTION 'parallel must be between 1 and 64, not %', parallel USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF parallel > 1 AND kind <> 'p' AND NOT distributed THEN
+		RAISE EXCEPTION 'parallel => % needs a partitioned table or a Citus distributed table', parallel
+			USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = format('%s is one table: its rows are walked in key order by one worker.', relation),
+				HINT = 'Leave parallel out.';
+	END IF;
+	IF parallel > 1 AND target_relation IS NOT NULL THEN
+		RAISE EXCEPTION 'a table move is walked by one worker' USING ERRCODE = 'feature_not_supported',
+			HINT = 'Leave parallel out.';
+	END IF;
+	-- A shard move under the job would take shards away from the nodes walking them: refused while it
+	-- runs (the job's worker holds Citus's placement lock), and the job is refused while a move runs.
+	IF distributed AND NOT migration_ext.hold_shard_moves(migration_ext.colocation_lock_id(relation), false) THEN
+		RAISE EXCEPTION 'cannot backfill %: a shard move, copy or split of its colocation group is running', relation
+			USING ERRCODE = 'object_in_use',
+				DETAIL = 'The shards a backfill walks must stay on their nodes until it is done.',
+				HINT = 'Wait for the rebalance to finish (citus_rebalance_status()), then start the backfill.';
+	END IF;
+	IF NOT launch AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = actor), false) THEN
+		RAISE EXCEPTION 'only a superuser may queue a job without a worker' USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	IF target_relation IS NULL THEN
+		PERFORM migration_ext.checked_column(relation, column_name);
+		IF source_column IS NOT NULL THEN
+			PERFORM migration_ext.checked_column(relation, source_column);
+		END IF;
+	ELSE
+		PERFORM migration_ext.require_table_owner(actor, target_relation, 'copy rows into it');
+		-- The copy runs as one role: the owner of both tables, so that neither table's code (triggers,
+		-- defaults, policies) runs with the other owner's rights.
+		IF (SELECT c.relowner FROM pg_class c WHERE c.oid = relation)
+		   <> (SELECT c.relowner FROM pg_class c WHERE c.oid = target_relation) THEN
+			RAISE EXCEPTION '% and % have different owners', relation, target_relation
+				USING ERRCODE = 'insufficient_privilege',
+					DETAIL = 'A table move copies rows as the tables'' owner; each table''s triggers, defaults and policies would otherwise run with the other owner''s rights.',
+					HINT = 'Give both tables the same owner (ALTER TABLE ... OWNER TO).';
+		END IF;
+		-- A move migration's tables were checked, and its column map resolved, when it was created.
+		IF NOT EXISTS (SELECT FROM migration_ext.migration m WHERE m.name = start_backfill.migration
+					   AND m.target_relation = start_backfill.target_relation) THEN
+			PERFORM migration_ext.check_table_move(relation, target_relation, column_name, source_column);
+		END IF;
+	END IF;
+	-- The door cannot be bypassed: new-format values land only once readers are tolerant and settled.
+	SELECT format('%L (%s)', m.name, m.phase) INTO covering FROM migration_ext.migration m
+	WHERE m.phase IN ('planned', 'tolerant') AND start_backfill.column_name IN (m.column_name, m.source_column)
+	  AND (m.relation IN (start_backfill.relation, start_backfill.target_relation)
+		   OR m.relation IN (SELECT a.relid FROM pg_partition_ancestors(start_backfill.relation) a)
+		   OR start_backfill.relation IN (SELECT t.relid FROM pg_partition_tree(m.relation) t))
+	LIMIT 1;
+	IF covering IS NOT NULL THEN
+		RAISE EXCEPTION 'column "%" of % belongs to migration %, which has not passed its point of no return',
+			column_name, relation, covering USING ERRCODE = 'object_not_in_prerequisite_state',
+			DETAIL = 'A backfill writes the new format; readers must be tolerant and settled first.',
+			HINT = 'advance_migration() through the door, then start_backfill(<migration>).';
+	END IF;
+	IF migration IS NOT NULL AND NOT EXISTS (SELECT FROM migration_ext.migration m WHERE m.name = migration
+											 AND m.relation = start_backfill.relation AND m.column_name = start_backfill.column_name) THEN
+		RAISE EXCEPTION 'migration "%" does not cover %.%', migration, relation, quote_ident(column_name)
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	PERFORM migration_ext.require_codec(codec);
+	IF batch_size IS NOT NULL AND batch_size <= 0 THEN
+		RAISE EXCEPTION 'batch_size must be positive, not %', batch_size USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF max_rows_per_second IS NOT NULL AND max_rows_per_second <= 0 THEN
+		RAISE EXCEPTION 'max_rows_per_second must be positive, not %', max_rows_per_second
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass NULL for no rate cap.';
+	END IF;
+	PERFORM migration_ext.check_throttle_settings(batch_time_target, max_replica_lag, max_active_backends,
+												  max_wal_bytes_per_second, live_duty_cycle);
+	IF target_relation IS NULL THEN
+		PERFORM migration_ext.require_rewritable(relation, column_name);
+	END IF;
+	SELECT * INTO walk FROM migration_ext.walk_key(relation, CASE WHEN target_relation IS NULL THEN column_name END);
+	IF distributed THEN
+		leaves := ARRAY[relation];
+	ELSIF kind = 'p' THEN
+		SELECT array_agg(t.relid ORDER BY t.relid::text) INTO leaves
+		FROM pg_partition_tree(relation) t JOIN pg_class c ON c.oid = t.relid
+		WHERE t.isleaf AND c.relkind = 'r';
+		IF leaves IS NULL THEN
+			RAISE EXCEPTION 'partitioned table % has no partitions', relation USING ERRCODE = 'object_not_in_prerequisite_state';
+		END IF;
+		-- Every batch runs as the partitioned table's owner: a partition someone else owns would have that
+		-- owner's table rewritten, or run the parent's triggers with its rights. Refused before starting.
+		SELECT format('partition %s is owned by role %s, not by the table''s owner %s', leaf, c.relowner::regrole,
+					  (SELECT p.relowner::regrole FROM pg_class p WHERE p.oid = relation)) INTO foreign_leaf
+		FROM unnest(leaves) leaf JOIN pg_class c ON c.oid = leaf
+		WHERE c.relowner <> (SELECT p.relowner FROM pg_class p WHERE p.oid = relation) LIMIT 1;
+		IF foreign_leaf IS NOT NULL THEN
+			RAISE EXCEPTION 'cannot backfill %: %', relation, foreign_leaf
+				USING ERRCODE = 'insufficient_privilege',
+					HINT = 'Give every partition the owner of the partitioned table (ALTER TABLE ... OWNER TO).';
+		END IF;
+	ELSE
+		leaves := ARRAY[relation];
+	END IF;
+	IF launch THEN
+		PERFORM migration_ext.check_job_limits(actor);
+	END IF;
+	SELECT coalesce(sum(migration_ext.row_estimate(leaf)), 0)::bigint INTO estimate FROM unnest(leaves) leaf;
+	in_parts := distributed OR (coalesce(parallel, 1) > 1 AND cardinality(leaves) > 1);
+	BEGIN
+		INSERT INTO migration_ext.backfill_job (relation, column_name, source_column, target_relation, codec, migration, key_columns,
+												partitions, batch_size, max_rows_per_second, throttle,
+												rows_estimated, current_batch_size, batch_time_target_ms,
+												max_replica_lag_s, max_active_backends, max_wal_bytes_per_second,
+												live_duty_cycle, owner, reuse_space, size_at_start, parallel,
+												distributed)
+		VALUES (relation, column_name, source_column, target_relation, codec, migration, walk.key_columns, leaves,
+				coalesce(batch_size, CASE WHEN throttle THEN migration_ext.setting('migration_ext.batch_size')::bigint
+										  ELSE migration_ext.setting('migration_ext.unthrottled_batch_size')::bigint END), max_rows_per_second,
+				coalesce(throttle, true), estimate,
+				coalesce(batch_size, CASE WHEN throttle THEN migration_ext.setting('migration_ext.batch_size')::bigint
+										  ELSE migration_ext.setting('migration_ext.unthrottled_batch_size')::bigint END),
+				coalesce(extract(epoch FROM batch_time_target) * 1000,
+						 migration_ext.setting('migration_ext.batch_time_target')),
+				coalesce(extract(epoch FROM max_replica_lag),
+						 migration_ext.setting('migration_ext.max_replica_lag') / 1000),
+				coalesce(max_active_backends, migration_ext.setting('migration_ext.max_active_backends')::bigint),
+				coalesce(max_wal_bytes_per_second,
+						 migration_ext.setting('migration_ext.max_wal_bytes_per_second')::bigint),
+				coalesce(live_duty_cycle, migration_ext.setting('migration_ext.live_duty_cycle')), actor,
+				coalesce(reuse_space, current_setting('migration_ext.reuse_space')::boolean),
+				CASE WHEN target_relation IS NULL AND NOT distributed THEN migration_ext.tables_size(leaves) END,
+				coalesce(parallel, 1), distributed)
+		RETURNING id INTO job;
+	EXCEPTION WHEN unique_violation THEN
+		RAISE EXCEPTION 'a backfill of %.% is already active', relation, quote_ident(column_name)
+			USING ERRCODE = 'object_in_use',
+				HINT = 'Wait for it, resume it, or cancel it: see backfill_status.';
+	END;
+	-- The parts: on this node's partitions (or the coordinator's shards), and on every Citus worker.
+	IF in_parts THEN
+		SELECT * INTO parent FROM migration_ext.backfill_job b WHERE b.id = job;
+		IF distributed THEN
+			PERFORM migration_ext.citus_send_to_workers(
+				format('SELECT migration_ext.start_node_parts(%s, %L)', job, to_jsonb(parent)));
+			IF cardinality(migration_ext.local_shards(relation)) > 0 THEN
+				PERFORM migration_ext.start_parts(parent, migration_ext.local_shards(relation), false, launch);
+			END IF;
+		ELSE
+			PERFORM migration_ext.start_parts(parent, leaves, false, launch);
+		END IF;
+	END IF;
+	-- launch => false leaves the job queued for a caller that runs worker_step() itself (the isolation tests).
+	IF launch THEN
+		PERFORM migration_ext.launch_job(job);
+	END IF;
+	RETURN job;
+END
+$$;
+CREATE FUNCTION @extschema@.start_backfill(relation regclass, column_name name, codec text,
+										   source_column name DEFAULT NULL, batch_size int DEFAULT NULL,
+										   max_rows_per_second int DEFAULT NULL, throttle boolean DEFAULT true,
+										   batch_time_target interval DEFAULT NULL,
+										   max_replica_lag interval DEFAULT NULL, max_active_backends int DEFAULT NULL,
+										   max_wal_bytes_per_second bigint DEFAULT NULL,
+										   target_relation regclass DEFAULT NULL,
+										   live_duty_cycle double precision DEFAULT NULL,
+										   reuse_space boolean DEFAULT NULL, parallel int DEFAULT NULL)
+	RETURNS bigint LANGUAGE sql
+	RETURN migration_ext.start_backfill(relation, column_name, codec, source_column, batch_size, max_rows_per_second,
+										throttle, NULL, true, batch_time_target, max_replica_lag, max_active_backends,
+										max_wal_bytes_per_second, target_relation, live_duty_cycle, reuse_space,
+										parallel);
+
+CREATE FUNCTION migration_ext.start_migration_backfill(migration text, source_column name, batch_size int,
+														max_rows_per_second int, throttle boolean,
+														batch_time_target interval, max_replica_lag interval,
+														max_active_backends int, max_wal_bytes_per_second bigint,
+														live_duty_cycle double precision, reuse_space boolean,
+														parallel int)
+	RETURNS bigint LANGUAGE c AS 'MODULE_PATHNAME', 'mext_as_invoker';
+
+CREATE FUNCTION migration_ext.start_migration_backfill(actor regrole, migration text, source_column name,
+														batch_size int, max_rows_per_second int, throttle boolean,
+														batch_time_target interval, max_replica_lag interval,
+														max_active_backends int, max_wal_bytes_per_second bigint,
+														live_duty_cycle double precision, reuse_space boolean,
+														parallel int)
+	RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m migration_ext.migration := migration_ext.require_migration(migration, true);
+	new_job bigint;
+BEGIN
+	IF m.target_relation IS NOT NULL THEN
+		PERFORM migration_ext.require_move_owner(actor, m, 'sweep the move');
+	END IF;
+	IF m.phase NOT IN ('producing', 'backfilling') THEN
+		RAISE EXCEPTION 'cannot backfill migration "%" in phase %', migration, m.phase
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				DETAIL = 'The backfill starts once writers produce the new format: after the point of no return.',
+				HINT = format('advance_migration(%L) until it is producing.', migration);
+	END IF;
+	new_job := migration_ext.start_backfill(actor, m.relation, m.column_name, m.codec,
+											coalesce(source_column, m.source_column), batch_size, max_rows_per_second,
+											throttle, migration, true, batch_time_target, max_replica_lag,
+											max_active_backends, max_wal_bytes_per_second, m.target_relation,
+											live_duty_cycle, reuse_space, parallel);
+	UPDATE migration_ext.migration x SET phase = 'backfilling', job = new_job WHERE x.name = m.name;
+	INSERT INTO migration_ext.migration_event (migration, event, from_phase, to_phase, detail, by_role)
+	VALUES (migration, 'backfill', m.phase, 'backfilling', format('job %s', new_job), pg_get_userbyid(actor));
+	RETURN new_job;
+END
+$$;
+CREATE FUNCTION @extschema@.start_backfill(migration text, source_column name DEFAULT NULL, batch_size int DEFAULT NULL,
+										   max_rows_per_second int DEFAULT NULL, throttle boolean DEFAULT true,
+										   batch_time_target interval DEFAULT NULL,
+										   max_replica_lag interval DEFAULT NULL, max_active_backends int DEFAULT NULL,
+										   max_wal_bytes_per_second bigint DEFAULT NULL,
+										   live_duty_cycle double precision DEFAULT NULL,
+										   reuse_space boolean DEFAULT NULL, parallel int DEFAULT NULL)
+	RETURNS bigint LANGUAGE sql
+	RETURN migration_ext.start_migration_backfill(migration, source_column, batch_size, max_rows_per_second, throttle,
+												   batch_time_target, max_replica_lag, max_active_backends,
+												   max_wal_bytes_per_second, live_duty_cycle, reuse_space, parallel);
+
+CREATE FUNCTION @extschema@.start_backfill(relation text, column_name name, codec text,
+										   source_column name DEFAULT NULL, batch_size int DEFAULT NULL,
+										   max_rows_per_second int DEFAULT NULL, throttle boolean DEFAULT true,
+										   batch_time_target interval DEFAULT NULL,
+										   max_replica_lag interval DEFAULT NULL, max_active_backends int DEFAULT NULL,
+										   max_wal_bytes_per_second bigint DEFAULT NULL,
+										   target_relation regclass DEFAULT NULL,
+										   live_duty_cycle double precision DEFAULT NULL,
+										   reuse_space boolean DEFAULT NULL, parallel int DEFAULT NULL)
+	RETURNS bigint LANGUAGE sql
+	RETURN migration_ext.start_backfill(relation::regclass, column_name, codec, source_column, batch_size,
+										max_rows_per_second, throttle, NULL, true, batch_time_target, max_replica_lag,
+										max_active_backends, max_wal_bytes_per_second, target_relation,
+										live_duty_cycle, reuse_space, parallel);
+
+CREATE FUNCTION migration_ext.worker_begin(job bigint, OUT batch_size int, OUT max_rows_per_second int,
+										   OUT throttle boolean, OUT gathers boolean)
+	RETURNS SETOF record LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	j migration_ext.backfill_job;
+	claim text;
+	role_limit int := migration_ext.setting('migration_ext.max_jobs_per_role')::bigint;
+BEGIN
+	SELECT * INTO j FROM migration_ext.backfill_job b WHERE b.id = job FOR UPDATE;
+	IF NOT FOUND OR j.state IN ('done', 'failed', 'cancelled') OR j.home <> migration_ext.job_home() THEN
+		RETURN;
+	END IF;
+	claim := migration_ext.claim_job(job);
+	IF claim = 'taken' THEN
+		RETURN;
+	END IF;
+	IF claim = 'full' OR (role_limit > 0 AND j.parent_job IS NULL AND role_limit <= (
+			SELECT count(*) FROM migration_ext.backfill_job b WHERE b.owner = j.owner AND b.id <> job
+			AND b.parent_job IS NULL AND b.state IN ('queued', 'running', 'throttled') AND migration_ext.worker_alive(b.pid))) THEN
+		UPDATE migration_ext.backfill_job b SET pid = NULL, state = 'queued', updated_at = now(),
+			warning = CASE WHEN claim = 'full'
+						   THEN 'not started: migration_ext.max_jobs backfill workers are running'
+						   ELSE format('not started: role %s runs migration_ext.max_jobs_per_role jobs', j.owner) END
+		WHERE b.id = job;
+		RETURN;
+	END IF;
+	-- Paused before its worker got going: the worker gives the job back at once, as a pause between
+	-- batches does.
+	IF j.requested = 'pause' THEN
+		UPDATE migration_ext.backfill_job b SET state = 'paused', throttle_reason = 'paused by operator', pid = NULL,
+			updated_at = now() WHERE b.id = job;
+		RETURN;
+	END IF;
+	IF NOT migration_ext.may_act_on(j.owner, j.relation)
+	   OR (j.target_relation IS NOT NULL AND NOT migration_ext.may_act_on(j.owner, j.target_relation)) THEN
+		UPDATE migration_ext.backfill_job b SET state = 'failed', finished_at = now(), updated_at = now(),
+			last_error = format('permission denied: role %s may no longer act as the owner of %s', j.owner, j.relation)
+		WHERE b.id = job;
+		RETURN;
+	END IF;
+	UPDATE migration_ext.backfill_job b SET pid = pg_backend_pid(),
+		state = 'running',
+		started_at = coalesce(b.started_at, now()), updated_at = now(), throttle_reason = NULL, warning = NULL
+	WHERE b.id = job;
+	batch_size := coalesce(j.current_batch_size, j.batch_size);
+	max_rows_per_second := j.max_rows_per_second;
+	throttle := j.throttle;
+	gathers := j.distributed OR (j.parallel > 1 AND EXISTS (SELECT FROM migration_ext.backfill_job p
+															 WHERE p.parent_job = job AND NOT p.parent_remote));
+	RETURN NEXT;
+END
+$$;
+CREATE OR REPLACE FUNCTION migration_ext.check_job_limits(actor regrole) RETURNS void
+	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cluster_limit int := migration_ext.setting('migration_ext.max_jobs')::bigint;
+	role_limit int := migration_ext.setting('migration_ext.max_jobs_per_role')::bigint;
+	running int;
+BEGIN
+	PERFORM pg_stat_clear_snapshot();
+	SELECT count(*) INTO running FROM pg_stat_activity a WHERE a.backend_type = 'migration_ext backfill';
+	IF running >= cluster_limit THEN
+		RAISE EXCEPTION 'too many backfill workers: % of migration_ext.max_jobs = % are running', running, cluster_limit
+			USING ERRCODE = 'configuration_limit_exceeded',
+				HINT = 'Wait for a job to finish or pause one, or raise migration_ext.max_jobs (a reload).';
+	END IF;
+	IF role_limit > 0 THEN
+		SELECT count(*) INTO running FROM migration_ext.backfill_job b
+		WHERE b.owner = actor AND b.parent_job IS NULL AND b.state IN ('queued', 'running', 'throttled')
+		  AND migration_ext.worker_alive(b.pid);
+		IF running >= role_limit THEN
+			RAISE EXCEPTION 'role % already runs % backfill job(s), the limit of migration_ext.max_jobs_per_role', actor,
+				running USING ERRCODE = 'configuration_limit_exceeded',
+					HINT = 'Wait for one of them to finish or pause one, or ask a superuser to raise the limit.';
+		END IF;
+	END IF;
+END
+$$;
+CREATE OR REPLACE FUNCTION migration_ext.pause_backfill(actor regrole, job bigint) RETURNS void
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	j migration_ext.backfill_job := migration_ext.require_job(actor, job);
+	job_state text;
+BEGIN
+	PERFORM migration_ext.refuse_part(j, 'pause');
+	job_state := migration_ext.unfinished_job_state(j, 'paused');
+	UPDATE migration_ext.backfill_job b SET requested = 'pause', updated_at = now(),
+		-- Nothing will run it to see the request: an interrupted job, or one queued without a worker.
+		state = CASE WHEN job_state = 'interrupted' OR (job_state = 'queued' AND b.pid IS NULL)
+					 THEN 'paused' ELSE b.state END
+	WHERE b.id = job;
+	PERFORM migration_ext.relay_to_parts(job);
+END
+$$;
+CREATE OR REPLACE FUNCTION migration_ext.alter_backfill(actor regrole, job bigint, max_rows_per_second int,
+											 batch_time_target interval, max_replica_lag interval,
+											 max_active_backends int, max_wal_bytes_per_second bigint,
+											 throttle boolean, live_duty_cycle double precision, reuse_space boolean)
+	RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	j migration_ext.backfill_job := migration_ext.require_job(actor, job);
+BEGIN
+	IF max_rows_per_second < 0 THEN
+		RAISE EXCEPTION 'max_rows_per_second must not be negative' USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Pass 0 to remove the rate cap.';
+	END IF;
+	PERFORM migration_ext.check_throttle_settings(batch_time_target, max_replica_lag, max_active_backends,
+												  max_wal_bytes_per_second, live_duty_cycle);
+	PERFORM migration_ext.refuse_part(j, 'alter');
+	PERFORM migration_ext.unfinished_job_state(j, 'altered');
+	UPDATE migration_ext.backfill_job b SET
+		max_rows_per_second = CASE WHEN alter_backfill.max_rows_per_second IS NULL THEN b.max_rows_per_second
+								   ELSE nullif(alter_backfill.max_rows_per_second, 0) END,
+		batch_time_target_ms = coalesce(extract(epoch FROM alter_backfill.batch_time_target) * 1000, b.batch_time_target_ms),
+		max_replica_lag_s = coalesce(extract(epoch FROM alter_backfill.max_replica_lag), b.max_replica_lag_s),
+		max_active_backends = coalesce(alter_backfill.max_active_backends, b.max_active_backends),
+		max_wal_bytes_per_second = coalesce(alter_backfill.max_wal_bytes_per_second, b.max_wal_bytes_per_second),
+		throttle = coalesce(alter_backfill.throttle, b.throttle),
+		live_duty_cycle = coalesce(alter_backfill.live_duty_cycle, b.live_duty_cycle),
+		reuse_space = coalesce(alter_backfill.reuse_space, b.reuse_space),
+		updated_at = now()
+	WHERE b.id = job;
+END
+$$;
+CREATE OR REPLACE FUNCTION migration_ext.resume_backfill(actor regrole, job bigint) RETURNS void
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	j migration_ext.backfill_job := migration_ext.require_job(actor, job);
+BEGIN
+	PERFORM migration_ext.refuse_part(j, 'resume');
+	IF migration_ext.effective_state(j) = 'failed' THEN
+		RAISE EXCEPTION 'backfill job % failed, it cannot be resumed', job
+			USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = j.last_error,
+				HINT = 'Fix the cause, then start a new backfill: converted rows are skipped.';
+	END IF;
+	PERFORM migration_ext.unfinished_job_state(j, 'resumed');
+	IF j.requested = 'cancel' THEN
+		RAISE EXCEPTION 'backfill job % is being cancelled', job USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	IF migration_ext.worker_alive(j.pid) AND j.home = migration_ext.job_home() THEN
+		-- Shown as running at once, so that wait_backfill() does not return on the old 'paused'.
+		UPDATE migration_ext.backfill_job b SET requested = NULL, updated_at = now(),
+			state = CASE WHEN b.state = 'paused' THEN 'running' ELSE b.state END,
+			throttle_reason = CASE WHEN b.state = 'paused' THEN NULL ELSE b.throttle_reason END
+		WHERE b.id = job;
+	ELSE
+		SELECT * INTO j FROM migration_ext.backfill_job b WHERE b.id = job FOR UPDATE; -- see resume_interrupted()
+		IF migration_ext.worker_alive(j.pid) AND j.home = migration_ext.job_home() THEN
+			RETURN; -- resumed meanwhile by the launcher or another session
+		END IF;
+		PERFORM migration_ext.check_job_limits(actor);
+		-- A restored job is taken over here: it runs in this database from now on.
+		UPDATE migration_ext.backfill_job b SET requested = NULL, updated_at = now(), state = 'queued', pid = NULL,
+			home = migration_ext.job_home(), owner = actor WHERE b.id = job;
+		PERFORM migration_ext.launch_job(job);
+	END IF;
+END
+$$;
+CREATE OR REPLACE FUNCTION migration_ext.cancel_backfill(actor regrole, job bigint) RETURNS void
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	j migration_ext.backfill_job := migration_ext.require_job(actor, job);
+	job_state text := migration_ext.effective_state(j);
+BEGIN
+	PERFORM migration_ext.refuse_part(j, 'cancel');
+	IF job_state IN ('done', 'failed', 'cancelled') THEN
+		RAISE EXCEPTION 'backfill job % is already %', job, job_state USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	IF migration_ext.worker_alive(j.pid) AND j.home = migration_ext.job_home() THEN
+		UPDATE migration_ext.backfill_job b SET requested = 'cancel', updated_at = now() WHERE b.id = job;
+	ELSE
+		UPDATE migration_ext.backfill_job b SET state = 'cancelled', requested = NULL, finished_at = now(),
+			updated_at = now() WHERE b.id = job;
+	END IF;
+	PERFORM migration_ext.relay_to_parts(job);
+END
+$$;
+CREATE OR REPLACE FUNCTION migration_ext.resume_interrupted() RETURNS int
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	j migration_ext.backfill_job;
+	resumed int := 0;
+	cluster_limit int := migration_ext.setting('migration_ext.max_jobs')::bigint;
+	role_limit int := migration_ext.setting('migration_ext.max_jobs_per_role')::bigint;
+	running int;
+	launched_for regrole[] := '{}';
+BEGIN
+	PERFORM pg_stat_clear_snapshot();
+	SELECT count(*) INTO running FROM pg_stat_activity a WHERE a.backend_type = 'migration_ext backfill';
+	-- The row is locked first (which also gives this transaction an id the new worker waits for), and
+	-- the worker launched in a statement of its own: inside an UPDATE's SET list a concurrent change of
+	-- the row would make PostgreSQL evaluate it, and so launch a worker, twice. The workers started
+	-- here hold their slots until this transaction ends: no more are started than the limits allow,
+	-- so one role's queued jobs cannot take every slot of the cluster.
+	FOR j IN SELECT * FROM migration_ext.backfill_job b
+			 WHERE b.state IN ('queued', 'running', 'throttled', 'paused', 'interrupted')
+			   AND b.requested IS DISTINCT FROM 'pause' AND b.home = migration_ext.job_home() ORDER BY b.id
+			 FOR UPDATE LOOP
+		CONTINUE WHEN migration_ext.worker_alive(j.pid);
+		EXIT WHEN running + resumed >= cluster_limit;
+		-- A part counts as its parent does: once.
+		CONTINUE WHEN role_limit > 0 AND j.parent_job IS NULL
+			AND role_limit <= cardinality(array_positions(launched_for, j.owner))
+			+ (SELECT count(*) FROM migration_ext.backfill_job b WHERE b.owner = j.owner AND b.parent_job IS NULL
+			   AND b.state IN ('queued', 'running', 'throttled') AND migration_ext.worker_alive(b.pid));
+		IF migration_ext.launch_job(j.id) THEN
+			resumed := resumed + 1;
+			launched_for := launched_for || CASE WHEN j.parent_job IS NULL THEN j.owner END;
+		END IF;
+	END LOOP;
+	RETURN resumed;
+END
+$$;
+CREATE OR REPLACE VIEW @extschema@.backfill_status WITH (security_invoker = true) AS
+	SELECT j.id AS job, j.relation, j.column_name, j.source_column, j.target_relation, j.codec, j.migration,
+		   e.state, j.requested,
+		   j.rows_scanned, j.rows_converted, j.rows_skipped, j.conflicts, j.batches,
+		   j.current_batch_size AS batch_size, j.max_rows_per_second,
+		   round(j.rate::numeric, 1) AS rows_per_second,
+		   greatest(j.rows_estimated, j.rows_scanned) AS rows_estimated,
+		   CASE WHEN e.state = 'done' THEN 100.0
+				ELSE round(100.0 * j.rows_scanned / greatest(j.rows_estimated, j.rows_scanned, 1), 1) END AS percent_done,
+		   CASE WHEN j.rate > 0 AND e.state IN ('running', 'throttled')
+				THEN make_interval(secs => greatest(j.rows_estimated - j.rows_scanned, 0) / j.rate) END AS eta,
+		   CASE WHEN e.state = 'paused' AND j.home <> migration_ext.job_home()
+				THEN 'restored from a backup: resume_backfill() continues it from its checkpoint'
+				ELSE j.throttle_reason END AS throttle_reason,
+		   j.warning, j.last_key, j.partitions[j.partition_index] AS partition,
+		   j.throttle, round(j.batch_time_target_ms::numeric) AS batch_time_target_ms, j.max_replica_lag_s,
+		   j.max_active_backends, j.max_wal_bytes_per_second, j.live_duty_cycle,
+		   j.last_error, j.error_key, j.pid, j.owner AS role,
+		   j.created_at, j.started_at, j.updated_at, j.finished_at,
+		   j.reuse_space, j.size_at_start,
+		   -- The table's size now (at the end, once done) against its size at the start.
+		   pg_catalog.round(coalesce(j.size_at_end, migration_ext.tables_size(j.partitions))::numeric
+							OPERATOR(pg_catalog./) nullif(j.size_at_start, 0)::numeric, 3) AS growth,
+		   j.reclaims, j.rows_reclaimed, j.space_reclaimed, j.reclaim_note,
+		   j.parallel, j.parent_job, j.nodes
+	FROM migration_ext.backfill_job j
+	-- Once a row, so that the state, the percentage and the ETA agree even if the worker exits meanwhile.
+	-- OFFSET 0 keeps the planner from pulling the subquery up into the three expressions that use it.
+	CROSS JOIN LATERAL (SELECT migration_ext.effective_state(j) AS state OFFSET 0) e;
+-- The shards of a distributed table that this node holds (shards are tables of their own). Citus names a
+-- shard schema-qualified only outside the search_path: the table's schema is put on it for the lookup.
+CREATE FUNCTION migration_ext.local_shards(relation regclass) RETURNS regclass[]
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	names text[];
+	shards regclass[];
+BEGIN
+	EXECUTE $q$SELECT array_agg(pg_catalog.shard_name(s.logicalrelid, s.shardid) ORDER BY s.shardid)
+			   FROM pg_catalog.pg_dist_shard s JOIN pg_catalog.pg_dist_placement p ON p.shardid = s.shardid
+			   WHERE s.logicalrelid = $1 AND p.groupid = (SELECT g.groupid FROM pg_catalog.pg_dist_local_group g)$q$
+		INTO names USING relation;
+	PERFORM set_config('search_path', format('pg_catalog, %I, pg_temp',
+											 (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+											  WHERE c.oid = relation)), true);
+	SELECT array_agg(pg_catalog.to_regclass(n) ORDER BY o) INTO shards FROM unnest(names) WITH ORDINALITY u(n, o);
+	IF array_position(shards, NULL) IS NOT NULL THEN
+		RAISE EXCEPTION 'shard % of % is not on this node', names[array_position(shards, NULL)], relation
+			USING ERRCODE = 'undefined_table', DETAIL = 'Citus''s metadata places it here.';
+	END IF;
+	RETURN coalesce(shards, '{}');
+END
+$$;
+
+-- Shard moves of a distributed table's colocation group are refused while a job walks it: a job's parent
+-- holds, for its whole life, the lock Citus takes to move, copy or split a placement (shard_moves.cpp).
+-- With `for_session` false, only tries it for this transaction: false when a move runs now.
+CREATE FUNCTION migration_ext.hold_shard_moves(colocation bigint, for_session boolean) RETURNS boolean
+	LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'mext_hold_shard_moves';
+
+-- The id under which Citus locks the placements of a distributed table: its colocation group.
+CREATE FUNCTION migration_ext.colocation_lock_id(relation regclass) RETURNS bigint
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	colocation bigint;
+BEGIN
+	EXECUTE 'SELECT p.colocationid FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1'
+		INTO colocation USING relation;
+	RETURN CASE WHEN coalesce(colocation, 0) <> 0 THEN colocation ELSE relation::oid::bigint END;
+END
+$$;
+
+-- Creates the parts of `parent` on this node: up to parent.parallel jobs over `leaves` (the largest first,
+-- dealt out in turn, so that the parts are of a size), each with the parent's settings; launches them.
+-- `remote`: the parent is on the Citus coordinator, not here.
+CREATE FUNCTION migration_ext.start_parts(parent migration_ext.backfill_job, leaves regclass[], remote boolean,
+										  launch boolean)
+	RETURNS int LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	part_count int := least(parent.parallel, cardinality(leaves));
+	part_leaves regclass[];
+	part bigint;
+BEGIN
+	FOR i IN 1 .. part_count LOOP
+		SELECT array_agg(l.leaf ORDER BY l.leaf::text) INTO part_leaves
+		FROM (SELECT leaf, row_number() OVER (ORDER BY migration_ext.row_estimate(leaf) DESC, leaf::text) - 1 AS n
+			  FROM unnest(leaves) leaf) l
+		WHERE l.n % part_count = i - 1;
+		INSERT INTO migration_ext.backfill_job (relation, column_name, source_column, codec, migration, key_columns,
+												partitions, batch_size, max_rows_per_second, throttle,
+												rows_estimated, current_batch_size, batch_time_target_ms,
+												max_replica_lag_s, max_active_backends, max_wal_bytes_per_second,
+												live_duty_cycle, owner, reuse_space, size_at_start, parent_job,
+												parent_remote)
+		SELECT parent.relation, parent.column_name, parent.source_column, parent.codec, parent.migration,
+			   parent.key_columns, part_leaves, parent.batch_size, parent.max_rows_per_second, parent.throttle,
+			   (SELECT coalesce(sum(migration_ext.row_estimate(leaf)), 0)::bigint FROM unnest(part_leaves) leaf),
+			   parent.batch_size, parent.batch_time_target_ms, parent.max_replica_lag_s,
+			   parent.max_active_backends, parent.max_wal_bytes_per_second, parent.live_duty_cycle, parent.owner,
+			   parent.reuse_space, migration_ext.tables_size(part_leaves), parent.id, remote
+		RETURNING id INTO part;
+		IF launch THEN
+			PERFORM migration_ext.launch_job(part);
+		END IF;
+	END LOOP;
+	RETURN part_count;
+END
+$$;
+
+-- On a node of a Citus cluster, sent by the coordinator's start_backfill() in its transaction: the parts
+-- of the coordinator's job `parent` over this node's shards. Everything is checked again here, against
+-- this node's catalog: the role that started the job must be able to act as the table's owner here too.
+-- Not executable by PUBLIC, and refused to any role but a superuser.
+CREATE FUNCTION migration_ext.start_node_parts(parent bigint, job jsonb) RETURNS int
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	j migration_ext.backfill_job := jsonb_populate_record(NULL::migration_ext.backfill_job, job);
+	shards regclass[];
+BEGIN
+	IF NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user), false) THEN
+		RAISE EXCEPTION 'permission denied to start the parts of a distributed backfill'
+			USING ERRCODE = 'insufficient_privilege',
+				HINT = 'Start the backfill with start_backfill() on the Citus coordinator.';
+	END IF;
+	IF migration_ext.citus_table_kind(j.relation) IS DISTINCT FROM 'distributed' THEN
+		RAISE EXCEPTION '% is not a Citus distributed table on this node', j.relation
+			USING ERRCODE = 'wrong_object_type';
+	END IF;
+	PERFORM migration_ext.require_table_owner(j.owner, j.relation, 'backfill it');
+	PERFORM migration_ext.checked_column(j.relation, j.column_name);
+	PERFORM migration_ext.require_codec(j.codec);
+	shards := migration_ext.local_shards(j.relation);
+	IF cardinality(shards) = 0 THEN
+		RETURN 0;
+	END IF;
+	j.id := parent;
+	RETURN migration_ext.start_parts(j, shards, migration_ext.citus_node_role() = 'worker', true);
+END
+$$;
+
+-- The parts here of job `parent` (`remote`: a parent on the coordinator) follow it: its settings, and
+-- its request — 'pause' and 'cancel' are passed on as an operator's would be; with no request, a part
+-- that is paused or has no worker is started again. Returns what the parts here add up to.
+CREATE FUNCTION migration_ext.follow_parent(parent bigint, remote boolean, settings jsonb) RETURNS jsonb
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p migration_ext.backfill_job := jsonb_populate_record(NULL::migration_ext.backfill_job, settings);
+	part migration_ext.backfill_job;
+	part_state text;
+BEGIN
+	IF NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user), false) THEN
+		RAISE EXCEPTION 'permission denied to steer the parts of a backfill' USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	UPDATE migration_ext.backfill_job b SET max_rows_per_second = p.max_rows_per_second, throttle = p.throttle,
+		batch_time_target_ms = p.batch_time_target_ms, max_replica_lag_s = p.max_replica_lag_s,
+		max_active_backends = p.max_active_backends, max_wal_bytes_per_second = p.max_wal_bytes_per_second,
+		live_duty_cycle = p.live_duty_cycle, reuse_space = p.reuse_space, updated_at = now()
+	WHERE b.parent_job = parent AND b.parent_remote = remote AND b.state NOT IN ('done', 'failed', 'cancelled')
+	  AND (b.max_rows_per_second, b.throttle, b.batch_time_target_ms, b.max_replica_lag_s, b.max_active_backends,
+		   b.max_wal_bytes_per_second, b.live_duty_cycle, b.reuse_space)
+		  IS DISTINCT FROM (p.max_rows_per_second, p.throttle, p.batch_time_target_ms, p.max_replica_lag_s,
+							p.max_active_backends, p.max_wal_bytes_per_second, p.live_duty_cycle, p.reuse_space);
+	FOR part IN SELECT * FROM migration_ext.backfill_job b WHERE b.parent_job = parent AND b.parent_remote = remote
+				AND b.state NOT IN ('done', 'failed', 'cancelled') ORDER BY b.id FOR UPDATE LOOP
+		part_state := migration_ext.effective_state(part);
+		CONTINUE WHEN part_state IN ('done', 'failed', 'cancelled');
+		IF p.requested = 'cancel' THEN
+			UPDATE migration_ext.backfill_job b
+			SET requested = CASE WHEN migration_ext.worker_alive(b.pid) THEN 'cancel' END,
+				state = CASE WHEN migration_ext.worker_alive(b.pid) THEN b.state ELSE 'cancelled' END,
+				finished_at = CASE WHEN migration_ext.worker_alive(b.pid) THEN NULL ELSE now() END, updated_at = now()
+			WHERE b.id = part.id AND b.requested IS DISTINCT FROM 'cancel';
+		ELSIF p.requested = 'pause' THEN
+			UPDATE migration_ext.backfill_job b SET requested = 'pause', updated_at = now(),
+				state = CASE WHEN migration_ext.worker_alive(b.pid) THEN b.state ELSE 'paused' END
+			WHERE b.id = part.id AND b.requested IS DISTINCT FROM 'pause';
+		ELSIF part.requested = 'pause' OR part_state IN ('paused', 'interrupted')
+			  OR (part_state = 'queued' AND NOT migration_ext.worker_alive(part.pid)) THEN
+			UPDATE migration_ext.backfill_job b SET requested = NULL, state = 'queued', pid = NULL, updated_at = now()
+			WHERE b.id = part.id AND NOT migration_ext.worker_alive(b.pid);
+			IF FOUND THEN
+				PERFORM migration_ext.launch_job(part.id);
+			ELSE
+				UPDATE migration_ext.backfill_job b SET requested = NULL, updated_at = now() WHERE b.id = part.id;
+			END IF;
+		END IF;
+	END LOOP;
+	RETURN migration_ext.parts_summary(parent, remote);
+END
+$$;
+
+-- What the parts here of job `parent` add up to: how many are in each state, their rows, rate and
+-- estimate, and a failed part's error or a throttled part's reason.
+CREATE FUNCTION migration_ext.parts_summary(parent bigint, remote boolean) RETURNS jsonb
+	LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+	SELECT jsonb_build_object(
+		'parts', count(*),
+		'states', coalesce((SELECT jsonb_object_agg(s.state, s.n)
+							FROM (SELECT migration_ext.effective_state(b) AS state, count(*) AS n
+								  FROM migration_ext.backfill_job b
+								  WHERE b.parent_job = parent AND b.parent_remote = remote GROUP BY 1) s), '{}'),
+		'rows_estimated', coalesce(sum(greatest(b.rows_estimated, b.rows_scanned)), 0),
+		'rows_scanned', coalesce(sum(b.rows_scanned), 0), 'rows_converted', coalesce(sum(b.rows_converted), 0),
+		'rows_skipped', coalesce(sum(b.rows_skipped), 0), 'conflicts', coalesce(sum(b.conflicts), 0),
+		'batches', coalesce(sum(b.batches), 0),
+		'rate', coalesce(sum(b.rate) FILTER (WHERE b.state IN ('running', 'throttled')), 0),
+		'reclaims', coalesce(sum(b.reclaims), 0), 'rows_reclaimed', coalesce(sum(b.rows_reclaimed), 0),
+		'space_reclaimed', coalesce(sum(b.space_reclaimed), 0),
+		'last_error', (SELECT format('part job %s: %s', f.id, f.last_error) FROM migration_ext.backfill_job f
+					   WHERE f.parent_job = parent AND f.parent_remote = remote AND f.state = 'failed'
+					   ORDER BY f.id LIMIT 1),
+		'throttle_reason', (SELECT t.throttle_reason FROM migration_ext.backfill_job t
+							WHERE t.parent_job = parent AND t.parent_remote = remote AND t.state = 'throttled'
+							ORDER BY t.id LIMIT 1))
+	FROM migration_ext.backfill_job b
+	WHERE b.parent_job = parent AND b.parent_remote = remote;
+END;
+
+-- The parent's worker, twice a second: every node's parts follow the parent and report; the parent's
+-- row gets their sums and a state. Returns 'stop' once the parent has stopped moving (done, failed,
+-- cancelled, paused), else 'continue'. A node that does not answer keeps its last report and is named
+-- in the parent's warning; its parts go on (and its launcher resumes them after a restart).
+CREATE FUNCTION migration_ext.worker_gather(job bigint) RETURNS text
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	j migration_ext.backfill_job;
+	settings jsonb;
+	reports jsonb;
+	unreachable text;
+	r record;
+	total jsonb := '{}';
+	states jsonb;
+	active bigint;
+	new_state text;
+BEGIN
+	SELECT * INTO j FROM migration_ext.backfill_job b WHERE b.id = job;
+	IF NOT FOUND OR j.state IN ('done', 'failed', 'cancelled') THEN
+		RETURN 'stop';
+	END IF;
+	settings := to_jsonb(j);
+	reports := coalesce(j.nodes, '{}');
+	-- This node's own parts (all of them without Citus; the coordinator's shards with it).
+	reports := reports || jsonb_build_object(CASE WHEN j.distributed THEN 'coordinator' ELSE 'local' END,
+											 migration_ext.follow_parent(job, false, settings));
+	IF j.distributed THEN
+		FOR r IN EXECUTE 'SELECT nodename || '':'' || nodeport AS node, success, result
+						  FROM pg_catalog.run_command_on_workers($1)'
+			USING format('SELECT migration_ext.follow_parent(%s, true, %L)', job, settings) LOOP
+			IF r.success THEN
+				reports := reports || jsonb_build_object(r.node, r.result::jsonb);
+			ELSE
+				unreachable := concat_ws('; ', unreachable, format('node %s: %s', r.node, r.result));
+			END IF;
+		END LOOP;
+	END IF;
+	-- Nodes without parts report zeros: leave them out.
+	SELECT coalesce(jsonb_object_agg(n.key, n.value), '{}') INTO reports
+	FROM jsonb_each(reports) n WHERE (n.value ->> 'parts')::int > 0;
+	SELECT jsonb_object_agg(k, v) INTO total
+	FROM (SELECT k, sum((n.value ->> k)::numeric) AS v
+		  FROM jsonb_each(reports) n,
+			   unnest(ARRAY['parts', 'rows_estimated', 'rows_scanned', 'rows_converted', 'rows_skipped', 'conflicts',
+							'batches', 'rate', 'reclaims', 'rows_reclaimed', 'space_reclaimed']) k
+		  GROUP BY k) s;
+	SELECT coalesce(jsonb_object_agg(s.state, s.n), '{}') INTO states
+	FROM (SELECT st.key AS state, sum(st.value::bigint) AS n
+		  FROM jsonb_each(reports) n, jsonb_each_text(n.value -> 'states') st GROUP BY st.key) s;
+	active := coalesce((states ->> 'queued')::bigint, 0) + coalesce((states ->> 'running')::bigint, 0)
+			  + coalesce((states ->> 'throttled')::bigint, 0) + coalesce((states ->> 'interrupted')::bigint, 0);
+	new_state := CASE
+		WHEN coalesce((total ->> 'parts')::bigint, 0) = 0 THEN 'running'
+		WHEN active > 0 AND coalesce((states ->> 'throttled')::bigint, 0) = active THEN 'throttled'
+		WHEN active > 0 THEN 'running'
+		WHEN coalesce((states ->> 'paused')::bigint, 0) > 0 AND j.requested = 'cancel' THEN 'running'
+		WHEN coalesce((states ->> 'paused')::bigint, 0) > 0 THEN CASE WHEN j.requested = 'pause' THEN 'paused' ELSE 'running' END
+		WHEN coalesce((states ->> 'failed')::bigint, 0) > 0 THEN 'failed'
+		WHEN coalesce((states ->> 'cancelled')::bigint, 0) > 0 THEN 'cancelled'
+		ELSE 'done' END;
+	UPDATE migration_ext.backfill_job b SET
+		nodes = reports, state = new_state, updated_at = now(),
+		rows_estimated = coalesce((total ->> 'rows_estimated')::bigint, b.rows_estimated),
+		rows_scanned = coalesce((total ->> 'rows_scanned')::bigint, 0),
+		rows_converted = coalesce((total ->> 'rows_converted')::bigint, 0),
+		rows_skipped = coalesce((total ->> 'rows_skipped')::bigint, 0),
+		conflicts = coalesce((total ->> 'conflicts')::bigint, 0), batches = coalesce((total ->> 'batches')::bigint, 0),
+		rate = (total ->> 'rate')::double precision, reclaims = coalesce((total ->> 'reclaims')::int, 0),
+		rows_reclaimed = coalesce((total ->> 'rows_reclaimed')::bigint, 0),
+		space_reclaimed = coalesce((total ->> 'space_reclaimed')::bigint, 0),
+		warning = CASE WHEN unreachable IS NOT NULL THEN 'unreachable: ' || unreachable END,
+		throttle_reason = CASE WHEN new_state = 'throttled'
+							   THEN (SELECT n.key || ': ' || (n.value ->> 'throttle_reason') FROM jsonb_each(reports) n
+									 WHERE n.value ->> 'throttle_reason' IS NOT NULL ORDER BY n.key LIMIT 1)
+							   WHEN new_state = 'paused' THEN 'paused by operator' END,
+		last_error = (SELECT n.key || ', ' || (n.value ->> 'last_error') FROM jsonb_each(reports) n
+					  WHERE n.value ->> 'last_error' IS NOT NULL ORDER BY n.key LIMIT 1),
+		requested = CASE WHEN new_state IN ('done', 'failed', 'cancelled') THEN NULL ELSE b.requested END,
+		pid = CASE WHEN new_state IN ('done', 'failed', 'cancelled', 'paused') THEN NULL ELSE b.pid END,
+		finished_at = CASE WHEN new_state IN ('done', 'failed', 'cancelled') THEN now() END,
+		size_at_end = CASE WHEN new_state = 'done' AND NOT b.distributed THEN migration_ext.tables_size(b.partitions) END
+	WHERE b.id = job;
+	RETURN CASE WHEN new_state IN ('done', 'failed', 'cancelled', 'paused') THEN 'stop' ELSE 'continue' END;
+END
+$$;
+
+-- A control of the parent reaches its parts at once, in the caller's transaction (the parent's worker
+-- would pass it on within half a second, but a parent paused or interrupted has none running).
+CREATE FUNCTION migration_ext.relay_to_parts(job bigint) RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	j migration_ext.backfill_job;
+BEGIN
+	SELECT * INTO j FROM migration_ext.backfill_job b WHERE b.id = job;
+	IF NOT FOUND OR NOT (j.distributed OR j.parallel > 1) THEN
+		RETURN;
+	END IF;
+	-- Resuming is the parent worker's: it starts the parts again once it runs.
+	IF j.requested IS NULL AND j.state NOT IN ('cancelled') THEN
+		RETURN;
+	END IF;
+	PERFORM migration_ext.follow_parent(job, false, to_jsonb(j) || jsonb_build_object('requested',
+		CASE WHEN j.state = 'cancelled' THEN 'cancel' ELSE j.requested END));
+	IF j.distributed THEN
+		PERFORM migration_ext.citus_send_to_workers(format('SELECT migration_ext.follow_parent(%s, true, %L)', job,
+			to_jsonb(j) || jsonb_build_object('requested', CASE WHEN j.state = 'cancelled' THEN 'cancel' ELSE j.requested END)));
+	END IF;
+END
+$$;
+
+-- A part is steered through its parent.
+CREATE FUNCTION migration_ext.refuse_part(j migration_ext.backfill_job, action text) RETURNS void
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF j.parent_job IS NOT NULL THEN
+		RAISE EXCEPTION 'backfill job % is a part of job %', j.id, j.parent_job
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				DETAIL = CASE WHEN j.parent_remote THEN 'Its parent runs on the Citus coordinator.' END,
+				HINT = format('%s job %s%s.', action, j.parent_job,
+							  CASE WHEN j.parent_remote THEN ' on the coordinator' ELSE '' END);
+	END IF;
+END
+$$;
+
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA migration_ext FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+	migration_ext.start_backfill(regclass, name, text, name, int, int, boolean, text, boolean, interval, interval, int,
+								 bigint, regclass, double precision, boolean, int),
+	migration_ext.start_migration_backfill(text, name, int, int, boolean, interval, interval, int, bigint,
+										   double precision, boolean, int),
+	migration_ext.tables_size(regclass[]),
+	migration_ext.swap_function(regprocedure, text, text, name, text),
+	migration_ext.revert_function(regprocedure, int, text),
+	migration_ext.advance_migration(text, text, text, int),
+	migration_ext.retreat_migration(text, text),
+	migration_ext.record_out_of_band(regprocedure, text),
+	migration_ext.ddl_progress(text),
+	migration_ext.replays(pg_stat_replication),
+	migration_ext.is_legacy_by_definition(text, text, text, text, text),
+	migration_ext.job_home(),
+	migration_ext.may_act_on(regrole, regclass),
+	migration_ext.may_read_function(regprocedure),
+	migration_ext.require_job(regrole, bigint),
+	migration_ext.effective_state(migration_ext.backfill_job),
+	migration_ext.worker_alive(int),
+	migration_ext.xid_is_mine(xid),
+	migration_ext.in_transaction_block(),
+	migration_ext.is_phase(text),
+	migration_ext.setting(text),
+	migration_ext.stopped_state(bigint),
+	migration_ext.progress_line(bigint),
+	migration_ext.wants_progress(boolean),
+	migration_ext.progress_every(),
+	migration_ext.settle_state(text),
+	migration_ext.require_migration(text, boolean),
+	migration_ext.classify(text, text),
+	migration_ext.checked_column(regclass, name),
+	migration_ext.cast_converted(text, anyelement, text[]),
+	migration_ext.require_codec(text),
+	migration_ext.row_estimate(regclass),
+	migration_ext.mirror_trigger(),
+	migration_ext.move_mirror(),
+	migration_ext.move_swept(text),
+	migration_ext.mirror_name(name, name),
+	migration_ext.unflushed_repairs(text),
+	migration_ext.repaired_by_reads(text),
+	migration_ext.estimated_rows(regclass)
+TO PUBLIC;
