@@ -3177,8 +3177,9 @@ BEGIN
 	IF j.parent_job IS NOT NULL THEN
 		RAISE EXCEPTION 'backfill job % is a part of job %', j.id, j.parent_job
 			USING ERRCODE = 'object_not_in_prerequisite_state',
-				DETAIL = CASE WHEN j.parent_remote THEN 'Its parent runs on the Citus coordinator.' END,
-				HINT = format('%s job %s%s.', action, j.parent_job,
+				DETAIL = CASE WHEN j.parent_remote THEN 'It walks this node''s shards for a job of the Citus coordinator.'
+							  ELSE 'It walks some of the partitions for that job.' END,
+				HINT = format('%s_backfill(%s)%s steers it with the other parts.', action, j.parent_job,
 							  CASE WHEN j.parent_remote THEN ' on the coordinator' ELSE '' END);
 	END IF;
 END
