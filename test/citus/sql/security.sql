@@ -59,5 +59,28 @@ SELECT count(*) AS codecs_left FROM migration_ext.codec;
 SELECT count(*) AS codecs_left FROM migration_ext.codec;
 \c - - - :coordinator_port
 DROP FUNCTION owned_by_other(text);
+
+-- A distributed backfill: only a role that may act as the table's owner starts one (its batches run as the
+-- owner on every node); the functions by which the coordinator starts and steers the parts on the
+-- workers are not for roles to call there, to start parts, cancel others' or pin shards.
+SELECT create_codec('sec', 'add_prefix:v2:', marker => 'v2:', detect => 'absent');
+CREATE TABLE sec_dist (id bigint PRIMARY KEY, token text);
+SELECT create_distributed_table('sec_dist', 'id');
+ALTER TABLE sec_dist OWNER TO other_author;
+SET ROLE codec_author;
+SELECT start_backfill('sec_dist', 'token', 'sec');
+RESET ROLE;
+\c - - - :worker1_port
+SET ROLE codec_author;
+SELECT migration_ext.start_node_parts(1, '{"relation": "public.sec_dist", "owner": "codec_author"}');
+SELECT migration_ext.follow_parent(1, true, '{"requested": "cancel"}');
+SELECT migration_ext.hold_shard_moves(1, true);
+RESET ROLE;
+-- Even a superuser's forged call checks the job's role against this node's catalog.
+SELECT migration_ext.start_node_parts(1, '{"relation": "public.sec_dist", "column_name": "token", "codec": "sec", "owner": "codec_author"}');
+SELECT count(*) AS parts FROM migration_ext.backfill_job;
+\c - - - :coordinator_port
+DROP TABLE sec_dist;
+SELECT drop_codec('sec');
 REVOKE CREATE ON DATABASE postgres FROM codec_author, other_author;
 DROP ROLE codec_author, other_author;
