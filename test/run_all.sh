@@ -236,7 +236,8 @@ suite_long() { run_scripts test/long long; }
 
 # The Citus suite (test/citus): pg_regress files against a coordinator and two workers of its own, with
 # a third node started but left out of the cluster, for the test that adds a worker. The files reach each
-# node through the ports in MEXT_CITUS_*_PORT (psql's \getenv).
+# node through the ports in MEXT_CITUS_*_PORT (psql's \getenv). Then the scripts of test/citus/live, each
+# on a Citus cluster it starts (a live workload, a node killed).
 suite_citus() {
     # shellcheck source-path=SCRIPTDIR/..
     source test/tools/citus.sh
@@ -250,6 +251,15 @@ suite_citus() {
     PGHOST=localhost PGPORT=$port MEXT_CITUS_COORDINATOR_PORT=$port MEXT_CITUS_WORKER1_PORT=$((port + 1)) \
         MEXT_CITUS_WORKER2_PORT=$((port + 2)) MEXT_CITUS_LATE_WORKER_PORT=$((port + 3)) \
         run_pg_regress "$PG_REGRESS" test/citus "$TMP/citus-regress" postgres --use-existing "${tests[@]}"
+    local regress_p regress_f
+    read -r regress_p regress_f <"$TMP/counts"
+    # The live scripts (test/citus/live) start clusters of their own (ports MEXT_CITUS_LIVE_PORT and up):
+    # this one is stopped first, to leave them the machine.
+    citus_stop "$dir" >/dev/null
+    MEXT_CITUS_LIVE_PORT=$((port + 10)) CLUSTER_OK=1 run_scripts test/citus/live citus
+    local live_p live_f
+    read -r live_p live_f <"$TMP/counts"
+    counts $((regress_p + live_p)) $((regress_f + live_f))
 }
 
 # The codec fuzzer (clang's libFuzzer), for FUZZ_SECONDS; a crash fails it and leaves its input in

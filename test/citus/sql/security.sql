@@ -78,7 +78,7 @@ SELECT migration_ext.hold_shard_moves(1, true);
 RESET ROLE;
 -- Even a superuser's forged call checks the job's role against this node's catalog.
 SELECT migration_ext.start_node_parts(1, '{"relation": "public.sec_dist", "column_name": "token", "codec": "sec", "owner": "codec_author"}');
-SELECT count(*) AS parts FROM migration_ext.backfill_job;
+SELECT count(*) AS parts FROM migration_ext.backfill_job WHERE relation = 'sec_dist'::regclass;
 \c - - - :coordinator_port
 DROP TABLE sec_dist;
 SELECT drop_codec('sec');
