@@ -184,3 +184,69 @@ BEGIN
 	END IF;
 END
 $$;
+
+-- The protocol across a Citus cluster: readers run on every node (a distributed function, or a query
+-- pushed down to the shards), so the settle check waits on every node, not only the coordinator.
+
+-- On this node: the transactions open since before `since` (the reader swaps' commit) that could still
+-- run a reader of the old version, as settle_state() counts them; '' when there are none.
+CREATE FUNCTION migration_ext.node_old_transactions(since timestamptz) RETURNS text
+	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	waiting text;
+BEGIN
+	PERFORM pg_stat_clear_snapshot();
+	SELECT string_agg(format('pid %s (transaction open since %s)', a.pid, a.xact_start), ', ' ORDER BY a.xact_start)
+	INTO waiting
+	FROM pg_stat_activity a
+	WHERE a.xact_start < since AND a.pid <> pg_backend_pid()
+	  AND a.backend_type NOT IN ('autovacuum worker', 'autovacuum launcher', 'walsender', 'migration_ext backfill',
+								 'migration_ext online ddl', 'migration_ext launcher', 'migration_ext resumer');
+	RETURN coalesce(concat_ws(', ', waiting, (SELECT string_agg(format('prepared transaction %L', p.gid), ', ')
+											  FROM pg_prepared_xacts p WHERE p.prepared < since)), '');
+END
+$$;
+
+-- On this node: its streaming standbys that have not replayed up to its WAL flushed now (after the swaps,
+-- which committed before this call), waiting up to `wait_ms` for them; '' when all have.
+CREATE FUNCTION migration_ext.node_standbys_behind(wait_ms int) RETURNS text
+	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	target pg_lsn := migration_ext.flushed_insert_lsn();
+	deadline timestamptz := clock_timestamp() + make_interval(secs => wait_ms / 1000.0);
+	lagging text;
+BEGIN
+	LOOP
+		PERFORM pg_stat_clear_snapshot();
+		SELECT string_agg(format('standby %s replayed %s < %s', coalesce(nullif(r.application_name, ''),
+								 r.client_addr::text, r.pid::text), coalesce(r.replay_lsn::text, 'nothing'), target), ', ')
+		INTO lagging FROM pg_stat_replication r
+		WHERE migration_ext.replays(r) AND (r.replay_lsn IS NULL OR r.replay_lsn < target);
+		EXIT WHEN lagging IS NULL OR clock_timestamp() >= deadline;
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+	RETURN coalesce(lagging, '');
+END
+$$;
+
+-- On the coordinator: what each worker still waits for, as '<node>: <what>' joined; NULL when nothing
+-- (or without Citus workers). A worker that does not answer is waited for: nothing is known of it.
+CREATE FUNCTION migration_ext.workers_waiting_for(command text) RETURNS text
+	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	waiting text;
+BEGIN
+	IF migration_ext.citus_node_role() IS DISTINCT FROM 'coordinator' THEN
+		RETURN NULL;
+	END IF;
+	EXECUTE $q$SELECT string_agg(format('node %s:%s: %s', w.nodename, w.nodeport,
+										CASE WHEN w.success THEN w.result ELSE 'not reachable (' || w.result || ')' END),
+								 ', ' ORDER BY w.nodename, w.nodeport)
+			   FROM pg_catalog.run_command_on_workers($1) w WHERE NOT w.success OR w.result <> ''$q$
+		INTO waiting USING command;
+	RETURN waiting;
+END
+$$;

@@ -231,6 +231,11 @@ CREATE FUNCTION migration_ext.swap_function(actor regrole, fn regprocedure, body
 	RETURNS int LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+	-- On a Citus coordinator, a swap of a function Citus distributes goes to every node over one connection
+	-- per node, which Citus allows only if the transaction's distributed queries (a read check, a verify
+	-- scan) did the same.
+	PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true)
+	WHERE migration_ext.citus_node_role() = 'coordinator';
 	PERFORM migration_ext.require_frozen(fn);
 	PERFORM migration_ext.require_function_owner(actor, fn);
 	IF body IS NULL THEN
@@ -277,6 +282,11 @@ DECLARE
 	current_row migration_ext.function_version;
 	target_row migration_ext.function_version;
 BEGIN
+	-- On a Citus coordinator, a swap of a function Citus distributes goes to every node over one connection
+	-- per node, which Citus allows only if the transaction's distributed queries (a read check, a verify
+	-- scan) did the same.
+	PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true)
+	WHERE migration_ext.citus_node_role() = 'coordinator';
 	PERFORM migration_ext.require_frozen(fn);
 	PERFORM migration_ext.require_function_owner(actor, fn);
 	SELECT v.* INTO current_row FROM migration_ext.function_version v

@@ -332,6 +332,9 @@ BEGIN
 	SELECT string_agg(format('prepared transaction %L', p.gid), ', ') INTO lagging
 	FROM pg_prepared_xacts p WHERE p.prepared < swapped_at;
 	old_transactions := concat_ws(', ', old_transactions, lagging);
+	-- On a Citus coordinator, every worker's old transactions too.
+	old_transactions := concat_ws(', ', nullif(old_transactions, ''), migration_ext.workers_waiting_for(
+		format('SELECT migration_ext.node_old_transactions(%L)', swapped_at)));
 	SELECT string_agg(format('standby %s replayed %s < %s', coalesce(nullif(r.application_name, ''), r.client_addr::text, r.pid::text),
 							 coalesce(r.replay_lsn::text, 'nothing'), swapped_lsn), ', ')
 	INTO lagging
@@ -499,6 +502,11 @@ BEGIN
 		EXIT WHEN lagging IS NULL OR clock_timestamp() >= deadline;
 		PERFORM pg_sleep(0.05);
 	END LOOP;
+	-- On a Citus coordinator, every worker's standbys too, past a position of that worker after the swaps.
+	lagging := concat_ws(', ', lagging, migration_ext.workers_waiting_for(
+		format('SELECT migration_ext.node_standbys_behind(%s)',
+			   greatest(0, extract(epoch FROM deadline - clock_timestamp()) * 1000)::int)));
+	lagging := nullif(lagging, '');
 	IF lagging IS NOT NULL THEN
 		RAISE EXCEPTION 'cannot advance migration "%": the reader swaps have not settled', migration
 			USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -588,6 +596,11 @@ DECLARE
 	new_constraint name;
 	contract record;
 BEGIN
+	-- On a Citus coordinator, a swap of a function Citus distributes goes to every node over one connection
+	-- per node, which Citus allows only if the transaction's distributed queries (a read check, a verify
+	-- scan) did the same.
+	PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true)
+	WHERE migration_ext.citus_node_role() = 'coordinator';
 	PERFORM migration_ext.require_table_owner(actor, m.relation, 'advance its migration');
 	IF m.target_relation IS NOT NULL THEN
 		PERFORM migration_ext.require_move_owner(actor, m, 'advance the move');
@@ -713,6 +726,11 @@ DECLARE
 	table_owner oid := (SELECT c.relowner FROM pg_class c WHERE c.oid = m.relation);
 	s migration_ext.planned_swap;
 BEGIN
+	-- On a Citus coordinator, a swap of a function Citus distributes goes to every node over one connection
+	-- per node, which Citus allows only if the transaction's distributed queries (a read check, a verify
+	-- scan) did the same.
+	PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true)
+	WHERE migration_ext.citus_node_role() = 'coordinator';
 	PERFORM migration_ext.require_table_owner(actor, m.relation, 'retreat its migration');
 	IF m.target_relation IS NOT NULL THEN
 		PERFORM migration_ext.require_move_owner(actor, m, 'retreat the move');
