@@ -2834,6 +2834,378 @@ BEGIN
 	RETURN resumed;
 END
 $$;
+CREATE OR REPLACE FUNCTION migration_ext.swap_function(actor regrole, fn regprocedure, body text, note text, language name,
+											 caller_search_path text)
+	RETURNS int LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	-- On a Citus coordinator, a swap of a function Citus distributes goes to every node over one connection
+	-- per node, which Citus allows only if the transaction's distributed queries (a read check, a verify
+	-- scan) did the same.
+	PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true)
+	WHERE migration_ext.citus_node_role() = 'coordinator';
+	PERFORM migration_ext.require_frozen(fn);
+	PERFORM migration_ext.require_function_owner(actor, fn);
+	IF body IS NULL THEN
+		RAISE EXCEPTION 'function body must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	PERFORM migration_ext.check_swap_order(fn);
+	PERFORM migration_ext.replace_body(fn, body, language, caller_search_path);
+	PERFORM migration_ext.recheck_reader(actor, fn, caller_search_path);
+	RETURN migration_ext.record_version(actor, fn, 'swap', note);
+END
+$$;
+CREATE OR REPLACE FUNCTION migration_ext.revert_function(actor regrole, fn regprocedure, to_version int, caller_search_path text)
+	RETURNS int LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	current_row migration_ext.function_version;
+	target_row migration_ext.function_version;
+BEGIN
+	-- On a Citus coordinator, a swap of a function Citus distributes goes to every node over one connection
+	-- per node, which Citus allows only if the transaction's distributed queries (a read check, a verify
+	-- scan) did the same.
+	PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true)
+	WHERE migration_ext.citus_node_role() = 'coordinator';
+	PERFORM migration_ext.require_frozen(fn);
+	PERFORM migration_ext.require_function_owner(actor, fn);
+	SELECT v.* INTO current_row FROM migration_ext.function_version v
+	JOIN migration_ext.frozen_function f ON f.fn = v.fn AND f.current_version = v.version
+	WHERE v.fn = revert_function.fn;
+	IF to_version IS NULL THEN
+		IF current_row.previous_version IS NULL THEN
+			RAISE EXCEPTION 'function % has no earlier version to revert to', fn
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					DETAIL = format('Its current version %s holds the definition it had when it was frozen.', current_row.version);
+		END IF;
+		to_version := current_row.previous_version;
+	END IF;
+	SELECT v.* INTO target_row FROM migration_ext.function_version v
+	WHERE v.fn = revert_function.fn AND v.version = to_version;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'function % has no version %', fn, to_version USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'See function_history for its versions.';
+	END IF;
+	PERFORM migration_ext.restore_version(fn, to_version, caller_search_path);
+	PERFORM migration_ext.recheck_reader(actor, fn, caller_search_path);
+	RETURN migration_ext.record_version(actor, fn, 'revert', format('reverted to version %s', to_version), NULL,
+										target_row.previous_version);
+END
+$$;
+CREATE OR REPLACE FUNCTION migration_ext.advance_migration(actor regrole, name text, confirm text, caller_search_path text,
+												read_sample int)
+	RETURNS text LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m migration_ext.migration := migration_ext.require_migration(name, true);
+	next_phase text := migration_ext.phase_after(name, m.phase, 'advance');
+	table_owner oid := (SELECT c.relowner FROM pg_class c WHERE c.oid = m.relation);
+	s migration_ext.planned_swap;
+	settle record;
+	readers int;
+	readers_current int;
+	remaining bigint;
+	new_constraint name;
+	contract record;
+BEGIN
+	-- On a Citus coordinator, a swap of a function Citus distributes goes to every node over one connection
+	-- per node, which Citus allows only if the transaction's distributed queries (a read check, a verify
+	-- scan) did the same.
+	PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true)
+	WHERE migration_ext.citus_node_role() = 'coordinator';
+	PERFORM migration_ext.require_table_owner(actor, m.relation, 'advance its migration');
+	IF m.target_relation IS NOT NULL THEN
+		PERFORM migration_ext.require_move_owner(actor, m, 'advance the move');
+	END IF;
+	-- Its swaps create bodies, and its read check calls readers, as their functions' owners, with the
+	-- caller's search_path: only a role that may act as those owners may ask for it.
+	PERFORM migration_ext.require_function_owner(actor, p.fn) FROM migration_ext.planned_swap p
+	WHERE p.migration = name;
+	IF m.phase = 'planned' THEN
+		FOR s IN SELECT * FROM migration_ext.planned_swap p WHERE p.migration = name AND p.role = 'reader'
+				 ORDER BY p.ordinal LOOP
+			PERFORM migration_ext.apply_swap(actor, s, caller_search_path);
+		END LOOP;
+	ELSIF m.phase = 'tolerant' THEN
+		SELECT count(*), count(*) FILTER (WHERE f.current_version = p.applied_version)
+		INTO readers, readers_current
+		FROM migration_ext.planned_swap p JOIN migration_ext.frozen_function f ON f.fn = p.fn
+		WHERE p.migration = name AND p.role = 'reader';
+		-- A standby settles only on a position after the swaps' commit, which this transaction cannot
+		-- reach if it made them. (Without standbys, readers and writers swapped in one transaction
+		-- change together, and the check of older transactions below still holds.)
+		IF EXISTS (SELECT FROM migration_ext.planned_swap p WHERE p.migration = name AND p.applied_version IS NOT NULL
+				   AND migration_ext.xid_is_mine(p.xmin))
+		   AND EXISTS (SELECT FROM pg_stat_replication r WHERE migration_ext.replays(r)) THEN
+			RAISE EXCEPTION 'cannot advance migration "%": its reader swaps were applied in this transaction', name
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					DETAIL = 'No standby can have replayed them before they commit.',
+					HINT = 'Commit the tolerant step, wait until migration_status shows settled, then advance.';
+		END IF;
+		SELECT * INTO settle FROM migration_ext.settle_state(name);
+		PERFORM migration_ext.door_check(name, readers, readers_current, settle.settled, settle.waiting_for,
+										 confirm IS NOT DISTINCT FROM name);
+		PERFORM migration_ext.wait_standbys_past_commit(name);
+		PERFORM migration_ext.sample_legacy_values(m, coalesce(read_sample, 100));
+		PERFORM migration_ext.read_check(actor, m, NULL, caller_search_path);
+		FOR s IN SELECT * FROM migration_ext.planned_swap p WHERE p.migration = name AND p.role = 'writer'
+				 ORDER BY p.ordinal LOOP
+			PERFORM migration_ext.apply_swap(actor, s, caller_search_path);
+		END LOOP;
+		-- A move: V2 becomes the source of truth, and its writes land back in V1 until the contract.
+		IF m.target_relation IS NOT NULL THEN
+			PERFORM migration_ext.create_move_mirror(m, false);
+			INSERT INTO migration_ext.migration_event (migration, event, detail, by_role)
+			VALUES (name, 'mirror', format('writes to %s land in %s', m.target_relation, m.relation), pg_get_userbyid(actor));
+		END IF;
+	ELSIF m.phase = 'backfilling' AND m.target_relation IS NOT NULL THEN
+		IF m.job IS NOT NULL AND (SELECT migration_ext.effective_state(j) FROM migration_ext.backfill_job j WHERE j.id = m.job)
+								 IS DISTINCT FROM 'done' THEN
+			RAISE EXCEPTION 'cannot advance migration "%": its sweep (job %) is not done', name, m.job
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					HINT = format('See backfill_status; wait_backfill(%s) waits for it.', m.job);
+		END IF;
+		PERFORM migration_ext.verify_table_move(actor, m);
+	ELSIF m.phase = 'converted' AND m.target_relation IS NOT NULL THEN
+		PERFORM migration_ext.require_no_lock_held(m.relation, 'contract the migration');
+		PERFORM migration_ext.require_no_lock_held(m.target_relation, 'contract the migration');
+		SELECT * INTO contract FROM migration_ext.move_contract_statements(m);
+		PERFORM migration_ext.run_online(table_owner, contract.statements, format('contract of migration %s', name));
+		UPDATE migration_ext.migration x SET constraint_name = contract.constraint_name WHERE x.name = m.name;
+		INSERT INTO migration_ext.migration_event (migration, event, detail, by_role)
+		VALUES (name, 'drop_mirror', format('%s <-> %s', m.relation, m.target_relation), pg_get_userbyid(actor));
+	ELSIF m.phase = 'backfilling' THEN
+		IF m.job IS NOT NULL AND (SELECT migration_ext.effective_state(j) FROM migration_ext.backfill_job j WHERE j.id = m.job)
+								 IS DISTINCT FROM 'done' THEN
+			RAISE EXCEPTION 'cannot advance migration "%": its backfill (job %) is not done', name, m.job
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					HINT = format('See backfill_status; wait_backfill(%s) waits for it.', m.job);
+		END IF;
+		-- A NOTICE every few seconds while the scan runs (migration_ext.wait_progress).
+		PERFORM migration_ext.scan_progress(format('verifying %s.%I', m.relation, m.column_name),
+											migration_ext.row_estimate(m.relation));
+		remaining := migration_ext.run_as(table_owner, format('SELECT count(*) FROM %s WHERE %s', m.relation,
+					   CASE WHEN m.source_column IS NULL
+							THEN format('%I.is_legacy(%L, %I::text)', '@extschema@', m.codec, m.column_name)
+							-- A column move: a NULL target is left to convert only where its source is set (or
+							-- the codec fills NULL itself).
+							ELSE format('(%I IS NULL AND (%I IS NOT NULL OR %L)) OR %I.is_legacy(%L, %I::text)',
+										m.column_name, m.source_column,
+										(SELECT c.detect = 'null' FROM migration_ext.codec c WHERE c.name = m.codec),
+										'@extschema@', m.codec, m.column_name) END), 'pg_catalog, pg_temp')::bigint;
+		PERFORM migration_ext.scan_progress(NULL, NULL);
+		IF remaining > 0 THEN
+			RAISE EXCEPTION 'cannot advance migration "%": % legacy value(s) remain in %.%', name, remaining, m.relation,
+				quote_ident(m.column_name) USING ERRCODE = 'object_not_in_prerequisite_state',
+				DETAIL = 'The verifying scan found rows the backfill has not converted (written since, or skipped).',
+				HINT = format('Run start_backfill(%L) again: converted rows are skipped.', name);
+		END IF;
+	ELSIF m.phase = 'converted' THEN
+		-- The contract, online: ADD ... NOT VALID commits at once (a brief ACCESS EXCLUSIVE), VALIDATE
+		-- scans under SHARE UPDATE EXCLUSIVE while reads and writes go on, and every strong lock is
+		-- taken with migration_ext.ddl_lock_timeout and retried (run_online). Each statement is written
+		-- from what the catalog holds now, so a contract that was interrupted continues.
+		PERFORM migration_ext.require_no_lock_held(m.relation, 'contract the migration');
+		SELECT * INTO contract FROM migration_ext.contract_statements(m);
+		PERFORM migration_ext.run_online(table_owner, contract.statements, format('contract of migration %s', name));
+		new_constraint := contract.constraint_name;
+		UPDATE migration_ext.migration x SET constraint_name = new_constraint WHERE x.name = m.name;
+		IF contract.drops_mirror THEN
+			INSERT INTO migration_ext.migration_event (migration, event, detail, by_role)
+			VALUES (name, 'drop_mirror', format('%I -> %I', m.source_column, m.column_name), pg_get_userbyid(actor));
+		END IF;
+	END IF;
+	UPDATE migration_ext.migration x SET phase = next_phase WHERE x.name = m.name;
+	INSERT INTO migration_ext.migration_event (migration, event, from_phase, to_phase, by_role)
+	VALUES (name, 'advance', m.phase, next_phase, pg_get_userbyid(actor));
+	RETURN next_phase;
+END
+$$;
+CREATE OR REPLACE FUNCTION migration_ext.retreat_migration(actor regrole, name text, caller_search_path text) RETURNS text
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m migration_ext.migration := migration_ext.require_migration(name, true);
+	previous_phase text := migration_ext.phase_after(name, m.phase, 'retreat');
+	table_owner oid := (SELECT c.relowner FROM pg_class c WHERE c.oid = m.relation);
+	s migration_ext.planned_swap;
+BEGIN
+	-- On a Citus coordinator, a swap of a function Citus distributes goes to every node over one connection
+	-- per node, which Citus allows only if the transaction's distributed queries (a read check, a verify
+	-- scan) did the same.
+	PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true)
+	WHERE migration_ext.citus_node_role() = 'coordinator';
+	PERFORM migration_ext.require_table_owner(actor, m.relation, 'retreat its migration');
+	IF m.target_relation IS NOT NULL THEN
+		PERFORM migration_ext.require_move_owner(actor, m, 'retreat the move');
+	END IF;
+	PERFORM migration_ext.require_function_owner(actor, p.fn) FROM migration_ext.planned_swap p
+	WHERE p.migration = name;
+	IF m.phase = 'tolerant' THEN
+		FOR s IN SELECT * FROM migration_ext.planned_swap p WHERE p.migration = name AND p.applied_version IS NOT NULL
+				 ORDER BY p.ordinal DESC LOOP
+			PERFORM migration_ext.restore_version(s.fn, s.restore_version, caller_search_path);
+			PERFORM migration_ext.record_version(actor, s.fn, 'revert', format('migration %s: retreat', name), name, NULL);
+			UPDATE migration_ext.planned_swap p SET applied_version = NULL, applied_at = NULL, applied_lsn = NULL
+			WHERE p.migration = s.migration AND p.fn = s.fn;
+			INSERT INTO migration_ext.migration_event (migration, event, fn, role, detail, by_role)
+			VALUES (name, 'unswap', s.fn, s.role, format('restored version %s', s.restore_version), pg_get_userbyid(actor));
+		END LOOP;
+	ELSIF m.phase = 'contracted' AND m.target_relation IS NOT NULL THEN
+		RAISE EXCEPTION 'cannot retreat migration "%": the contract of a table move ended its mirrors', name
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				DETAIL = format('Writes since the contract reached %s only; %s no longer holds every row.',
+								m.target_relation, m.relation);
+	ELSIF m.phase = 'contracted' THEN
+		-- A brief ACCESS EXCLUSIVE with no scan, in this transaction so that it lands with the phase
+		-- change or not at all; requested with migration_ext.ddl_lock_timeout and retried, as the contract's.
+		PERFORM migration_ext.run_briefly(table_owner, CASE WHEN m.constraint_name IS NOT NULL
+			THEN format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I', m.relation, m.constraint_name)
+			ELSE format('ALTER TABLE %s ALTER COLUMN %I DROP NOT NULL', m.relation, m.column_name) END,
+			format('retreat of migration %s', name));
+		UPDATE migration_ext.migration x SET constraint_name = NULL WHERE x.name = m.name;
+	END IF;
+	UPDATE migration_ext.migration x SET phase = previous_phase WHERE x.name = m.name;
+	INSERT INTO migration_ext.migration_event (migration, event, from_phase, to_phase, by_role)
+	VALUES (name, 'retreat', m.phase, previous_phase, pg_get_userbyid(actor));
+	RETURN previous_phase;
+END
+$$;
+CREATE OR REPLACE FUNCTION migration_ext.settle_state(migration text, OUT settled boolean, OUT waiting_for text)
+	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m migration_ext.migration := migration_ext.require_migration(migration);
+	swapped_at timestamptz;
+	swapped_lsn pg_lsn;
+	old_transactions text;
+	lagging text;
+BEGIN
+	IF m.phase = 'planned' THEN
+		settled := false;
+		waiting_for := 'the reader swaps (advance_migration applies them)';
+		RETURN;
+	END IF;
+	IF m.phase <> 'tolerant' THEN
+		settled := true;
+		RETURN;
+	END IF;
+	SELECT max(s.applied_at), max(s.applied_lsn) INTO swapped_at, swapped_lsn
+	FROM migration_ext.planned_swap s WHERE s.migration = settle_state.migration AND s.role = 'reader';
+	IF swapped_at IS NULL THEN
+		settled := true;
+		RETURN;
+	END IF;
+	PERFORM pg_stat_clear_snapshot();
+	SELECT string_agg(format('pid %s (transaction open since %s)', a.pid, a.xact_start), ', ' ORDER BY a.xact_start)
+	INTO old_transactions
+	FROM pg_stat_activity a
+	WHERE a.xact_start < swapped_at AND a.pid <> pg_backend_pid()
+	  -- Any process that may run a reader, custom background workers included; not the ones that never
+	  -- call user functions (autovacuum, WAL senders) nor this extension's own workers.
+	  AND a.backend_type NOT IN ('autovacuum worker', 'autovacuum launcher', 'walsender', 'migration_ext backfill',
+								 'migration_ext online ddl',
+								 'migration_ext launcher', 'migration_ext resumer');
+	SELECT string_agg(format('prepared transaction %L', p.gid), ', ') INTO lagging
+	FROM pg_prepared_xacts p WHERE p.prepared < swapped_at;
+	old_transactions := concat_ws(', ', old_transactions, lagging);
+	-- On a Citus coordinator, every worker's old transactions too.
+	old_transactions := concat_ws(', ', nullif(old_transactions, ''), migration_ext.workers_waiting_for(
+		format('SELECT migration_ext.node_old_transactions(%L)', swapped_at)));
+	SELECT string_agg(format('standby %s replayed %s < %s', coalesce(nullif(r.application_name, ''), r.client_addr::text, r.pid::text),
+							 coalesce(r.replay_lsn::text, 'nothing'), swapped_lsn), ', ')
+	INTO lagging
+	FROM pg_stat_replication r
+	WHERE swapped_lsn IS NOT NULL AND migration_ext.replays(r) AND (r.replay_lsn IS NULL OR r.replay_lsn < swapped_lsn);
+	waiting_for := nullif(concat_ws(', ', nullif(old_transactions, ''), lagging), '');
+	settled := waiting_for IS NULL;
+END
+$$;
+CREATE OR REPLACE FUNCTION migration_ext.wait_standbys_past_commit(migration text) RETURNS void
+	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	target pg_lsn := migration_ext.flushed_insert_lsn();
+	deadline timestamptz := clock_timestamp()
+		+ make_interval(secs => migration_ext.setting('migration_ext.settle_wait') / 1000);
+	lagging text;
+BEGIN
+	LOOP
+		PERFORM pg_stat_clear_snapshot();
+		SELECT string_agg(format('standby %s replayed %s < %s', coalesce(nullif(r.application_name, ''),
+								 r.client_addr::text, r.pid::text), coalesce(r.replay_lsn::text, 'nothing'), target), ', ')
+		INTO lagging FROM pg_stat_replication r
+		WHERE migration_ext.replays(r) AND (r.replay_lsn IS NULL OR r.replay_lsn < target);
+		EXIT WHEN lagging IS NULL OR clock_timestamp() >= deadline;
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+	-- On a Citus coordinator, every worker's standbys too, past a position of that worker after the swaps.
+	lagging := concat_ws(', ', lagging, migration_ext.workers_waiting_for(
+		format('SELECT migration_ext.node_standbys_behind(%s)',
+			   greatest(0, extract(epoch FROM deadline - clock_timestamp()) * 1000)::int)));
+	lagging := nullif(lagging, '');
+	IF lagging IS NOT NULL THEN
+		RAISE EXCEPTION 'cannot advance migration "%": the reader swaps have not settled', migration
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				DETAIL = format('Still waiting for: %s (a position after the swaps'' commit).', lagging),
+				HINT = 'Wait until the standbys catch up, then advance again.';
+	END IF;
+END
+$$;
+CREATE FUNCTION migration_ext.node_old_transactions(since timestamptz) RETURNS text
+	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	waiting text;
+BEGIN
+	PERFORM pg_stat_clear_snapshot();
+	SELECT string_agg(format('pid %s (transaction open since %s)', a.pid, a.xact_start), ', ' ORDER BY a.xact_start)
+	INTO waiting
+	FROM pg_stat_activity a
+	WHERE a.xact_start < since AND a.pid <> pg_backend_pid()
+	  AND a.backend_type NOT IN ('autovacuum worker', 'autovacuum launcher', 'walsender', 'migration_ext backfill',
+								 'migration_ext online ddl', 'migration_ext launcher', 'migration_ext resumer');
+	RETURN coalesce(concat_ws(', ', waiting, (SELECT string_agg(format('prepared transaction %L', p.gid), ', ')
+											  FROM pg_prepared_xacts p WHERE p.prepared < since)), '');
+END
+$$;
+CREATE FUNCTION migration_ext.node_standbys_behind(wait_ms int) RETURNS text
+	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	target pg_lsn := migration_ext.flushed_insert_lsn();
+	deadline timestamptz := clock_timestamp() + make_interval(secs => wait_ms / 1000.0);
+	lagging text;
+BEGIN
+	LOOP
+		PERFORM pg_stat_clear_snapshot();
+		SELECT string_agg(format('standby %s replayed %s < %s', coalesce(nullif(r.application_name, ''),
+								 r.client_addr::text, r.pid::text), coalesce(r.replay_lsn::text, 'nothing'), target), ', ')
+		INTO lagging FROM pg_stat_replication r
+		WHERE migration_ext.replays(r) AND (r.replay_lsn IS NULL OR r.replay_lsn < target);
+		EXIT WHEN lagging IS NULL OR clock_timestamp() >= deadline;
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+	RETURN coalesce(lagging, '');
+END
+$$;
+CREATE FUNCTION migration_ext.workers_waiting_for(command text) RETURNS text
+	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	waiting text;
+BEGIN
+	IF migration_ext.citus_node_role() IS DISTINCT FROM 'coordinator' THEN
+		RETURN NULL;
+	END IF;
+	EXECUTE $q$SELECT string_agg(format('node %s:%s: %s', w.nodename, w.nodeport,
+										CASE WHEN w.success THEN w.result ELSE 'not reachable (' || w.result || ')' END),
+								 ', ' ORDER BY w.nodename, w.nodeport)
+			   FROM pg_catalog.run_command_on_workers($1) w WHERE NOT w.success OR w.result <> ''$q$
+		INTO waiting USING command;
+	RETURN waiting;
+END
+$$;
 CREATE OR REPLACE VIEW @extschema@.backfill_status WITH (security_invoker = true) AS
 	SELECT j.id AS job, j.relation, j.column_name, j.source_column, j.target_relation, j.codec, j.migration,
 		   e.state, j.requested,
@@ -3227,5 +3599,8 @@ GRANT EXECUTE ON FUNCTION
 	migration_ext.mirror_name(name, name),
 	migration_ext.unflushed_repairs(text),
 	migration_ext.repaired_by_reads(text),
-	migration_ext.estimated_rows(regclass)
+	migration_ext.estimated_rows(regclass),
+	migration_ext.node_old_transactions(timestamptz),
+	migration_ext.workers_waiting_for(text),
+	migration_ext.citus_node_role()
 TO PUBLIC;
