@@ -102,6 +102,9 @@ void mext_launcher_main(Datum)
 			if (ConfigReloadPending) {
 				ConfigReloadPending = false;
 				ProcessConfigFile(PGC_SIGHUP);
+				// A shorter interval takes effect now, not after the sleep begun under the old one.
+				next_scan = Min(next_scan, GetCurrentTimestamp() +
+				                               static_cast<TimestampTz>(mext::pg::resume_interval_seconds) * 1000000);
 			}
 		}
 	}
@@ -131,8 +134,9 @@ Oid installed_function(const char *name)
 }
 
 // Connects to one database as the bootstrap superuser (no role given), relaunches its interrupted jobs
-// (each relaunched worker runs as its job's owner) and writes the read-repair counters of its migrations
-// from shared memory into migration_ext.read_repair (an extension older than 0.2.0 has no such function).
+// (each relaunched worker runs as its job's owner), writes the read-repair counters of its migrations
+// from shared memory into migration_ext.read_repair (an extension older than 0.2.0 has no such function)
+// and, on a Citus coordinator, gives workers added since the coordinator's codecs.
 void mext_resumer_main(Datum main_arg)
 {
 	pqsignal(SIGTERM, die);
@@ -155,6 +159,22 @@ void mext_resumer_main(Datum main_arg)
 	Oid flush = installed_function("flush_read_repairs");
 	if (OidIsValid(flush))
 		(void)OidFunctionCall0(flush);
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+
+	// On a Citus coordinator, a worker added since gets the codecs (its own transaction: a worker that is
+	// down fails only this, with an error in the log, and it is tried again next time).
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	Oid sync = installed_function("sync_new_workers");
+	if (OidIsValid(sync)) {
+		int differing = DatumGetInt32(OidFunctionCall0(sync));
+		if (differing > 0)
+			elog(LOG, "migration_ext: gave the coordinator's codecs to %d Citus worker(s)", differing);
+	}
 	PopActiveSnapshot();
 	SPI_finish();
 	CommitTransactionCommand();

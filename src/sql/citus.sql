@@ -250,3 +250,35 @@ BEGIN
 	RETURN waiting;
 END
 $$;
+
+-- What this node's codecs are, as one digest: equal on two nodes when they have the same codecs.
+CREATE FUNCTION migration_ext.codec_digest() RETURNS text
+	LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+	SELECT md5(coalesce(jsonb_agg(jsonb_build_array(c.name, c.convert, c.marker, c.detect, c.shape,
+													extract(epoch FROM c.created_at), c.created_by) ORDER BY c.name)::text, ''))
+	FROM migration_ext.codec c;
+END;
+
+-- Run by the resumer every migration_ext.resume_interval: on a Citus coordinator, when a worker's codecs
+-- differ from the coordinator's (a worker added since, or one restored from an old backup), every worker
+-- is given the coordinator's codecs, as sync_codecs() does. Returns how many workers differed.
+CREATE FUNCTION migration_ext.sync_new_workers() RETURNS int
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	differing int;
+BEGIN
+	IF migration_ext.citus_node_role() IS DISTINCT FROM 'coordinator' THEN
+		RETURN 0;
+	END IF;
+	EXECUTE 'SELECT count(*) FROM pg_catalog.run_command_on_workers($1) w
+			 WHERE w.success AND w.result IS DISTINCT FROM $2'
+		INTO differing USING 'SELECT migration_ext.codec_digest()', migration_ext.codec_digest();
+	IF differing > 0 THEN
+		LOCK TABLE migration_ext.codec IN SHARE ROW EXCLUSIVE MODE;
+		PERFORM migration_ext.propagate_codecs(NULL);
+	END IF;
+	RETURN differing;
+END
+$$;
