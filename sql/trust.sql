@@ -174,7 +174,7 @@ SELECT migration_ext.run_as('regress_mext_t_alice'::regrole, 'SELECT 1', 'pg_cat
 SELECT * FROM migration_ext.worker_step(1, 10, NULL);
 SELECT migration_ext.launch_worker(1);
 SELECT migration_ext.start_backfill('regress_mext_t_alice', 'trust.tokens', 'note', 't_tok', NULL, NULL, NULL, true,
-                                    NULL, false, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+                                    NULL, false, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
 SELECT migration_ext.create_codec('regress_mext_t_alice', 'forged', 'reverse', 'tok_', 'converted', NULL);
 -- A job id bob guesses names no job of his, and he sees no migration of hers.
 SELECT pause_backfill(:job_super);

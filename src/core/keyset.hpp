@@ -53,6 +53,17 @@ struct CopyShape {
 };
 std::string copy_statement(const CopyShape &shape, bool after_last_key);
 
+// A Citus reference table, converted through the coordinator: Citus routes an UPDATE to every copy of the
+// table, but refuses one that calls a STABLE function (is_legacy, migrate_value) on the row. So a batch is
+// two statements. The read locks the next batch's rows (FOR UPDATE, on every copy) and converts its legacy
+// values on the coordinator; it returns scanned, legacy_seen (bigint), last_key (text[]), keys (text[][]:
+// one array a key column), olds and news (text[]: each legacy row's value and its conversion). The write
+// sets each of those rows to its conversion only where it still holds the value read (compare and set),
+// and returns the rows it wrote; its parameters are $1 keys, $2 olds, $3 news. The read takes $1 codec,
+// $2 batch size, $3 last key, as batch_statement() does. In place only (no source column).
+std::string reference_read_statement(const BatchShape &shape, bool after_last_key);
+std::string reference_write_statement(const BatchShape &shape);
+
 // A row comparison over the key, e.g. "(t.a, t.b)". prefix is "" or an alias with its dot.
 std::string key_tuple(const std::vector<KeyColumn> &key, const std::string &prefix);
 

@@ -197,6 +197,72 @@ char *build_statement(const Shape &s)
 	});
 }
 
+// Is the table a Citus reference table (its rows on every node, changed only through Citus)? Citus's catalog
+// exists only with Citus.
+bool is_citus_reference(Oid table)
+{
+	if (SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus'", true, 1) != SPI_OK_SELECT ||
+	    SPI_processed == 0)
+		return false;
+	Oid types[1] = {OIDOID};
+	Datum values[1] = {ObjectIdGetDatum(table)};
+	return SPI_execute_with_args("SELECT 1 FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1 "
+	                             "AND p.partmethod = 'n' AND p.repmodel = 't'",
+	                             1, types, values, nullptr, true, 1) == SPI_OK_SELECT &&
+	       SPI_processed == 1;
+}
+
+// A batch of a Citus reference table (see reference_read_statement()): the read, as the owner, then the
+// compare-and-set write of the legacy rows it locked. Returns what batch_statement() returns.
+struct Counts {
+	long scanned, legacy_seen, converted;
+	Datum last_key;
+	bool last_key_null;
+};
+Counts reference_batch(const Shape &s, Oid owner, Datum codec, int batch_size, Datum last_key)
+{
+	char *read_sql = nullptr, *write_sql = nullptr;
+	guard([&] {
+		BatchShape shape;
+		shape.relation = s.leaf;
+		for (int i = 0; i < s.keys; ++i)
+			shape.key.push_back(KeyColumn{s.key_names[i], s.key_types[i]});
+		shape.api_schema = s.api;
+		shape.target = s.target;
+		if (s.target_type)
+			shape.target_type = std::string(s.target_type);
+		read_sql = palloc_copy(reference_read_statement(shape, s.after_last_key));
+		write_sql = palloc_copy(reference_write_statement(shape));
+		return 0;
+	});
+	Counts counts{};
+	Oid read_types[3] = {TEXTOID, INT4OID, TEXTARRAYOID};
+	Datum read_values[3] = {codec, Int32GetDatum(batch_size), last_key};
+	const char read_nulls[3] = {' ', ' ', s.after_last_key ? ' ' : 'n'};
+	RoleSwitch saved;
+	begin_as_role(owner, "pg_catalog, pg_temp", &saved);
+	if (SPI_execute_with_args(read_sql, 3, read_types, read_values, read_nulls, false, 1) != SPI_OK_SELECT ||
+	    SPI_processed != 1)
+		elog(ERROR, "migration_ext: the batch read of a reference table returned no result");
+	SpiRow read;
+	bool isnull;
+	counts.scanned = read.int8("scanned");
+	counts.legacy_seen = read.int8("legacy_seen");
+	counts.last_key = read.copy("last_key", &counts.last_key_null);
+	Datum write_values[3] = {read.copy("keys", &isnull), read.copy("olds", &isnull), read.copy("news", &isnull)};
+	if (counts.legacy_seen > 0) {
+		Oid write_types[3] = {TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+		if (SPI_execute_with_args(write_sql, 3, write_types, write_values, nullptr, false, 0) !=
+		    SPI_OK_UPDATE_RETURNING)
+			elog(ERROR, "migration_ext: the batch write of a reference table failed");
+		counts.converted = static_cast<long>(SPI_processed);
+	}
+	end_as_role(saved);
+	pfree(read_sql);
+	pfree(write_sql);
+	return counts;
+}
+
 // The plan of `sql` for `owner`, prepared as the owner (restricted): planning may call the key type's
 // support functions, which are the table owner's to run, not the worker's.
 SPIPlanPtr batch_plan_for(char *sql, Oid owner)
@@ -317,23 +383,36 @@ void step(int64 job, int batch_size, double rate, StepResult *result, bool hold_
 
 	// The batch, as the owner of the job's table (a partition's batch too): what the starter was allowed
 	// to act as, whoever started it.
-	SPIPlanPtr plan = batch_plan_for(build_statement(shape), owner);
-	Datum batch_values[3] = {codec, Int32GetDatum(batch_size), last_key};
-	const char batch_nulls[3] = {' ', ' ', shape.after_last_key ? ' ' : 'n'};
-	RoleSwitch saved;
-	begin_as_role(owner, "pg_catalog, pg_temp", &saved);
-	int rc = SPI_execute_plan(plan, batch_values, batch_nulls, false, 1);
-	if (rc < 0 || SPI_processed != 1)
-		elog(ERROR, "migration_ext: the batch returned no result (%s)", SPI_result_code_string(rc));
-	end_as_role(saved);
-	SpiRow batch;
-	long scanned = batch.int8("scanned");
-	long legacy_seen = batch.int8("legacy_seen");
+	long scanned, legacy_seen;
+	Datum next_key;
+	bool next_key_null;
+	if (!shape.target_relation && !shape.source && is_citus_reference(result->table)) {
+		Counts counts = reference_batch(shape, owner, codec, batch_size, last_key);
+		scanned = counts.scanned;
+		legacy_seen = counts.legacy_seen;
+		result->converted = counts.converted;
+		result->conflicts = legacy_seen - counts.converted; // a row changed between the read and the write
+		next_key = counts.last_key;
+		next_key_null = counts.last_key_null;
+	} else {
+		SPIPlanPtr plan = batch_plan_for(build_statement(shape), owner);
+		Datum batch_values[3] = {codec, Int32GetDatum(batch_size), last_key};
+		const char batch_nulls[3] = {' ', ' ', shape.after_last_key ? ' ' : 'n'};
+		RoleSwitch saved;
+		begin_as_role(owner, "pg_catalog, pg_temp", &saved);
+		int rc = SPI_execute_plan(plan, batch_values, batch_nulls, false, 1);
+		if (rc < 0 || SPI_processed != 1)
+			elog(ERROR, "migration_ext: the batch returned no result (%s)", SPI_result_code_string(rc));
+		end_as_role(saved);
+		SpiRow batch;
+		scanned = batch.int8("scanned");
+		legacy_seen = batch.int8("legacy_seen");
+		result->converted = batch.int8("converted");
+		result->conflicts = batch.int8("conflicts");
+		next_key = batch.copy("last_key", &isnull);
+		next_key_null = isnull;
+	}
 	result->scanned = scanned;
-	result->converted = batch.int8("converted");
-	result->conflicts = batch.int8("conflicts");
-	Datum next_key = batch.copy("last_key", &isnull);
-	bool next_key_null = isnull;
 
 	if (throttle && result->converted > 0) {
 		// Still holding the batch's row locks: is a live session waiting on them right now?

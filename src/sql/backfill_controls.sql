@@ -120,11 +120,16 @@ BEGIN
 	END IF;
 	IF migration_ext.worker_alive(j.pid) AND j.home = migration_ext.job_home() THEN
 		UPDATE migration_ext.backfill_job b SET requested = 'cancel', updated_at = now() WHERE b.id = job;
+		PERFORM migration_ext.relay_to_parts(job);
+	ELSIF (j.distributed OR j.parallel > 1) AND j.home = migration_ext.job_home() THEN
+		-- A job in parts is cancelled once its parts have stopped: its worker, started again, sees to it.
+		UPDATE migration_ext.backfill_job b SET requested = 'cancel', updated_at = now() WHERE b.id = job;
+		PERFORM migration_ext.relay_to_parts(job);
+		PERFORM migration_ext.launch_job(job);
 	ELSE
 		UPDATE migration_ext.backfill_job b SET state = 'cancelled', requested = NULL, finished_at = now(),
 			updated_at = now() WHERE b.id = job;
 	END IF;
-	PERFORM migration_ext.relay_to_parts(job);
 END
 $$;
 

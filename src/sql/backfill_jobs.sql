@@ -358,6 +358,7 @@ DECLARE
 	estimate bigint;
 	job bigint;
 	distributed boolean;
+	reference boolean;
 	in_parts boolean;
 	parent migration_ext.backfill_job;
 BEGIN
@@ -377,6 +378,13 @@ BEGIN
 	PERFORM migration_ext.refuse_citus_table(relation, target_relation IS NULL);
 	PERFORM migration_ext.refuse_citus_table(target_relation, false) WHERE target_relation IS NOT NULL;
 	distributed := coalesce(migration_ext.citus_table_kind(relation) = 'distributed', false);
+	-- A reference table is converted through the coordinator (every copy in each batch's transaction),
+	-- in place, without space reuse (a round would vacuum only this node's copy).
+	reference := coalesce(migration_ext.citus_table_kind(relation) = 'reference', false);
+	IF reference AND source_column IS NOT NULL THEN
+		RAISE EXCEPTION 'cannot backfill %: a Citus reference table is converted in place', relation
+			USING ERRCODE = 'feature_not_supported', HINT = 'Leave source_column out.';
+	END IF;
 	IF parallel IS NOT NULL AND NOT parallel BETWEEN 1 AND 64 THEN
 		RAISE EXCEPTION 'parallel must be between 1 and 64, not %', parallel USING ERRCODE = 'invalid_parameter_value';
 	END IF;
@@ -504,8 +512,8 @@ BEGIN
 				coalesce(max_wal_bytes_per_second,
 						 migration_ext.setting('migration_ext.max_wal_bytes_per_second')::bigint),
 				coalesce(live_duty_cycle, migration_ext.setting('migration_ext.live_duty_cycle')), actor,
-				coalesce(reuse_space, current_setting('migration_ext.reuse_space')::boolean),
-				CASE WHEN target_relation IS NULL AND NOT distributed THEN migration_ext.tables_size(leaves) END,
+				coalesce(reuse_space, current_setting('migration_ext.reuse_space')::boolean) AND NOT reference,
+				CASE WHEN target_relation IS NULL AND NOT distributed AND NOT reference THEN migration_ext.tables_size(leaves) END,
 				coalesce(parallel, 1), distributed)
 		RETURNING id INTO job;
 	EXCEPTION WHEN unique_violation THEN

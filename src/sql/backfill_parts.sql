@@ -156,11 +156,11 @@ BEGIN
 			SET requested = CASE WHEN migration_ext.worker_alive(b.pid) THEN 'cancel' END,
 				state = CASE WHEN migration_ext.worker_alive(b.pid) THEN b.state ELSE 'cancelled' END,
 				finished_at = CASE WHEN migration_ext.worker_alive(b.pid) THEN NULL ELSE now() END, updated_at = now()
-			WHERE b.id = part.id AND b.requested IS DISTINCT FROM 'cancel';
+			WHERE b.id = part.id AND (b.requested IS DISTINCT FROM 'cancel' OR NOT migration_ext.worker_alive(b.pid));
 		ELSIF p.requested = 'pause' THEN
 			UPDATE migration_ext.backfill_job b SET requested = 'pause', updated_at = now(),
 				state = CASE WHEN migration_ext.worker_alive(b.pid) THEN b.state ELSE 'paused' END
-			WHERE b.id = part.id AND b.requested IS DISTINCT FROM 'pause';
+			WHERE b.id = part.id AND (b.requested IS DISTINCT FROM 'pause' OR NOT migration_ext.worker_alive(b.pid));
 		ELSIF part.requested = 'pause' OR part_state IN ('paused', 'interrupted')
 			  OR (part_state = 'queued' AND NOT migration_ext.worker_alive(part.pid)) THEN
 			UPDATE migration_ext.backfill_job b SET requested = NULL, state = 'queued', pid = NULL, updated_at = now()

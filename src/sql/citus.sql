@@ -169,17 +169,19 @@ AS $$
 DECLARE
 	kind text := migration_ext.citus_table_kind(relation);
 BEGIN
-	IF kind = 'distributed' AND allow_distributed THEN
+	-- A distributed table's shards are walked on their nodes; a reference table is converted through
+	-- the coordinator, in place (both: not as a table move).
+	IF kind IN ('distributed', 'reference') AND allow_distributed THEN
 		RETURN;
 	END IF;
 	IF kind IS NOT NULL THEN
 		RAISE EXCEPTION 'cannot backfill %: it is a Citus % table', relation, kind
 			USING ERRCODE = 'feature_not_supported',
-				DETAIL = CASE WHEN kind = 'distributed'
-							  THEN 'A table move between Citus distributed tables is not supported; a column of a distributed table is converted in place on the nodes that hold its shards.'
-							  ELSE 'Backfills of Citus reference and Citus local tables are not supported; codecs, is_legacy() and migrate_value() work on them, on every node.' END,
-				HINT = CASE WHEN kind = 'distributed'
-							THEN 'Move the rows before distributing the tables, or convert the column in place.'
+				DETAIL = CASE WHEN kind IN ('distributed', 'reference')
+							  THEN format('A table move between Citus tables is not supported; a column of a %s table is converted in place.', kind)
+							  ELSE 'Backfills of Citus local tables are not supported; codecs, is_legacy() and migrate_value() work on them.' END,
+				HINT = CASE WHEN kind IN ('distributed', 'reference')
+							THEN 'Move the rows before Citus manages the tables, or convert the column in place.'
 							ELSE 'Backfill the table before Citus manages it, or for the backfill turn it back into a plain table with undistribute_table().' END;
 	END IF;
 END

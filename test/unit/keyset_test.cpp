@@ -257,3 +257,41 @@ TEST(KeysetKeyTuple, Forms)
 }
 
 } // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Citus reference tables: a read that locks and converts, then a compare-and-set write
+// ---------------------------------------------------------------------------------------------
+
+TEST(KeysetReference, ReadLocksTheBatchAndConvertsOnlyLegacyRows)
+{
+	std::string sql = mext::reference_read_statement(single_key_shape(), true);
+	EXPECT_TRUE(Contains(sql, "FROM public.accounts WHERE (id) > (($3[1])::bigint) ORDER BY id LIMIT $2 FOR UPDATE"));
+	EXPECT_TRUE(Contains(sql, "api.is_legacy($1, payload::text) AS mext_legacy_"));
+	EXPECT_TRUE(Contains(sql, "array_agg(api.migrate_value($1, s.payload::text) ORDER BY s.id) FILTER (WHERE s.mext_legacy_)"));
+	EXPECT_TRUE(Contains(sql, "array_agg(s.payload::text ORDER BY s.id) FILTER (WHERE s.mext_legacy_)"));
+	EXPECT_TRUE(Contains(sql, "ORDER BY s.id DESC))[1:1])) END AS last_key"));
+	for (const char *column : {"AS scanned", "AS legacy_seen", "AS keys", "AS olds", "AS news"})
+		EXPECT_TRUE(Contains(sql, column));
+	// Citus routes it to the table itself: never ONLY, which Citus's router does not take.
+	EXPECT_TRUE(Lacks(sql, "ONLY"));
+	EXPECT_TRUE(Lacks(mext::reference_read_statement(single_key_shape(), false), "$3"));
+}
+
+TEST(KeysetReference, WriteIsACompareAndSetOnEveryKeyColumn)
+{
+	std::string sql = mext::reference_write_statement(composite_key_shape());
+	EXPECT_TRUE(Contains(sql, "UPDATE \"Sales\".\"Orders 2024\" AS t SET \"Payload\" = u.new_value FROM unnest("));
+	EXPECT_TRUE(Contains(sql, "$1[1:1][1:], $1[2:2][1:], $2::text[], $3::text[]) AS u(k1, k2, old_value, new_value)"));
+	EXPECT_TRUE(Contains(sql, "t.id = (u.k1)::bigint AND t.\"Sub\" = (u.k2)::text"));
+	EXPECT_TRUE(Contains(sql, "AND t.\"Payload\"::text = u.old_value RETURNING 1"));
+	BatchShape typed = single_key_shape();
+	typed.target_type = "jsonb";
+	EXPECT_TRUE(Contains(mext::reference_write_statement(typed), "SET payload = u.new_value::jsonb"));
+}
+
+TEST(KeysetReference, RefusesASourceColumn)
+{
+	BatchShape shape = single_key_shape();
+	shape.source = "old_payload";
+	EXPECT_THROW(mext::reference_read_statement(shape, false), std::invalid_argument);
+}

@@ -22,8 +22,23 @@ SELECT create_reference_table('codes');
 INSERT INTO codes VALUES (reverse('tok_a')), ('tok_b');
 SELECT code, is_legacy('tok', code), migrate_value('tok', code) FROM codes ORDER BY code;
 
--- A reference table's backfill is refused before it starts (a distributed table's: distributed_backfill).
+-- A reference table is converted through the coordinator: each batch locks its rows on every copy, converts
+-- them there, and writes them back to every copy where they still hold what was read (a distributed
+-- table's backfill: distributed_backfill).
+CREATE TABLE labels (id int PRIMARY KEY, label text);
+SELECT create_reference_table('labels');
+INSERT INTO labels SELECT g, CASE WHEN g % 5 = 0 THEN 'tok_' || g ELSE reverse('tok_' || g) END
+FROM generate_series(1, 300) g;
+SELECT start_backfill('labels', 'label', 'tok', batch_size => 40) AS job \gset
+SELECT wait_backfill(:job, '60 s');
+SELECT state, rows_scanned, rows_converted, rows_skipped, conflicts, batches, reuse_space
+FROM backfill_status WHERE job = :job;
+SELECT count(*) AS copies, sum(result::int) AS legacy_left
+FROM run_command_on_placements('labels', $$SELECT count(*) FROM %s WHERE label NOT LIKE 'tok\_%'$$);
+SELECT count(*) FILTER (WHERE label = 'tok_' || id) AS converted FROM labels;
 \set VERBOSITY default
+SELECT start_backfill('labels', 'label', 'tok', source_column => 'id');
+-- Its key is the column itself: refused, as on one node.
 SELECT start_backfill('codes', 'code', 'tok');
 CREATE TABLE accounts_v2 (id bigint PRIMARY KEY, token text);
 SELECT create_distributed_table('accounts_v2', 'id', colocate_with => 'accounts');
@@ -38,5 +53,5 @@ SELECT start_backfill('plain', 'token', 'tok') AS job \gset
 SELECT wait_backfill(:job, '60 s');
 SELECT count_legacy('plain', 'token', 'tok');
 
-DROP TABLE accounts, accounts_v2, codes, plain;
+DROP TABLE accounts, accounts_v2, codes, labels, plain;
 SELECT drop_codec('tok');
