@@ -2313,17 +2313,19 @@ AS $$
 DECLARE
 	kind text := migration_ext.citus_table_kind(relation);
 BEGIN
-	IF kind = 'distributed' AND allow_distributed THEN
+	-- A distributed table's shards are walked on their nodes; a reference table is converted through
+	-- the coordinator, in place (both: not as a table move).
+	IF kind IN ('distributed', 'reference') AND allow_distributed THEN
 		RETURN;
 	END IF;
 	IF kind IS NOT NULL THEN
 		RAISE EXCEPTION 'cannot backfill %: it is a Citus % table', relation, kind
 			USING ERRCODE = 'feature_not_supported',
-				DETAIL = CASE WHEN kind = 'distributed'
-							  THEN 'A table move between Citus distributed tables is not supported; a column of a distributed table is converted in place on the nodes that hold its shards.'
-							  ELSE 'Backfills of Citus reference and Citus local tables are not supported; codecs, is_legacy() and migrate_value() work on them, on every node.' END,
-				HINT = CASE WHEN kind = 'distributed'
-							THEN 'Move the rows before distributing the tables, or convert the column in place.'
+				DETAIL = CASE WHEN kind IN ('distributed', 'reference')
+							  THEN format('A table move between Citus tables is not supported; a column of a %s table is converted in place.', kind)
+							  ELSE 'Backfills of Citus local tables are not supported; codecs, is_legacy() and migrate_value() work on them.' END,
+				HINT = CASE WHEN kind IN ('distributed', 'reference')
+							THEN 'Move the rows before Citus manages the tables, or convert the column in place.'
 							ELSE 'Backfill the table before Citus manages it, or for the backfill turn it back into a plain table with undistribute_table().' END;
 	END IF;
 END
@@ -2357,6 +2359,7 @@ DECLARE
 	estimate bigint;
 	job bigint;
 	distributed boolean;
+	reference boolean;
 	in_parts boolean;
 	parent migration_ext.backfill_job;
 BEGIN
@@ -2376,6 +2379,13 @@ BEGIN
 	PERFORM migration_ext.refuse_citus_table(relation, target_relation IS NULL);
 	PERFORM migration_ext.refuse_citus_table(target_relation, false) WHERE target_relation IS NOT NULL;
 	distributed := coalesce(migration_ext.citus_table_kind(relation) = 'distributed', false);
+	-- A reference table is converted through the coordinator (every copy in each batch's transaction),
+	-- in place, without space reuse (a round would vacuum only this node's copy).
+	reference := coalesce(migration_ext.citus_table_kind(relation) = 'reference', false);
+	IF reference AND source_column IS NOT NULL THEN
+		RAISE EXCEPTION 'cannot backfill %: a Citus reference table is converted in place', relation
+			USING ERRCODE = 'feature_not_supported', HINT = 'Leave source_column out.';
+	END IF;
 	IF parallel IS NOT NULL AND NOT parallel BETWEEN 1 AND 64 THEN
 		RAISE EXCEPTION 'parallel must be between 1 and 64, not %', parallel USING ERRCODE = 'invalid_parameter_value';
 	END IF;
@@ -2503,8 +2513,8 @@ BEGIN
 				coalesce(max_wal_bytes_per_second,
 						 migration_ext.setting('migration_ext.max_wal_bytes_per_second')::bigint),
 				coalesce(live_duty_cycle, migration_ext.setting('migration_ext.live_duty_cycle')), actor,
-				coalesce(reuse_space, current_setting('migration_ext.reuse_space')::boolean),
-				CASE WHEN target_relation IS NULL AND NOT distributed THEN migration_ext.tables_size(leaves) END,
+				coalesce(reuse_space, current_setting('migration_ext.reuse_space')::boolean) AND NOT reference,
+				CASE WHEN target_relation IS NULL AND NOT distributed AND NOT reference THEN migration_ext.tables_size(leaves) END,
 				coalesce(parallel, 1), distributed)
 		RETURNING id INTO job;
 	EXCEPTION WHEN unique_violation THEN
@@ -2790,11 +2800,16 @@ BEGIN
 	END IF;
 	IF migration_ext.worker_alive(j.pid) AND j.home = migration_ext.job_home() THEN
 		UPDATE migration_ext.backfill_job b SET requested = 'cancel', updated_at = now() WHERE b.id = job;
+		PERFORM migration_ext.relay_to_parts(job);
+	ELSIF (j.distributed OR j.parallel > 1) AND j.home = migration_ext.job_home() THEN
+		-- A job in parts is cancelled once its parts have stopped: its worker, started again, sees to it.
+		UPDATE migration_ext.backfill_job b SET requested = 'cancel', updated_at = now() WHERE b.id = job;
+		PERFORM migration_ext.relay_to_parts(job);
+		PERFORM migration_ext.launch_job(job);
 	ELSE
 		UPDATE migration_ext.backfill_job b SET state = 'cancelled', requested = NULL, finished_at = now(),
 			updated_at = now() WHERE b.id = job;
 	END IF;
-	PERFORM migration_ext.relay_to_parts(job);
 END
 $$;
 CREATE OR REPLACE FUNCTION migration_ext.resume_interrupted() RETURNS int
@@ -3407,11 +3422,11 @@ BEGIN
 			SET requested = CASE WHEN migration_ext.worker_alive(b.pid) THEN 'cancel' END,
 				state = CASE WHEN migration_ext.worker_alive(b.pid) THEN b.state ELSE 'cancelled' END,
 				finished_at = CASE WHEN migration_ext.worker_alive(b.pid) THEN NULL ELSE now() END, updated_at = now()
-			WHERE b.id = part.id AND b.requested IS DISTINCT FROM 'cancel';
+			WHERE b.id = part.id AND (b.requested IS DISTINCT FROM 'cancel' OR NOT migration_ext.worker_alive(b.pid));
 		ELSIF p.requested = 'pause' THEN
 			UPDATE migration_ext.backfill_job b SET requested = 'pause', updated_at = now(),
 				state = CASE WHEN migration_ext.worker_alive(b.pid) THEN b.state ELSE 'paused' END
-			WHERE b.id = part.id AND b.requested IS DISTINCT FROM 'pause';
+			WHERE b.id = part.id AND (b.requested IS DISTINCT FROM 'pause' OR NOT migration_ext.worker_alive(b.pid));
 		ELSIF part.requested = 'pause' OR part_state IN ('paused', 'interrupted')
 			  OR (part_state = 'queued' AND NOT migration_ext.worker_alive(part.pid)) THEN
 			UPDATE migration_ext.backfill_job b SET requested = NULL, state = 'queued', pid = NULL, updated_at = now()

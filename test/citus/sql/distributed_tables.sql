@@ -31,10 +31,10 @@ INSERT INTO labels SELECT g, CASE WHEN g % 5 = 0 THEN 'tok_' || g ELSE reverse('
 FROM generate_series(1, 300) g;
 SELECT start_backfill('labels', 'label', 'tok', batch_size => 40) AS job \gset
 SELECT wait_backfill(:job, '60 s');
-SELECT state, rows_scanned, rows_converted, rows_skipped, conflicts, batches, reuse_space
+SELECT state, rows_scanned, rows_converted, rows_skipped, conflicts, batches > 1 AS batched, reuse_space
 FROM backfill_status WHERE job = :job;
 SELECT count(*) AS copies, sum(result::int) AS legacy_left
-FROM run_command_on_placements('labels', $$SELECT count(*) FROM %s WHERE label NOT LIKE 'tok\_%'$$);
+FROM run_command_on_placements('labels', $$SELECT count(*) FROM %s WHERE left(label, 4) <> 'tok_'$$);
 SELECT count(*) FILTER (WHERE label = 'tok_' || id) AS converted FROM labels;
 \set VERBOSITY default
 SELECT start_backfill('labels', 'label', 'tok', source_column => 'id');
