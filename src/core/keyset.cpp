@@ -169,13 +169,14 @@ std::string reference_read_statement(const BatchShape &shape, bool after_last_ke
 	const std::string &api = shape.api_schema;
 	const std::string order = joined(shape.key, "", "");
 	// The last key: the first row of the keys in descending order, a 1-row slice flattened back to text[].
-	std::string sql = "SELECT count(*)::bigint AS scanned, count(*) FILTER (WHERE s.mext_legacy_)::bigint AS legacy_seen, "
-	                  "CASE WHEN count(*) > 0 THEN ARRAY(SELECT unnest((array_agg(ARRAY[" +
-	                  joined(shape.key, "s.", "::text") + "]::text[] ORDER BY " + joined(shape.key, "s.", " DESC") +
-	                  "))[1:1])) END AS last_key, ARRAY[";
+	std::string sql =
+	    "SELECT count(*)::bigint AS scanned, count(*) FILTER (WHERE s.mext_legacy_)::bigint AS legacy_seen, "
+	    "CASE WHEN count(*) > 0 THEN ARRAY(SELECT unnest((array_agg(ARRAY[" +
+	    joined(shape.key, "s.", "::text") + "]::text[] ORDER BY " + joined(shape.key, "s.", " DESC") +
+	    "))[1:1])) END AS last_key, ARRAY[";
 	for (std::size_t i = 0; i < shape.key.size(); ++i)
-		sql += (i ? ", " : "") + std::string("coalesce(array_agg(s.") + shape.key[i].name +
-		       "::text ORDER BY " + joined(shape.key, "s.", "") + ") FILTER (WHERE s.mext_legacy_), '{}')";
+		sql += (i ? ", " : "") + std::string("coalesce(array_agg(s.") + shape.key[i].name + "::text ORDER BY " +
+		       joined(shape.key, "s.", "") + ") FILTER (WHERE s.mext_legacy_), '{}')";
 	sql += "] AS keys, coalesce(array_agg(s." + shape.target + "::text ORDER BY " + joined(shape.key, "s.", "") +
 	       ") FILTER (WHERE s.mext_legacy_), '{}') AS olds, coalesce(array_agg(" + api + ".migrate_value($1, s." +
 	       shape.target + "::text) ORDER BY " + joined(shape.key, "s.", "") +
@@ -193,8 +194,8 @@ std::string reference_write_statement(const BatchShape &shape)
 		throw std::invalid_argument("a keyset batch needs at least one key column");
 	std::string key_match;
 	for (std::size_t i = 0; i < shape.key.size(); ++i) {
-		key_match += (i ? " AND t." : "t.") + shape.key[i].name + " = (u.k" + std::to_string(i + 1) +
-		             ")::" + shape.key[i].type;
+		key_match +=
+		    (i ? " AND t." : "t.") + shape.key[i].name + " = (u.k" + std::to_string(i + 1) + ")::" + shape.key[i].type;
 	}
 	// unnest() of a 2-D slice gives its elements in order: one key column at a time.
 	std::string sql = "UPDATE " + shape.relation + " AS t SET " + shape.target + " = u.new_value" +

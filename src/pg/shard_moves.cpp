@@ -31,7 +31,8 @@ constexpr uint16 kCitusPlacementColocationLock = 13;
 Datum mext_hold_shard_moves(PG_FUNCTION_ARGS)
 {
 	if (!superuser())
-		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE), errmsg("permission denied for function hold_shard_moves")));
+		ereport(ERROR,
+		        (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE), errmsg("permission denied for function hold_shard_moves")));
 	int64 colocation = PG_GETARG_INT64(0);
 	bool for_session = PG_GETARG_BOOL(1);
 	LOCKTAG tag;

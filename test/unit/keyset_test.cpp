@@ -267,7 +267,8 @@ TEST(KeysetReference, ReadLocksTheBatchAndConvertsOnlyLegacyRows)
 	std::string sql = mext::reference_read_statement(single_key_shape(), true);
 	EXPECT_TRUE(Contains(sql, "FROM public.accounts WHERE (id) > (($3[1])::bigint) ORDER BY id LIMIT $2 FOR UPDATE"));
 	EXPECT_TRUE(Contains(sql, "api.is_legacy($1, payload::text) AS mext_legacy_"));
-	EXPECT_TRUE(Contains(sql, "array_agg(api.migrate_value($1, s.payload::text) ORDER BY s.id) FILTER (WHERE s.mext_legacy_)"));
+	EXPECT_TRUE(
+	    Contains(sql, "array_agg(api.migrate_value($1, s.payload::text) ORDER BY s.id) FILTER (WHERE s.mext_legacy_)"));
 	EXPECT_TRUE(Contains(sql, "array_agg(s.payload::text ORDER BY s.id) FILTER (WHERE s.mext_legacy_)"));
 	EXPECT_TRUE(Contains(sql, "ORDER BY s.id DESC))[1:1])) END AS last_key"));
 	for (const char *column : {"AS scanned", "AS legacy_seen", "AS keys", "AS olds", "AS news"})
