@@ -133,6 +133,25 @@ Oid installed_function(const char *name)
 	return DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
+// Runs the installed extension's function migration_ext.<name>() (if this version has it) in a transaction
+// of its own; logs its result, followed by `done`, when that is positive.
+void in_own_transaction(const char *name, const char *done)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	Oid function = installed_function(name);
+	if (OidIsValid(function)) {
+		int count = DatumGetInt32(OidFunctionCall0(function));
+		if (done && count > 0)
+			elog(LOG, "migration_ext: %d %s", count, done);
+	}
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+}
+
 // Connects to one database as the bootstrap superuser (no role given), relaunches its interrupted jobs
 // (each relaunched worker runs as its job's owner), writes the read-repair counters of its migrations
 // from shared memory into migration_ext.read_repair (an extension older than 0.2.0 has no such function)
@@ -146,38 +165,11 @@ void mext_resumer_main(Datum main_arg)
 	// Nothing a database owner put on its default search_path takes part in what follows.
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	Oid resume = installed_function("resume_interrupted");
-	if (OidIsValid(resume)) {
-		int resumed = DatumGetInt32(OidFunctionCall0(resume));
-		if (resumed > 0)
-			elog(LOG, "migration_ext: resumed %d interrupted backfill job(s)", resumed);
-	}
-	Oid flush = installed_function("flush_read_repairs");
-	if (OidIsValid(flush))
-		(void)OidFunctionCall0(flush);
-	PopActiveSnapshot();
-	SPI_finish();
-	CommitTransactionCommand();
-
-	// On a Citus coordinator, a worker added since gets the codecs (its own transaction: a worker that is
-	// down fails only this, with an error in the log, and it is tried again next time).
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	Oid sync = installed_function("sync_new_workers");
-	if (OidIsValid(sync)) {
-		int differing = DatumGetInt32(OidFunctionCall0(sync));
-		if (differing > 0)
-			elog(LOG, "migration_ext: gave the coordinator's codecs to %d Citus worker(s)", differing);
-	}
-	PopActiveSnapshot();
-	SPI_finish();
-	CommitTransactionCommand();
+	// Each in a transaction of its own: one that fails (a Citus worker that is down) ends this helper with
+	// its error in the log, and the launcher starts it again next time.
+	in_own_transaction("resume_interrupted", "interrupted backfill job(s) resumed");
+	in_own_transaction("flush_read_repairs", nullptr);
+	in_own_transaction("sync_new_workers", "Citus worker(s) given the coordinator's codecs");
 	proc_exit(0);
 }
 

@@ -210,29 +210,6 @@ BEGIN
 END
 $$;
 
--- On this node: its streaming standbys that have not replayed up to its WAL flushed now (after the swaps,
--- which committed before this call), waiting up to `wait_ms` for them; '' when all have.
-CREATE FUNCTION migration_ext.node_standbys_behind(wait_ms int) RETURNS text
-	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	target pg_lsn := migration_ext.flushed_insert_lsn();
-	deadline timestamptz := clock_timestamp() + make_interval(secs => wait_ms / 1000.0);
-	lagging text;
-BEGIN
-	LOOP
-		PERFORM pg_stat_clear_snapshot();
-		SELECT string_agg(format('standby %s replayed %s < %s', coalesce(nullif(r.application_name, ''),
-								 r.client_addr::text, r.pid::text), coalesce(r.replay_lsn::text, 'nothing'), target), ', ')
-		INTO lagging FROM pg_stat_replication r
-		WHERE migration_ext.replays(r) AND (r.replay_lsn IS NULL OR r.replay_lsn < target);
-		EXIT WHEN lagging IS NULL OR clock_timestamp() >= deadline;
-		PERFORM pg_sleep(0.05);
-	END LOOP;
-	RETURN coalesce(lagging, '');
-END
-$$;
-
 -- On the coordinator: what each worker still waits for, as '<node>: <what>' joined; NULL when nothing
 -- (or without Citus workers). A worker that does not answer is waited for: nothing is known of it.
 CREATE FUNCTION migration_ext.workers_waiting_for(command text) RETURNS text

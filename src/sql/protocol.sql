@@ -480,17 +480,16 @@ $$;
 CREATE FUNCTION migration_ext.flushed_insert_lsn() RETURNS pg_lsn
 	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'mext_flushed_insert_lsn';
 
--- The door's settle check, against a position after the reader swaps' commit: this transaction began
--- after that commit (with a standby connected, advance_migration refuses the swaps' own transaction),
--- so its insert position is past it; flushed, so that it can reach the standbys. Every streaming standby
--- gets migration_ext.settle_wait to replay up to it.
-CREATE FUNCTION migration_ext.wait_standbys_past_commit(migration text) RETURNS void
+-- On this node: its streaming standbys that have not replayed up to its WAL flushed now (after the swaps,
+-- which committed before this call: this transaction began after that commit, so its insert position is
+-- past it; flushed, so that it can reach the standbys), waiting up to `wait_ms` for them; '' when all have.
+-- The door's check on the coordinator and, through it, on every Citus worker.
+CREATE FUNCTION migration_ext.node_standbys_behind(wait_ms int) RETURNS text
 	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	target pg_lsn := migration_ext.flushed_insert_lsn();
-	deadline timestamptz := clock_timestamp()
-		+ make_interval(secs => migration_ext.setting('migration_ext.settle_wait') / 1000);
+	deadline timestamptz := clock_timestamp() + make_interval(secs => wait_ms / 1000.0);
 	lagging text;
 BEGIN
 	LOOP
@@ -502,11 +501,26 @@ BEGIN
 		EXIT WHEN lagging IS NULL OR clock_timestamp() >= deadline;
 		PERFORM pg_sleep(0.05);
 	END LOOP;
+	RETURN coalesce(lagging, '');
+END
+$$;
+
+-- The door's settle check, against a position after the reader swaps' commit: this transaction began
+-- after that commit (with a standby connected, advance_migration refuses the swaps' own transaction),
+-- so its insert position is past it; flushed, so that it can reach the standbys. Every streaming standby
+-- gets migration_ext.settle_wait to replay up to it.
+CREATE FUNCTION migration_ext.wait_standbys_past_commit(migration text) RETURNS void
+	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	wait_ms int := migration_ext.setting('migration_ext.settle_wait')::int;
+	deadline timestamptz := clock_timestamp() + make_interval(secs => wait_ms / 1000.0);
+	lagging text := nullif(migration_ext.node_standbys_behind(wait_ms), '');
+BEGIN
 	-- On a Citus coordinator, every worker's standbys too, past a position of that worker after the swaps.
-	lagging := concat_ws(', ', lagging, migration_ext.workers_waiting_for(
+	lagging := nullif(concat_ws(', ', lagging, migration_ext.workers_waiting_for(
 		format('SELECT migration_ext.node_standbys_behind(%s)',
-			   greatest(0, extract(epoch FROM deadline - clock_timestamp()) * 1000)::int)));
-	lagging := nullif(lagging, '');
+			   greatest(0, extract(epoch FROM deadline - clock_timestamp()) * 1000)::int))), '');
 	IF lagging IS NOT NULL THEN
 		RAISE EXCEPTION 'cannot advance migration "%": the reader swaps have not settled', migration
 			USING ERRCODE = 'object_not_in_prerequisite_state',

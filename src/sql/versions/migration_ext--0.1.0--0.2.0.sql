@@ -3140,25 +3140,14 @@ CREATE OR REPLACE FUNCTION migration_ext.wait_standbys_past_commit(migration tex
 	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	target pg_lsn := migration_ext.flushed_insert_lsn();
-	deadline timestamptz := clock_timestamp()
-		+ make_interval(secs => migration_ext.setting('migration_ext.settle_wait') / 1000);
-	lagging text;
+	wait_ms int := migration_ext.setting('migration_ext.settle_wait')::int;
+	deadline timestamptz := clock_timestamp() + make_interval(secs => wait_ms / 1000.0);
+	lagging text := nullif(migration_ext.node_standbys_behind(wait_ms), '');
 BEGIN
-	LOOP
-		PERFORM pg_stat_clear_snapshot();
-		SELECT string_agg(format('standby %s replayed %s < %s', coalesce(nullif(r.application_name, ''),
-								 r.client_addr::text, r.pid::text), coalesce(r.replay_lsn::text, 'nothing'), target), ', ')
-		INTO lagging FROM pg_stat_replication r
-		WHERE migration_ext.replays(r) AND (r.replay_lsn IS NULL OR r.replay_lsn < target);
-		EXIT WHEN lagging IS NULL OR clock_timestamp() >= deadline;
-		PERFORM pg_sleep(0.05);
-	END LOOP;
 	-- On a Citus coordinator, every worker's standbys too, past a position of that worker after the swaps.
-	lagging := concat_ws(', ', lagging, migration_ext.workers_waiting_for(
+	lagging := nullif(concat_ws(', ', lagging, migration_ext.workers_waiting_for(
 		format('SELECT migration_ext.node_standbys_behind(%s)',
-			   greatest(0, extract(epoch FROM deadline - clock_timestamp()) * 1000)::int)));
-	lagging := nullif(lagging, '');
+			   greatest(0, extract(epoch FROM deadline - clock_timestamp()) * 1000)::int))), '');
 	IF lagging IS NOT NULL THEN
 		RAISE EXCEPTION 'cannot advance migration "%": the reader swaps have not settled', migration
 			USING ERRCODE = 'object_not_in_prerequisite_state',
