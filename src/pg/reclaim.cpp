@@ -227,8 +227,8 @@ ReclaimOutcome reclaim_round(int64 job, const ReclaimTarget &target, mext::Space
 	mext::RoundVerdict verdict = reuse.verdict(look.horizon, target.final_round);
 	// A snapshot taken while the last batch ran holds the horizon for a moment only (a statement, a look
 	// of await_backfill()): look again briefly before reporting the horizon held back.
-	for (int attempt = 0; verdict == mext::RoundVerdict::held_back && attempt < 3; ++attempt) {
-		wait_ms(100);
+	for (int attempt = 0; verdict == mext::RoundVerdict::held_back && attempt < 30; ++attempt) {
+		wait_ms(10);
 		if (!in_transaction([&] { look_at(target.table, &look); }, &error) || !look.exists)
 			return ReclaimOutcome::waited;
 		verdict = reuse.verdict(look.horizon, target.final_round);

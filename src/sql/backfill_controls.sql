@@ -204,6 +204,10 @@ $$;
 CREATE FUNCTION migration_ext.in_transaction_block() RETURNS boolean
 	LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'mext_in_transaction_block';
 
+-- Sleeps without a snapshot when CALLed between the COMMITs of a procedure (transaction_facts.cpp).
+CREATE PROCEDURE migration_ext.nap(seconds double precision)
+	LANGUAGE c AS 'MODULE_PATHNAME', 'mext_nap';
+
 -- wait_backfill() as a procedure that commits between its looks at the job: while it waits it holds no
 -- snapshot for longer than one look, so it holds back neither vacuum nor a migration's settle check.
 -- Procedures that commit cannot pin settings (SET clauses), so every name here is schema-qualified.
@@ -240,7 +244,7 @@ BEGIN
 			next_report := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) migration_ext.progress_every();
 		END IF;
 		COMMIT;
-		PERFORM pg_catalog.pg_sleep(0.2);
+		CALL migration_ext.nap(0.2);
 	END LOOP;
 	IF reported THEN
 		RAISE NOTICE '%', migration_ext.progress_line(job);

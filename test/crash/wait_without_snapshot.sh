@@ -51,6 +51,16 @@ sleep 2
 check "await_backfill: VACUUM removes rows deleted while it waits (dead rows kept)" "$(dead_after_vacuum)" 0
 check "await_backfill: a reader swap made while it waits settles" "$(settles m1)" settled
 check "the job is still running" "$(q "SELECT state IN ('running', 'throttled') FROM backfill_status WHERE job = $JOB")" t
+# Between its looks it sleeps with no snapshot at all (not even a short one that would hold back space
+# reuse for the length of a sleep): its xmin is seen only in the moments of a look.
+held=0
+for _ in $(seq 1 20); do
+	[[ $(q "SELECT bool_or(backend_xmin IS NOT NULL) FROM pg_stat_activity
+	        WHERE query LIKE 'CALL await_backfill%' AND pid <> pg_backend_pid()") == t ]] && held=$((held + 1))
+	sleep 0.05
+done
+say "await_backfill held a snapshot in $held of 20 samples"
+check "await_backfill holds no snapshot while it sleeps (at most 6 of 20 samples)" "$((held <= 6))" 1
 q "SELECT retreat_migration('m1')" >/dev/null
 
 "$PG_BINDIR/psql" -X -q -At -d "$DB" -c "SELECT wait_backfill($JOB, progress => false)" >"$OWN_TMP/wait.out" 2>&1 &

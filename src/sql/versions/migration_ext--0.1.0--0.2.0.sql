@@ -3265,6 +3265,49 @@ CREATE OR REPLACE VIEW @extschema@.backfill_status WITH (security_invoker = true
 	-- Once a row, so that the state, the percentage and the ETA agree even if the worker exits meanwhile.
 	-- OFFSET 0 keeps the planner from pulling the subquery up into the three expressions that use it.
 	CROSS JOIN LATERAL (SELECT migration_ext.effective_state(j) AS state OFFSET 0) e;
+CREATE PROCEDURE migration_ext.nap(seconds double precision)
+	LANGUAGE c AS 'MODULE_PATHNAME', 'mext_nap';
+
+CREATE OR REPLACE PROCEDURE @extschema@.await_backfill(job bigint, timeout interval DEFAULT NULL, progress boolean DEFAULT NULL,
+											INOUT state text DEFAULT NULL)
+	LANGUAGE plpgsql
+AS $$
+DECLARE
+	deadline timestamptz := CASE WHEN timeout OPERATOR(pg_catalog.<) interval '100 years'
+								 THEN pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) timeout END;
+	report boolean := migration_ext.wants_progress(progress);
+	next_report timestamptz := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) migration_ext.progress_every();
+	reported boolean := false;
+BEGIN
+	IF migration_ext.in_transaction_block() THEN
+		RAISE EXCEPTION 'await_backfill() cannot run inside a transaction block'
+			USING ERRCODE = 'active_sql_transaction',
+				DETAIL = 'It commits between its looks at the job, so that waiting holds no snapshot.',
+				HINT = 'CALL it on its own, or use SELECT wait_backfill() inside a transaction.';
+	END IF;
+	PERFORM migration_ext.require_job(CURRENT_USER::regrole, job);
+	LOOP
+		COMMIT;
+		state := migration_ext.stopped_state(job);
+		EXIT WHEN state IS NOT NULL;
+		IF deadline IS NOT NULL AND pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>=) deadline THEN
+			state := (SELECT migration_ext.effective_state(b) FROM migration_ext.backfill_job b
+					  WHERE b.id OPERATOR(pg_catalog.=) job);
+			EXIT;
+		END IF;
+		IF report AND pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>=) next_report THEN
+			RAISE NOTICE '%', migration_ext.progress_line(job);
+			reported := true;
+			next_report := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) migration_ext.progress_every();
+		END IF;
+		COMMIT;
+		CALL migration_ext.nap(0.2);
+	END LOOP;
+	IF reported THEN
+		RAISE NOTICE '%', migration_ext.progress_line(job);
+	END IF;
+END
+$$;
 -- The shards of a distributed table that this node holds (shards are tables of their own). Citus names a
 -- shard schema-qualified only outside the search_path: the table's schema is put on it for the lookup.
 CREATE FUNCTION migration_ext.local_shards(relation regclass) RETURNS regclass[]
