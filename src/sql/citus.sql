@@ -210,14 +210,23 @@ BEGIN
 END
 $$;
 
--- On the coordinator: what each worker still waits for, as '<node>: <what>' joined; NULL when nothing
--- (or without Citus workers). A worker that does not answer is waited for: nothing is known of it.
-CREATE FUNCTION migration_ext.workers_waiting_for(command text) RETURNS text
+-- On the coordinator: what each worker still waits for, as 'node <host>:<port>: <what>' joined; NULL when
+-- nothing (or without Citus workers). `check_name` is 'old_transactions' (since `arg`, in seconds since 1970) or
+-- 'standbys' (waiting up to `arg` milliseconds): only these two questions, whoever asks. A worker that does
+-- not answer is waited for: nothing is known of it.
+CREATE FUNCTION migration_ext.workers_waiting_for(check_name text, arg text) RETURNS text
 	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+	command text := CASE check_name
+		WHEN 'old_transactions' THEN format('SELECT migration_ext.node_old_transactions(pg_catalog.to_timestamp(%s))',
+											arg::double precision)
+		WHEN 'standbys' THEN format('SELECT migration_ext.node_standbys_behind(%s)', arg::int) END;
 	waiting text;
 BEGIN
+	IF command IS NULL THEN
+		RAISE EXCEPTION 'unknown settle check "%"', check_name USING ERRCODE = 'invalid_parameter_value';
+	END IF;
 	IF migration_ext.citus_node_role() IS DISTINCT FROM 'coordinator' THEN
 		RETURN NULL;
 	END IF;

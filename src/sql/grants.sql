@@ -52,6 +52,6 @@ GRANT EXECUTE ON FUNCTION
 	migration_ext.repaired_by_reads(text),
 	migration_ext.estimated_rows(regclass),
 	migration_ext.node_old_transactions(timestamptz),
-	migration_ext.workers_waiting_for(text),
+	migration_ext.workers_waiting_for(text, text),
 	migration_ext.citus_node_role()
 TO PUBLIC;

@@ -333,8 +333,9 @@ BEGIN
 	FROM pg_prepared_xacts p WHERE p.prepared < swapped_at;
 	old_transactions := concat_ws(', ', old_transactions, lagging);
 	-- On a Citus coordinator, every worker's old transactions too.
-	old_transactions := concat_ws(', ', nullif(old_transactions, ''), migration_ext.workers_waiting_for(
-		format('SELECT migration_ext.node_old_transactions(%L)', swapped_at)));
+	old_transactions := concat_ws(', ', nullif(old_transactions, ''),
+								  migration_ext.workers_waiting_for('old_transactions',
+																	extract(epoch FROM swapped_at)::text));
 	SELECT string_agg(format('standby %s replayed %s < %s', coalesce(nullif(r.application_name, ''), r.client_addr::text, r.pid::text),
 							 coalesce(r.replay_lsn::text, 'nothing'), swapped_lsn), ', ')
 	INTO lagging
@@ -518,9 +519,8 @@ DECLARE
 	lagging text := nullif(migration_ext.node_standbys_behind(wait_ms), '');
 BEGIN
 	-- On a Citus coordinator, every worker's standbys too, past a position of that worker after the swaps.
-	lagging := nullif(concat_ws(', ', lagging, migration_ext.workers_waiting_for(
-		format('SELECT migration_ext.node_standbys_behind(%s)',
-			   greatest(0, extract(epoch FROM deadline - clock_timestamp()) * 1000)::int))), '');
+	lagging := nullif(concat_ws(', ', lagging, migration_ext.workers_waiting_for('standbys',
+		greatest(0, extract(epoch FROM deadline - clock_timestamp()) * 1000)::int::text)), '');
 	IF lagging IS NOT NULL THEN
 		RAISE EXCEPTION 'cannot advance migration "%": the reader swaps have not settled', migration
 			USING ERRCODE = 'object_not_in_prerequisite_state',

@@ -3125,8 +3125,9 @@ BEGIN
 	FROM pg_prepared_xacts p WHERE p.prepared < swapped_at;
 	old_transactions := concat_ws(', ', old_transactions, lagging);
 	-- On a Citus coordinator, every worker's old transactions too.
-	old_transactions := concat_ws(', ', nullif(old_transactions, ''), migration_ext.workers_waiting_for(
-		format('SELECT migration_ext.node_old_transactions(%L)', swapped_at)));
+	old_transactions := concat_ws(', ', nullif(old_transactions, ''),
+								  migration_ext.workers_waiting_for('old_transactions',
+																	extract(epoch FROM swapped_at)::text));
 	SELECT string_agg(format('standby %s replayed %s < %s', coalesce(nullif(r.application_name, ''), r.client_addr::text, r.pid::text),
 							 coalesce(r.replay_lsn::text, 'nothing'), swapped_lsn), ', ')
 	INTO lagging
@@ -3145,9 +3146,8 @@ DECLARE
 	lagging text := nullif(migration_ext.node_standbys_behind(wait_ms), '');
 BEGIN
 	-- On a Citus coordinator, every worker's standbys too, past a position of that worker after the swaps.
-	lagging := nullif(concat_ws(', ', lagging, migration_ext.workers_waiting_for(
-		format('SELECT migration_ext.node_standbys_behind(%s)',
-			   greatest(0, extract(epoch FROM deadline - clock_timestamp()) * 1000)::int))), '');
+	lagging := nullif(concat_ws(', ', lagging, migration_ext.workers_waiting_for('standbys',
+		greatest(0, extract(epoch FROM deadline - clock_timestamp()) * 1000)::int::text)), '');
 	IF lagging IS NOT NULL THEN
 		RAISE EXCEPTION 'cannot advance migration "%": the reader swaps have not settled', migration
 			USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -3193,12 +3193,19 @@ BEGIN
 	RETURN coalesce(lagging, '');
 END
 $$;
-CREATE FUNCTION migration_ext.workers_waiting_for(command text) RETURNS text
+CREATE FUNCTION migration_ext.workers_waiting_for(check_name text, arg text) RETURNS text
 	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+	command text := CASE check_name
+		WHEN 'old_transactions' THEN format('SELECT migration_ext.node_old_transactions(pg_catalog.to_timestamp(%s))',
+											arg::double precision)
+		WHEN 'standbys' THEN format('SELECT migration_ext.node_standbys_behind(%s)', arg::int) END;
 	waiting text;
 BEGIN
+	IF command IS NULL THEN
+		RAISE EXCEPTION 'unknown settle check "%"', check_name USING ERRCODE = 'invalid_parameter_value';
+	END IF;
 	IF migration_ext.citus_node_role() IS DISTINCT FROM 'coordinator' THEN
 		RETURN NULL;
 	END IF;
@@ -3674,6 +3681,6 @@ GRANT EXECUTE ON FUNCTION
 	migration_ext.repaired_by_reads(text),
 	migration_ext.estimated_rows(regclass),
 	migration_ext.node_old_transactions(timestamptz),
-	migration_ext.workers_waiting_for(text),
+	migration_ext.workers_waiting_for(text, text),
 	migration_ext.citus_node_role()
 TO PUBLIC;
