@@ -102,9 +102,12 @@ int ThrottleController::clamp(double size) const
 Decision ThrottleController::before_batch(const Signals &signals)
 {
 	lag_clock_.record(signals.now_s, signals.wal_lsn);
-	transaction_clock_.record(signals.now_s, static_cast<std::uint64_t>(signals.transactions));
-	// The job's own commits (about one a batch) are in the counter too.
-	workload_tps_ = std::max(0.0, transaction_clock_.units_per_second(signals.now_s) - batches_per_s_);
+	// The job's own commits are in the counter too: taken out as it counted them (kept from going back,
+	// should the two counts be a commit apart), else as about one a batch.
+	others_ = std::max(others_, signals.transactions - signals.own_transactions.value_or(0));
+	transaction_clock_.record(signals.now_s, static_cast<std::uint64_t>(others_));
+	const double own_tps = signals.own_transactions ? 0 : batches_per_s_;
+	workload_tps_ = std::max(0.0, transaction_clock_.units_per_second(signals.now_s) - own_tps);
 	if (!first_look_s_)
 		first_look_s_ = signals.now_s;
 	warming_up_ = signals.now_s - *first_look_s_ < settings_.workload_warmup_s;

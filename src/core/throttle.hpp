@@ -93,6 +93,9 @@ struct Signals {
 	bool standbys_readable = true; // false: pg_stat_replication could not be read
 	int active_backends = 0;
 	double transactions = 0; // committed + rolled back, cluster-wide, cumulative
+	// The job's own part of `transactions` (its batches, looks, notes and space-reuse rounds), as counted
+	// when `transactions` was read; nullopt: unknown, and one transaction a batch is assumed.
+	std::optional<double> own_transactions;
 	bool vacuum_on_table = false;
 };
 
@@ -141,7 +144,8 @@ class ThrottleController
 	int stable_ = 0;
 	bool lag_holding_ = false;
 	LagClock lag_clock_;
-	LagClock transaction_clock_; // the same sampler, over the transaction counter
+	LagClock transaction_clock_; // the same sampler, over the other sessions' transactions
+	double others_ = 0;          // their count (the counter less the job's own)
 	double workload_tps_ = 0;
 	double batches_per_s_ = 0;
 	std::optional<double> first_look_s_; // the first before_batch()

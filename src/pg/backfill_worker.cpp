@@ -22,6 +22,7 @@
 #include "pg/worker_transaction.hpp"
 
 extern "C" {
+#include "access/xact.h"
 #include "access/xlog.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -81,6 +82,7 @@ mext::Signals signals_from(const Poll &poll, double now_s)
 	signals.active_backends = poll.active_backends;
 	signals.vacuum_on_table = poll.vacuum_on_table;
 	signals.transactions = poll.transactions;
+	signals.own_transactions = poll.own_transactions;
 	for (int i = 0; i < poll.standbys; ++i) {
 		mext::Standby standby{poll.standby_name[i], std::nullopt};
 		if (poll.standby_readable[i])
@@ -159,6 +161,15 @@ void gather_parts(int64 job)
 	}
 }
 
+// Every transaction this process ends, counted as pg_stat_database counts them (commits and rollbacks,
+// VACUUM's own included).
+unsigned long own_transactions = 0;
+void count_own_transaction(XactEvent event, void *)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT)
+		++own_transactions;
+}
+
 // The job's loop. Besides plain data it holds the throttle controller, whose memory is the process's:
 // every PostgreSQL error is caught inside in_transaction(), and a FATAL (SIGTERM) ends the process.
 void run_job(int64 job)
@@ -225,6 +236,10 @@ void run_job(int64 job)
 		if (throttle || now_ms() - last_poll >= 1000) {
 			Poll poll{};
 			last_poll = now_ms();
+			// This process's own transactions, all published now, so that the server's count read next
+			// holds exactly these of them: the throttle takes them out of the live workload.
+			pgstat_report_stat(true);
+			poll.own_transactions = static_cast<double>(own_transactions);
 			if (in_transaction([&] { mext::pg::worker_poll(job, &poll); }, &error)) {
 				throttle = poll.throttle;
 				controller.update_settings(settings_from(poll));
@@ -333,6 +348,7 @@ void mext_backfill_worker_main(Datum main_arg)
 		SetConfigOption("citus.override_table_visibility", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	compress_own_full_page_images();
 	mext::pg::enable_pacing();
+	RegisterXactCallback(count_own_transaction, nullptr);
 
 	if (TransactionIdIsValid(extra.starter)) {
 		StartTransactionCommand();

@@ -38,6 +38,7 @@ struct Poll {
 	int active_backends;
 	bool vacuum_on_table;
 	double transactions;
+	double own_transactions; // this process's commits and rollbacks, published before `transactions` was read
 	int standbys;
 	char standby_name[kMaxStandbys][64];
 	double standby_replay[kMaxStandbys];

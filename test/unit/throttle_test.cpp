@@ -870,6 +870,33 @@ TEST(ThrottleLiveWorkload, AnIdleServerGetsNoPause)
 	EXPECT_DOUBLE_EQ(controller.after_batch(1000, 100).milliseconds, 0);
 }
 
+// The job's own transactions (its batches, looks, notes and space-reuse rounds, many a second) are not a
+// workload: an otherwise idle server gets no pause however many the job commits, and a real workload is
+// still seen beside them.
+TEST(ThrottleLiveWorkload, TheJobsOwnTransactionsAreNoWorkload)
+{
+	mext::ThrottleController controller(mext::ThrottleSettings{}, 1000);
+	mext::Signals signals;
+	for (int second = 0; second <= 5; ++second) {
+		signals.now_s = second;
+		signals.transactions = 7 + 150.0 * second; // all of them the job's own
+		signals.own_transactions = 150.0 * second;
+		controller.before_batch(signals);
+	}
+	EXPECT_LT(controller.workload_tps(), 1);
+	EXPECT_DOUBLE_EQ(controller.after_batch(1000, 100).milliseconds, 0);
+
+	mext::ThrottleController busy(mext::ThrottleSettings{}, 1000);
+	for (int second = 0; second <= 5; ++second) {
+		signals.now_s = second;
+		signals.transactions = 7 + 150.0 * second + 40.0 * second; // 40 a second of others
+		signals.own_transactions = 150.0 * second;
+		busy.before_batch(signals);
+	}
+	EXPECT_NEAR(busy.workload_tps(), 40, 1);
+	EXPECT_GT(busy.after_batch(1000, 100).milliseconds, 0);
+}
+
 // PostgreSQL publishes transaction counts at most once a second per backend: for the first second of its
 // job the controller cannot tell a busy server from an idle one, and shares as if a workload were live.
 TEST(ThrottleLiveWorkload, SharesUntilTheWorkloadIsMeasured)
