@@ -33,7 +33,6 @@ SELECT count(*) FILTER (WHERE token = 'v2:tok' || id::text) AS converted, count(
 -- Pause and resume: the parts stop and go on with the parent; a part is steered only through it.
 UPDATE par.events SET token = 'tok' || id::text;
 SELECT start_backfill('par.events', 'token', 'v2', parallel => 3, max_rows_per_second => 200) AS job \gset
-SELECT pg_sleep(0.5);
 SELECT pause_backfill(min(job)) FROM backfill_status WHERE parent_job = :job;
 SELECT pause_backfill(:job);
 CALL await_backfill(:job, '60 s', false);
