@@ -112,7 +112,7 @@ BEGIN
 	END IF;
 	IF role_limit > 0 THEN
 		SELECT count(*) INTO running FROM migration_ext.backfill_job b
-		WHERE b.owner = actor AND b.parent_job IS NULL AND b.state IN ('queued', 'running', 'throttled')
+		WHERE b.owner = actor AND migration_ext.walks(b) AND b.state IN ('queued', 'running', 'throttled')
 		  AND migration_ext.worker_alive(b.pid);
 		IF running >= role_limit THEN
 			RAISE EXCEPTION 'role % already runs % backfill job(s), the limit of migration_ext.max_jobs_per_role', actor,
@@ -122,6 +122,12 @@ BEGIN
 	END IF;
 END
 $$;
+
+-- Does the job walk rows itself (a job, or a part of one), rather than gather its parts' progress? Only
+-- these count against migration_ext.max_jobs_per_role.
+CREATE FUNCTION migration_ext.walks(j migration_ext.backfill_job) RETURNS boolean
+	LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+	RETURN j.parent_job IS NOT NULL OR NOT (j.distributed OR j.parallel > 1);
 
 -- Is the worker of a job alive? Read from the process array, not pg_stat_activity, whose contents a
 -- transaction caches: wait_backfill() must see a worker die while it waits.
@@ -394,6 +400,15 @@ BEGIN
 				DETAIL = format('%s is one table: its rows are walked in key order by one worker.', relation),
 				HINT = 'Leave parallel out.';
 	END IF;
+	-- Each part is a worker of the role's: one role's job may not take more than the role's share.
+	IF parallel > migration_ext.setting('migration_ext.max_jobs_per_role')
+	   AND migration_ext.setting('migration_ext.max_jobs_per_role') > 0
+	   AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = actor), false) THEN
+		RAISE EXCEPTION 'parallel => % is more than migration_ext.max_jobs_per_role = %', parallel,
+			migration_ext.setting('migration_ext.max_jobs_per_role')::int USING ERRCODE = 'configuration_limit_exceeded',
+			DETAIL = 'Each part of a job is a worker of the role that started it.',
+			HINT = 'Ask for fewer parts, or ask a superuser to raise the limit.';
+	END IF;
 	IF parallel > 1 AND target_relation IS NOT NULL THEN
 		RAISE EXCEPTION 'a table move is walked by one worker' USING ERRCODE = 'feature_not_supported',
 			HINT = 'Leave parallel out.';
@@ -514,7 +529,7 @@ BEGIN
 				coalesce(live_duty_cycle, migration_ext.setting('migration_ext.live_duty_cycle')), actor,
 				coalesce(reuse_space, current_setting('migration_ext.reuse_space')::boolean) AND NOT reference,
 				CASE WHEN target_relation IS NULL AND NOT distributed AND NOT reference THEN migration_ext.tables_size(leaves) END,
-				coalesce(parallel, 1), distributed)
+				CASE WHEN in_parts THEN coalesce(parallel, 1) ELSE 1 END, distributed)
 		RETURNING id INTO job;
 	EXCEPTION WHEN unique_violation THEN
 		RAISE EXCEPTION 'a backfill of %.% is already active', relation, quote_ident(column_name)

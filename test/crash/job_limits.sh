@@ -76,6 +76,18 @@ out=$(q "SET ROLE limits_alice; SELECT start_backfill('t8', 'token', 'v2')" 2>&1
 check "alice's second job is refused" \
 	"$(grep -o 'role limits_alice already runs 1 backfill job(s), the limit of migration_ext.max_jobs_per_role' <<<"$out")" \
 	"role limits_alice already runs 1 backfill job(s), the limit of migration_ext.max_jobs_per_role"
+# A job in parts counts each part: alice may not take more workers by asking for parts.
+q "CREATE TABLE tp (id int PRIMARY KEY, token text) PARTITION BY HASH (id);
+   CREATE TABLE tp0 PARTITION OF tp FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+   CREATE TABLE tp1 PARTITION OF tp FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+   INSERT INTO tp SELECT g, 'tok' || g FROM generate_series(1, 100) g;
+   ALTER TABLE tp OWNER TO limits_alice; ALTER TABLE tp0 OWNER TO limits_alice; ALTER TABLE tp1 OWNER TO limits_alice" \
+	>/dev/null
+out=$(q "SET ROLE limits_alice; SELECT start_backfill('tp', 'token', 'v2', parallel => 2)" 2>&1) &&
+	die "alice's job of two parts started past max_jobs_per_role = 1"
+check "alice's job of two parts is refused" \
+	"$(grep -c 'parallel => 2 is more than migration_ext.max_jobs_per_role = 1' <<<"$out")" 1
+check "no job left behind" "$(q "SELECT count(*) FROM migration_ext.backfill_job WHERE relation = 'tp'::regclass")" 0
 
 # 4. No background worker slot: the two launchers and four jobs fill the six. Two more jobs stay queued,
 #    with the reason; once three jobs end, the resumer (one slot) starts both.

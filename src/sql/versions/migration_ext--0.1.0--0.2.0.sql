@@ -2290,6 +2290,10 @@ DROP FUNCTION migration_ext.start_backfill(regrole, regclass, name, text, name, 
 DROP FUNCTION migration_ext.refuse_citus_table(regclass);
 DROP FUNCTION migration_ext.worker_begin(bigint);
 
+CREATE FUNCTION migration_ext.walks(j migration_ext.backfill_job) RETURNS boolean
+	LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+	RETURN j.parent_job IS NOT NULL OR NOT (j.distributed OR j.parallel > 1);
+
 CREATE FUNCTION migration_ext.citus_table_kind(relation regclass) RETURNS text
 	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
@@ -2394,6 +2398,15 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				DETAIL = format('%s is one table: its rows are walked in key order by one worker.', relation),
 				HINT = 'Leave parallel out.';
+	END IF;
+	-- Each part is a worker of the role's: one role's job may not take more than the role's share.
+	IF parallel > migration_ext.setting('migration_ext.max_jobs_per_role')
+	   AND migration_ext.setting('migration_ext.max_jobs_per_role') > 0
+	   AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = actor), false) THEN
+		RAISE EXCEPTION 'parallel => % is more than migration_ext.max_jobs_per_role = %', parallel,
+			migration_ext.setting('migration_ext.max_jobs_per_role')::int USING ERRCODE = 'configuration_limit_exceeded',
+			DETAIL = 'Each part of a job is a worker of the role that started it.',
+			HINT = 'Ask for fewer parts, or ask a superuser to raise the limit.';
 	END IF;
 	IF parallel > 1 AND target_relation IS NOT NULL THEN
 		RAISE EXCEPTION 'a table move is walked by one worker' USING ERRCODE = 'feature_not_supported',
@@ -2515,7 +2528,7 @@ BEGIN
 				coalesce(live_duty_cycle, migration_ext.setting('migration_ext.live_duty_cycle')), actor,
 				coalesce(reuse_space, current_setting('migration_ext.reuse_space')::boolean) AND NOT reference,
 				CASE WHEN target_relation IS NULL AND NOT distributed AND NOT reference THEN migration_ext.tables_size(leaves) END,
-				coalesce(parallel, 1), distributed)
+				CASE WHEN in_parts THEN coalesce(parallel, 1) ELSE 1 END, distributed)
 		RETURNING id INTO job;
 	EXCEPTION WHEN unique_violation THEN
 		RAISE EXCEPTION 'a backfill of %.% is already active', relation, quote_ident(column_name)
@@ -2641,9 +2654,9 @@ BEGIN
 	IF claim = 'taken' THEN
 		RETURN;
 	END IF;
-	IF claim = 'full' OR (role_limit > 0 AND j.parent_job IS NULL AND role_limit <= (
+	IF claim = 'full' OR (role_limit > 0 AND migration_ext.walks(j) AND role_limit <= (
 			SELECT count(*) FROM migration_ext.backfill_job b WHERE b.owner = j.owner AND b.id <> job
-			AND b.parent_job IS NULL AND b.state IN ('queued', 'running', 'throttled') AND migration_ext.worker_alive(b.pid))) THEN
+			AND migration_ext.walks(b) AND b.state IN ('queued', 'running', 'throttled') AND migration_ext.worker_alive(b.pid))) THEN
 		UPDATE migration_ext.backfill_job b SET pid = NULL, state = 'queued', updated_at = now(),
 			warning = CASE WHEN claim = 'full'
 						   THEN 'not started: migration_ext.max_jobs backfill workers are running'
@@ -2694,7 +2707,7 @@ BEGIN
 	END IF;
 	IF role_limit > 0 THEN
 		SELECT count(*) INTO running FROM migration_ext.backfill_job b
-		WHERE b.owner = actor AND b.parent_job IS NULL AND b.state IN ('queued', 'running', 'throttled')
+		WHERE b.owner = actor AND migration_ext.walks(b) AND b.state IN ('queued', 'running', 'throttled')
 		  AND migration_ext.worker_alive(b.pid);
 		IF running >= role_limit THEN
 			RAISE EXCEPTION 'role % already runs % backfill job(s), the limit of migration_ext.max_jobs_per_role', actor,
@@ -2836,14 +2849,14 @@ BEGIN
 			 FOR UPDATE LOOP
 		CONTINUE WHEN migration_ext.worker_alive(j.pid);
 		EXIT WHEN running + resumed >= cluster_limit;
-		-- A part counts as its parent does: once.
-		CONTINUE WHEN role_limit > 0 AND j.parent_job IS NULL
+		-- A job's parts count, its parent (which only gathers) does not.
+		CONTINUE WHEN role_limit > 0 AND migration_ext.walks(j)
 			AND role_limit <= cardinality(array_positions(launched_for, j.owner))
-			+ (SELECT count(*) FROM migration_ext.backfill_job b WHERE b.owner = j.owner AND b.parent_job IS NULL
+			+ (SELECT count(*) FROM migration_ext.backfill_job b WHERE b.owner = j.owner AND migration_ext.walks(b)
 			   AND b.state IN ('queued', 'running', 'throttled') AND migration_ext.worker_alive(b.pid));
 		IF migration_ext.launch_job(j.id) THEN
 			resumed := resumed + 1;
-			launched_for := launched_for || CASE WHEN j.parent_job IS NULL THEN j.owner END;
+			launched_for := launched_for || CASE WHEN migration_ext.walks(j) THEN j.owner END;
 		END IF;
 	END LOOP;
 	RETURN resumed;
