@@ -147,8 +147,15 @@ void gather_parts(int64 job)
 	for (;;) {
 		drop_stray_cancel();
 		CHECK_FOR_INTERRUPTS();
-		if (!holding_shards)
+		if (!holding_shards) {
 			in_transaction([&] { holding_shards = mext::pg::worker_hold_shards(job); }, nullptr);
+			bool same = true;
+			if (holding_shards && in_transaction([&] { same = mext::pg::worker_check_placements(job); }, &error) &&
+			    !same) {
+				elog(LOG, "migration_ext: backfill job %lld failed: its shards moved", static_cast<long long>(job));
+				return;
+			}
+		}
 		char action[16] = "continue";
 		pgstat_report_activity(STATE_RUNNING, "gathering the parts' progress");
 		if (!in_transaction([&] { mext::pg::worker_gather(job, action, sizeof action); }, &error))

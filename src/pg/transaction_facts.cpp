@@ -1,4 +1,6 @@
 // What a PL/pgSQL function cannot see of its own transaction.
+#include <algorithm>
+
 #include "pg/postgres_c.hpp"
 
 extern "C" {
@@ -35,6 +37,9 @@ Datum mext_in_transaction_block(PG_FUNCTION_ARGS)
 Datum mext_nap(PG_FUNCTION_ARGS)
 {
 	double seconds = PG_ARGISNULL(0) ? 0 : PG_GETARG_FLOAT8(0);
+	if (!(seconds > 0)) // NULL, zero, negative, NaN
+		seconds = 0;
+	seconds = std::min(seconds, 3600.0);
 	bool may_commit =
 	    fcinfo->context && IsA(fcinfo->context, CallContext) && !castNode(CallContext, fcinfo->context)->atomic;
 	if (may_commit) {

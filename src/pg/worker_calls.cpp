@@ -62,6 +62,14 @@ bool worker_hold_shards(int64 job)
 	return SpiRow().boolean("held");
 }
 
+bool worker_check_placements(int64 job)
+{
+	Oid types[1] = {INT8OID};
+	Datum values[1] = {Int64GetDatum(job)};
+	one_row("check_placements", "SELECT migration_ext.check_placements($1) AS same", 1, types, values, nullptr);
+	return SpiRow().boolean("same");
+}
+
 void worker_note(int64 job, double rate, const char *reason, const char *warning, int batch_size)
 {
 	Oid types[5] = {INT8OID, FLOAT8OID, TEXTOID, TEXTOID, INT4OID};

@@ -51,6 +51,8 @@ void worker_poll(int64 job, Poll *poll);
 void worker_gather(int64 job, char *action, std::size_t action_size);
 // A distributed job's parent keeps Citus from moving the table's shards while it lives.
 bool worker_hold_shards(int64 job);
+// ... and, once it holds them, fails the job if a shard moved while it did not (false then).
+bool worker_check_placements(int64 job);
 void worker_note(int64 job, double rate, const char *reason, const char *warning, int batch_size);
 // The job's verdict on a failed batch: "retry" or "stop".
 void worker_failed(int64 job, const StepError &error, char *verdict, std::size_t verdict_size);

@@ -320,14 +320,12 @@ BEGIN
 			 FOR UPDATE LOOP
 		CONTINUE WHEN migration_ext.worker_alive(j.pid);
 		EXIT WHEN running + resumed >= cluster_limit;
-		-- A job's parts count, its parent (which only gathers) does not.
-		CONTINUE WHEN role_limit > 0 AND migration_ext.walks(j)
-			AND role_limit <= cardinality(array_positions(launched_for, j.owner))
-			+ (SELECT count(*) FROM migration_ext.backfill_job b WHERE b.owner = j.owner AND migration_ext.walks(b)
+		CONTINUE WHEN role_limit > 0 AND role_limit <= cardinality(array_positions(launched_for, j.owner))
+			+ (SELECT count(*) FROM migration_ext.backfill_job b WHERE b.owner = j.owner
 			   AND b.state IN ('queued', 'running', 'throttled') AND migration_ext.worker_alive(b.pid));
 		IF migration_ext.launch_job(j.id) THEN
 			resumed := resumed + 1;
-			launched_for := launched_for || CASE WHEN migration_ext.walks(j) THEN j.owner END;
+			launched_for := launched_for || j.owner;
 		END IF;
 	END LOOP;
 	RETURN resumed;

@@ -65,7 +65,8 @@ CREATE TABLE migration_ext.backfill_job (
 	distributed         boolean NOT NULL DEFAULT false, -- the parts are on the Citus cluster's nodes
 	nodes               jsonb,                     -- the parent: each node's parts, summed
 	parent_job          bigint,                    -- a part: its parent job
-	parent_remote       boolean NOT NULL DEFAULT false  -- a part whose parent is on the Citus coordinator
+	parent_remote       boolean NOT NULL DEFAULT false, -- a part whose parent is on the Citus coordinator
+	placements          text                       -- a distributed job: where the shards were (placement_digest)
 );
 
 -- One runner per column: a second job on the same column is refused while one is unfinished.
@@ -112,8 +113,7 @@ BEGIN
 	END IF;
 	IF role_limit > 0 THEN
 		SELECT count(*) INTO running FROM migration_ext.backfill_job b
-		WHERE b.owner = actor AND migration_ext.walks(b) AND b.state IN ('queued', 'running', 'throttled')
-		  AND migration_ext.worker_alive(b.pid);
+		WHERE b.owner = actor AND b.state IN ('queued', 'running', 'throttled') AND migration_ext.worker_alive(b.pid);
 		IF running >= role_limit THEN
 			RAISE EXCEPTION 'role % already runs % backfill job(s), the limit of migration_ext.max_jobs_per_role', actor,
 				running USING ERRCODE = 'configuration_limit_exceeded',
@@ -122,12 +122,6 @@ BEGIN
 	END IF;
 END
 $$;
-
--- Does the job walk rows itself (a job, or a part of one), rather than gather its parts' progress? Only
--- these count against migration_ext.max_jobs_per_role.
-CREATE FUNCTION migration_ext.walks(j migration_ext.backfill_job) RETURNS boolean
-	LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
-	RETURN j.parent_job IS NOT NULL OR NOT (j.distributed OR j.parallel > 1);
 
 -- Is the worker of a job alive? Read from the process array, not pg_stat_activity, whose contents a
 -- transaction caches: wait_backfill() must see a worker die while it waits.
@@ -387,6 +381,12 @@ BEGIN
 	-- A reference table is converted through the coordinator (every copy in each batch's transaction),
 	-- in place, without space reuse (a round would vacuum only this node's copy).
 	reference := coalesce(migration_ext.citus_table_kind(relation) = 'reference', false);
+	IF (distributed OR reference) AND migration_ext.citus_node_role() IS DISTINCT FROM 'coordinator' THEN
+		RAISE EXCEPTION 'cannot backfill %: a Citus table is backfilled from the coordinator', relation
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				DETAIL = 'This node is a Citus worker; the coordinator starts the parts on every node that holds shards.',
+				HINT = 'Call start_backfill() on the coordinator.';
+	END IF;
 	IF reference AND source_column IS NOT NULL THEN
 		RAISE EXCEPTION 'cannot backfill %: a Citus reference table is converted in place', relation
 			USING ERRCODE = 'feature_not_supported', HINT = 'Leave source_column out.';
@@ -400,13 +400,15 @@ BEGIN
 				DETAIL = format('%s is one table: its rows are walked in key order by one worker.', relation),
 				HINT = 'Leave parallel out.';
 	END IF;
-	-- Each part is a worker of the role's: one role's job may not take more than the role's share.
-	IF parallel > migration_ext.setting('migration_ext.max_jobs_per_role')
+	-- Every worker of a job is the role's, its parts and (on this node, beside them) the parent that gathers
+	-- them: one role's job may not take more than the role's share.
+	IF coalesce(start_backfill.parallel, 1) + (CASE WHEN distributed THEN 0 ELSE 1 END)
+	   > migration_ext.setting('migration_ext.max_jobs_per_role') AND start_backfill.parallel > 1
 	   AND migration_ext.setting('migration_ext.max_jobs_per_role') > 0
 	   AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = actor), false) THEN
-		RAISE EXCEPTION 'parallel => % is more than migration_ext.max_jobs_per_role = %', parallel,
+		RAISE EXCEPTION 'parallel => % needs more workers than migration_ext.max_jobs_per_role = %', parallel,
 			migration_ext.setting('migration_ext.max_jobs_per_role')::int USING ERRCODE = 'configuration_limit_exceeded',
-			DETAIL = 'Each part of a job is a worker of the role that started it.',
+			DETAIL = 'Each part of a job is a worker of the role that started it, and so is the job gathering them.',
 			HINT = 'Ask for fewer parts, or ask a superuser to raise the limit.';
 	END IF;
 	IF parallel > 1 AND target_relation IS NOT NULL THEN
@@ -512,7 +514,7 @@ BEGIN
 												rows_estimated, current_batch_size, batch_time_target_ms,
 												max_replica_lag_s, max_active_backends, max_wal_bytes_per_second,
 												live_duty_cycle, owner, reuse_space, size_at_start, parallel,
-												distributed)
+												distributed, placements)
 		VALUES (relation, column_name, source_column, target_relation, codec, migration, walk.key_columns, leaves,
 				coalesce(batch_size, CASE WHEN throttle THEN migration_ext.setting('migration_ext.batch_size')::bigint
 										  ELSE migration_ext.setting('migration_ext.unthrottled_batch_size')::bigint END), max_rows_per_second,
@@ -529,7 +531,8 @@ BEGIN
 				coalesce(live_duty_cycle, migration_ext.setting('migration_ext.live_duty_cycle')), actor,
 				coalesce(reuse_space, current_setting('migration_ext.reuse_space')::boolean) AND NOT reference,
 				CASE WHEN target_relation IS NULL AND NOT distributed AND NOT reference THEN migration_ext.tables_size(leaves) END,
-				CASE WHEN in_parts THEN coalesce(parallel, 1) ELSE 1 END, distributed)
+				CASE WHEN in_parts THEN coalesce(parallel, 1) ELSE 1 END, distributed,
+				CASE WHEN distributed THEN migration_ext.placement_digest(relation) END)
 		RETURNING id INTO job;
 	EXCEPTION WHEN unique_violation THEN
 		RAISE EXCEPTION 'a backfill of %.% is already active', relation, quote_ident(column_name)

@@ -41,6 +41,46 @@ $$;
 CREATE FUNCTION migration_ext.hold_shard_moves(colocation bigint, for_session boolean) RETURNS boolean
 	LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'mext_hold_shard_moves';
 
+-- Where a distributed table's shards are: every placement's shard and node group, as one digest.
+CREATE FUNCTION migration_ext.placement_digest(relation regclass) RETURNS text
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	digest text;
+BEGIN
+	EXECUTE $q$SELECT md5(string_agg(s.shardid || ':' || p.groupid, ',' ORDER BY s.shardid, p.groupid))
+			   FROM pg_catalog.pg_dist_shard s JOIN pg_catalog.pg_dist_placement p ON p.shardid = s.shardid
+			   WHERE s.logicalrelid = $1$q$
+		INTO digest USING relation;
+	RETURN digest;
+END
+$$;
+
+-- The parent of a distributed job, each time it takes Citus's placement lock (at its start, after a pause,
+-- after a restart): a shard moved while nobody held the lock would leave a part walking a copy that is
+-- gone or no longer read, and the new copy unwalked. Then the job fails, saying so, and its parts are
+-- cancelled; false is returned.
+CREATE FUNCTION migration_ext.check_placements(job bigint) RETURNS boolean
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	j migration_ext.backfill_job;
+BEGIN
+	SELECT * INTO j FROM migration_ext.backfill_job b WHERE b.id = job FOR UPDATE;
+	IF NOT FOUND OR NOT j.distributed OR j.placements IS NULL
+	   OR j.placements = migration_ext.placement_digest(j.relation) THEN
+		RETURN true;
+	END IF;
+	UPDATE migration_ext.backfill_job b SET requested = 'cancel' WHERE b.id = job;
+	PERFORM migration_ext.relay_to_parts(job);
+	UPDATE migration_ext.backfill_job b SET state = 'failed', requested = NULL, pid = NULL, throttle_reason = NULL,
+		finished_at = now(), updated_at = now(),
+		last_error = format('shards of %s moved while the job did not hold them (paused or restarting): its parts were cancelled; start a new backfill, converted rows are skipped', j.relation)
+	WHERE b.id = job;
+	RETURN false;
+END
+$$;
+
 -- The id under which Citus locks the placements of a distributed table: its colocation group.
 CREATE FUNCTION migration_ext.colocation_lock_id(relation regclass) RETURNS bigint
 	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
@@ -161,8 +201,11 @@ BEGIN
 			UPDATE migration_ext.backfill_job b SET requested = 'pause', updated_at = now(),
 				state = CASE WHEN migration_ext.worker_alive(b.pid) THEN b.state ELSE 'paused' END
 			WHERE b.id = part.id AND (b.requested IS DISTINCT FROM 'pause' OR NOT migration_ext.worker_alive(b.pid));
+		-- (A part left queued because no worker could start, for the cluster's or the role's limit, is tried
+		-- again every few seconds, not at every round.)
 		ELSIF part.requested = 'pause' OR part_state IN ('paused', 'interrupted')
-			  OR (part_state = 'queued' AND NOT migration_ext.worker_alive(part.pid)) THEN
+			  OR (part_state = 'queued' AND NOT migration_ext.worker_alive(part.pid)
+				  AND part.updated_at < now() - interval '5 seconds') THEN
 			UPDATE migration_ext.backfill_job b SET requested = NULL, state = 'queued', pid = NULL, updated_at = now()
 			WHERE b.id = part.id AND NOT migration_ext.worker_alive(b.pid);
 			IF FOUND THEN

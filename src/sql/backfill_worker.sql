@@ -31,9 +31,9 @@ BEGIN
 	IF claim = 'taken' THEN
 		RETURN;
 	END IF;
-	IF claim = 'full' OR (role_limit > 0 AND migration_ext.walks(j) AND role_limit <= (
+	IF claim = 'full' OR (role_limit > 0 AND role_limit <= (
 			SELECT count(*) FROM migration_ext.backfill_job b WHERE b.owner = j.owner AND b.id <> job
-			AND migration_ext.walks(b) AND b.state IN ('queued', 'running', 'throttled') AND migration_ext.worker_alive(b.pid))) THEN
+			AND b.state IN ('queued', 'running', 'throttled') AND migration_ext.worker_alive(b.pid))) THEN
 		UPDATE migration_ext.backfill_job b SET pid = NULL, state = 'queued', updated_at = now(),
 			warning = CASE WHEN claim = 'full'
 						   THEN 'not started: migration_ext.max_jobs backfill workers are running'

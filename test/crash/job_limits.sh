@@ -86,7 +86,7 @@ q "CREATE TABLE tp (id int PRIMARY KEY, token text) PARTITION BY HASH (id);
 out=$(q "SET ROLE limits_alice; SELECT start_backfill('tp', 'token', 'v2', parallel => 2)" 2>&1) &&
 	die "alice's job of two parts started past max_jobs_per_role = 1"
 check "alice's job of two parts is refused" \
-	"$(grep -c 'parallel => 2 is more than migration_ext.max_jobs_per_role = 1' <<<"$out")" 1
+	"$(grep -c 'parallel => 2 needs more workers than migration_ext.max_jobs_per_role = 1' <<<"$out")" 1
 check "no job left behind" "$(q "SELECT count(*) FROM migration_ext.backfill_job WHERE relation = 'tp'::regclass")" 0
 
 # 4. No background worker slot: the two launchers and four jobs fill the six. Two more jobs stay queued,

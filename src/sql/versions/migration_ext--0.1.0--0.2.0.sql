@@ -2262,7 +2262,7 @@ $$;
 -- Added without defaults, then filled: a default given with ADD COLUMN would be kept apart as the
 -- existing rows' "missing" value, which a fresh install does not have.
 ALTER TABLE migration_ext.backfill_job ADD COLUMN parallel int, ADD COLUMN distributed boolean, ADD COLUMN nodes jsonb,
-	ADD COLUMN parent_job bigint, ADD COLUMN parent_remote boolean;
+	ADD COLUMN parent_job bigint, ADD COLUMN parent_remote boolean, ADD COLUMN placements text;
 UPDATE migration_ext.backfill_job SET parallel = 1, distributed = false, parent_remote = false;
 ALTER TABLE migration_ext.backfill_job ALTER COLUMN parallel SET DEFAULT 1, ALTER COLUMN parallel SET NOT NULL,
 	ALTER COLUMN distributed SET DEFAULT false, ALTER COLUMN distributed SET NOT NULL,
@@ -2289,10 +2289,6 @@ DROP FUNCTION migration_ext.start_backfill(regrole, regclass, name, text, name, 
 										   interval, interval, int, bigint, regclass, double precision, boolean);
 DROP FUNCTION migration_ext.refuse_citus_table(regclass);
 DROP FUNCTION migration_ext.worker_begin(bigint);
-
-CREATE FUNCTION migration_ext.walks(j migration_ext.backfill_job) RETURNS boolean
-	LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
-	RETURN j.parent_job IS NOT NULL OR NOT (j.distributed OR j.parallel > 1);
 
 CREATE FUNCTION migration_ext.citus_table_kind(relation regclass) RETURNS text
 	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
@@ -2386,6 +2382,12 @@ BEGIN
 	-- A reference table is converted through the coordinator (every copy in each batch's transaction),
 	-- in place, without space reuse (a round would vacuum only this node's copy).
 	reference := coalesce(migration_ext.citus_table_kind(relation) = 'reference', false);
+	IF (distributed OR reference) AND migration_ext.citus_node_role() IS DISTINCT FROM 'coordinator' THEN
+		RAISE EXCEPTION 'cannot backfill %: a Citus table is backfilled from the coordinator', relation
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				DETAIL = 'This node is a Citus worker; the coordinator starts the parts on every node that holds shards.',
+				HINT = 'Call start_backfill() on the coordinator.';
+	END IF;
 	IF reference AND source_column IS NOT NULL THEN
 		RAISE EXCEPTION 'cannot backfill %: a Citus reference table is converted in place', relation
 			USING ERRCODE = 'feature_not_supported', HINT = 'Leave source_column out.';
@@ -2399,13 +2401,15 @@ BEGIN
 				DETAIL = format('%s is one table: its rows are walked in key order by one worker.', relation),
 				HINT = 'Leave parallel out.';
 	END IF;
-	-- Each part is a worker of the role's: one role's job may not take more than the role's share.
-	IF parallel > migration_ext.setting('migration_ext.max_jobs_per_role')
+	-- Every worker of a job is the role's, its parts and (on this node, beside them) the parent that gathers
+	-- them: one role's job may not take more than the role's share.
+	IF coalesce(start_backfill.parallel, 1) + (CASE WHEN distributed THEN 0 ELSE 1 END)
+	   > migration_ext.setting('migration_ext.max_jobs_per_role') AND start_backfill.parallel > 1
 	   AND migration_ext.setting('migration_ext.max_jobs_per_role') > 0
 	   AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = actor), false) THEN
-		RAISE EXCEPTION 'parallel => % is more than migration_ext.max_jobs_per_role = %', parallel,
+		RAISE EXCEPTION 'parallel => % needs more workers than migration_ext.max_jobs_per_role = %', parallel,
 			migration_ext.setting('migration_ext.max_jobs_per_role')::int USING ERRCODE = 'configuration_limit_exceeded',
-			DETAIL = 'Each part of a job is a worker of the role that started it.',
+			DETAIL = 'Each part of a job is a worker of the role that started it, and so is the job gathering them.',
 			HINT = 'Ask for fewer parts, or ask a superuser to raise the limit.';
 	END IF;
 	IF parallel > 1 AND target_relation IS NOT NULL THEN
@@ -2511,7 +2515,7 @@ BEGIN
 												rows_estimated, current_batch_size, batch_time_target_ms,
 												max_replica_lag_s, max_active_backends, max_wal_bytes_per_second,
 												live_duty_cycle, owner, reuse_space, size_at_start, parallel,
-												distributed)
+												distributed, placements)
 		VALUES (relation, column_name, source_column, target_relation, codec, migration, walk.key_columns, leaves,
 				coalesce(batch_size, CASE WHEN throttle THEN migration_ext.setting('migration_ext.batch_size')::bigint
 										  ELSE migration_ext.setting('migration_ext.unthrottled_batch_size')::bigint END), max_rows_per_second,
@@ -2528,7 +2532,8 @@ BEGIN
 				coalesce(live_duty_cycle, migration_ext.setting('migration_ext.live_duty_cycle')), actor,
 				coalesce(reuse_space, current_setting('migration_ext.reuse_space')::boolean) AND NOT reference,
 				CASE WHEN target_relation IS NULL AND NOT distributed AND NOT reference THEN migration_ext.tables_size(leaves) END,
-				CASE WHEN in_parts THEN coalesce(parallel, 1) ELSE 1 END, distributed)
+				CASE WHEN in_parts THEN coalesce(parallel, 1) ELSE 1 END, distributed,
+				CASE WHEN distributed THEN migration_ext.placement_digest(relation) END)
 		RETURNING id INTO job;
 	EXCEPTION WHEN unique_violation THEN
 		RAISE EXCEPTION 'a backfill of %.% is already active', relation, quote_ident(column_name)
@@ -2654,9 +2659,9 @@ BEGIN
 	IF claim = 'taken' THEN
 		RETURN;
 	END IF;
-	IF claim = 'full' OR (role_limit > 0 AND migration_ext.walks(j) AND role_limit <= (
+	IF claim = 'full' OR (role_limit > 0 AND role_limit <= (
 			SELECT count(*) FROM migration_ext.backfill_job b WHERE b.owner = j.owner AND b.id <> job
-			AND migration_ext.walks(b) AND b.state IN ('queued', 'running', 'throttled') AND migration_ext.worker_alive(b.pid))) THEN
+			AND b.state IN ('queued', 'running', 'throttled') AND migration_ext.worker_alive(b.pid))) THEN
 		UPDATE migration_ext.backfill_job b SET pid = NULL, state = 'queued', updated_at = now(),
 			warning = CASE WHEN claim = 'full'
 						   THEN 'not started: migration_ext.max_jobs backfill workers are running'
@@ -2707,8 +2712,7 @@ BEGIN
 	END IF;
 	IF role_limit > 0 THEN
 		SELECT count(*) INTO running FROM migration_ext.backfill_job b
-		WHERE b.owner = actor AND migration_ext.walks(b) AND b.state IN ('queued', 'running', 'throttled')
-		  AND migration_ext.worker_alive(b.pid);
+		WHERE b.owner = actor AND b.state IN ('queued', 'running', 'throttled') AND migration_ext.worker_alive(b.pid);
 		IF running >= role_limit THEN
 			RAISE EXCEPTION 'role % already runs % backfill job(s), the limit of migration_ext.max_jobs_per_role', actor,
 				running USING ERRCODE = 'configuration_limit_exceeded',
@@ -2849,14 +2853,12 @@ BEGIN
 			 FOR UPDATE LOOP
 		CONTINUE WHEN migration_ext.worker_alive(j.pid);
 		EXIT WHEN running + resumed >= cluster_limit;
-		-- A job's parts count, its parent (which only gathers) does not.
-		CONTINUE WHEN role_limit > 0 AND migration_ext.walks(j)
-			AND role_limit <= cardinality(array_positions(launched_for, j.owner))
-			+ (SELECT count(*) FROM migration_ext.backfill_job b WHERE b.owner = j.owner AND migration_ext.walks(b)
+		CONTINUE WHEN role_limit > 0 AND role_limit <= cardinality(array_positions(launched_for, j.owner))
+			+ (SELECT count(*) FROM migration_ext.backfill_job b WHERE b.owner = j.owner
 			   AND b.state IN ('queued', 'running', 'throttled') AND migration_ext.worker_alive(b.pid));
 		IF migration_ext.launch_job(j.id) THEN
 			resumed := resumed + 1;
-			launched_for := launched_for || CASE WHEN migration_ext.walks(j) THEN j.owner END;
+			launched_for := launched_for || j.owner;
 		END IF;
 	END LOOP;
 	RETURN resumed;
@@ -3359,6 +3361,46 @@ $$;
 CREATE FUNCTION migration_ext.hold_shard_moves(colocation bigint, for_session boolean) RETURNS boolean
 	LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'mext_hold_shard_moves';
 
+-- Where a distributed table's shards are: every placement's shard and node group, as one digest.
+CREATE FUNCTION migration_ext.placement_digest(relation regclass) RETURNS text
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	digest text;
+BEGIN
+	EXECUTE $q$SELECT md5(string_agg(s.shardid || ':' || p.groupid, ',' ORDER BY s.shardid, p.groupid))
+			   FROM pg_catalog.pg_dist_shard s JOIN pg_catalog.pg_dist_placement p ON p.shardid = s.shardid
+			   WHERE s.logicalrelid = $1$q$
+		INTO digest USING relation;
+	RETURN digest;
+END
+$$;
+
+-- The parent of a distributed job, each time it takes Citus's placement lock (at its start, after a pause,
+-- after a restart): a shard moved while nobody held the lock would leave a part walking a copy that is
+-- gone or no longer read, and the new copy unwalked. Then the job fails, saying so, and its parts are
+-- cancelled; false is returned.
+CREATE FUNCTION migration_ext.check_placements(job bigint) RETURNS boolean
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	j migration_ext.backfill_job;
+BEGIN
+	SELECT * INTO j FROM migration_ext.backfill_job b WHERE b.id = job FOR UPDATE;
+	IF NOT FOUND OR NOT j.distributed OR j.placements IS NULL
+	   OR j.placements = migration_ext.placement_digest(j.relation) THEN
+		RETURN true;
+	END IF;
+	UPDATE migration_ext.backfill_job b SET requested = 'cancel' WHERE b.id = job;
+	PERFORM migration_ext.relay_to_parts(job);
+	UPDATE migration_ext.backfill_job b SET state = 'failed', requested = NULL, pid = NULL, throttle_reason = NULL,
+		finished_at = now(), updated_at = now(),
+		last_error = format('shards of %s moved while the job did not hold them (paused or restarting): its parts were cancelled; start a new backfill, converted rows are skipped', j.relation)
+	WHERE b.id = job;
+	RETURN false;
+END
+$$;
+
 -- The id under which Citus locks the placements of a distributed table: its colocation group.
 CREATE FUNCTION migration_ext.colocation_lock_id(relation regclass) RETURNS bigint
 	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
@@ -3479,8 +3521,11 @@ BEGIN
 			UPDATE migration_ext.backfill_job b SET requested = 'pause', updated_at = now(),
 				state = CASE WHEN migration_ext.worker_alive(b.pid) THEN b.state ELSE 'paused' END
 			WHERE b.id = part.id AND (b.requested IS DISTINCT FROM 'pause' OR NOT migration_ext.worker_alive(b.pid));
+		-- (A part left queued because no worker could start, for the cluster's or the role's limit, is tried
+		-- again every few seconds, not at every round.)
 		ELSIF part.requested = 'pause' OR part_state IN ('paused', 'interrupted')
-			  OR (part_state = 'queued' AND NOT migration_ext.worker_alive(part.pid)) THEN
+			  OR (part_state = 'queued' AND NOT migration_ext.worker_alive(part.pid)
+				  AND part.updated_at < now() - interval '5 seconds') THEN
 			UPDATE migration_ext.backfill_job b SET requested = NULL, state = 'queued', pid = NULL, updated_at = now()
 			WHERE b.id = part.id AND NOT migration_ext.worker_alive(b.pid);
 			IF FOUND THEN

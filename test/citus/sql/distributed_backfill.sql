@@ -76,6 +76,32 @@ SELECT count(*) AS moved FROM (
 									  shard_transfer_mode => 'block_writes')
 	FROM citus_shards s WHERE s.table_name = 'orders'::regclass AND s.nodeport = :worker1_port LIMIT 1) m;
 
+-- A shard moved while the job is paused (its parent, which holds Citus's placement lock, has stopped): on
+-- resume the job fails, saying so, and its parts are cancelled; it never ends done with a shard unwalked.
+UPDATE orders SET token = 'tok' || id::text;
+SELECT start_backfill('orders', 'token', 'v2', max_rows_per_second => 100) AS job \gset
+SELECT wait_for_progress(:job);
+SELECT pause_backfill(:job);
+SELECT wait_backfill(:job, '60 s');
+SELECT count(*) AS moved FROM (
+	SELECT citus_move_shard_placement(s.shardid, 'localhost', :worker1_port + 1, 'localhost', :worker1_port,
+									  shard_transfer_mode => 'block_writes')
+	FROM citus_shards s WHERE s.table_name = 'orders'::regclass AND s.nodeport = :worker1_port + 1 LIMIT 1) m;
+SELECT resume_backfill(:job);
+SELECT wait_backfill(:job, '60 s');
+SELECT state, last_error LIKE 'shards of public.orders moved while the job did not hold them%' AS says_why
+FROM backfill_status WHERE job = :job;
+\c - - - :worker1_port
+SELECT array_agg(DISTINCT state) AS parts FROM backfill_status WHERE parent_job = :job;
+\c - - - :coordinator_port
+
+-- A Citus table is backfilled from the coordinator only.
+\c - - - :worker1_port
+\set VERBOSITY default
+SELECT start_backfill('orders', 'token', 'v2');
+\set VERBOSITY terse
+\c - - - :coordinator_port
+
 -- Cancel: every part stops.
 UPDATE orders SET token = 'tok' || id::text;
 SELECT start_backfill('orders', 'token', 'v2', max_rows_per_second => 100) AS job \gset
