@@ -270,10 +270,9 @@ BEGIN
 		RETURN 'stop';
 	END IF;
 	settings := to_jsonb(j);
-	reports := coalesce(j.nodes, '{}');
 	-- This node's own parts (all of them without Citus; the coordinator's shards with it).
-	reports := reports || jsonb_build_object(CASE WHEN j.distributed THEN 'coordinator' ELSE 'local' END,
-											 migration_ext.follow_parent(job, false, settings));
+	reports := jsonb_build_object(CASE WHEN j.distributed THEN 'coordinator' ELSE 'local' END,
+								  migration_ext.follow_parent(job, false, settings));
 	IF j.distributed THEN
 		FOR r IN EXECUTE 'SELECT nodename || '':'' || nodeport AS node, success, result
 						  FROM pg_catalog.run_command_on_workers($1)'
@@ -281,7 +280,12 @@ BEGIN
 			IF r.success THEN
 				reports := reports || jsonb_build_object(r.node, r.result::jsonb);
 			ELSE
+				-- Its last report stands while it does not answer (a node removed from the cluster is
+				-- no longer asked, and its report goes).
 				unreachable := concat_ws('; ', unreachable, format('node %s: %s', r.node, r.result));
+				IF j.nodes ? r.node THEN
+					reports := reports || jsonb_build_object(r.node, j.nodes -> r.node);
+				END IF;
 			END IF;
 		END LOOP;
 	END IF;
